@@ -1,0 +1,94 @@
+"""The core runtime: runner, tasks, nurseries, cancel scopes, traps. See DESIGN.md."""
+
+from ._cancel import CancelScope
+from ._context import current_task
+from ._exceptions import (
+    BrokenResourceError,
+    BusyResourceError,
+    Cancelled,
+    ClosedResourceError,
+    EndOfChannel,
+    InternalError,
+    RunFinishedError,
+    WouldBlock,
+)
+from ._io import notify_closing, wait_readable, wait_writable
+from ._ki import currently_ki_protected, disable_ki_protection, enable_ki_protection
+from ._local import RunVar, RunVarToken
+from ._mock_clock import MockClock
+from ._nursery import TASK_STATUS_IGNORED, Nursery, TaskStatus, open_nursery
+from ._parking_lot import ParkingLot, ParkingLotStatistics
+from ._runner import (
+    RunStatistics,
+    RunToken,
+    current_clock,
+    current_effective_deadline,
+    current_root_task,
+    current_statistics,
+    current_time,
+    current_token,
+    in_run,
+    in_task,
+    reschedule,
+    run,
+    spawn_system_task,
+    wait_all_tasks_blocked,
+)
+from ._task import Task
+from ._traps import (
+    Abort,
+    RaiseCancelT,
+    cancel_shielded_checkpoint,
+    checkpoint,
+    checkpoint_if_cancelled,
+    wait_task_rescheduled,
+)
+
+__all__ = [
+    "TASK_STATUS_IGNORED",
+    "Abort",
+    "BrokenResourceError",
+    "BusyResourceError",
+    "CancelScope",
+    "Cancelled",
+    "ClosedResourceError",
+    "EndOfChannel",
+    "InternalError",
+    "MockClock",
+    "Nursery",
+    "ParkingLot",
+    "ParkingLotStatistics",
+    "RaiseCancelT",
+    "RunFinishedError",
+    "RunStatistics",
+    "RunToken",
+    "RunVar",
+    "RunVarToken",
+    "Task",
+    "TaskStatus",
+    "WouldBlock",
+    "cancel_shielded_checkpoint",
+    "checkpoint",
+    "checkpoint_if_cancelled",
+    "current_clock",
+    "current_effective_deadline",
+    "current_root_task",
+    "current_statistics",
+    "current_task",
+    "current_time",
+    "current_token",
+    "currently_ki_protected",
+    "disable_ki_protection",
+    "enable_ki_protection",
+    "in_run",
+    "in_task",
+    "notify_closing",
+    "open_nursery",
+    "reschedule",
+    "run",
+    "spawn_system_task",
+    "wait_all_tasks_blocked",
+    "wait_readable",
+    "wait_task_rescheduled",
+    "wait_writable",
+]

@@ -1,0 +1,119 @@
+"""ParkingLot: the FIFO queue of sleeping tasks underneath every synchronization primitive."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import outcome
+
+from ._context import GLOBAL_RUN_CONTEXT, current_task
+from ._exceptions import BrokenResourceError
+from ._ki import enable_ki_protection
+from ._traps import Abort, RaiseCancelT, wait_task_rescheduled
+
+if TYPE_CHECKING:
+    from ._task import Task
+
+__all__ = ["ParkingLot", "ParkingLotStatistics"]
+
+
+@dataclass(frozen=True)
+class ParkingLotStatistics:
+    """``tasks_waiting``: how many tasks are parked in the lot."""
+
+    tasks_waiting: int
+
+
+class ParkingLot:
+    """A fair (FIFO) queue of parked tasks, woken explicitly by ``unpark``.
+
+    It holds no state of its own beyond who is waiting: primitives like Lock or Event keep
+    their state and use a lot to sleep on it. ``bool(lot)`` is True when anyone is parked.
+    """
+
+    __slots__ = ("_parked", "broken_by")
+
+    def __init__(self) -> None:
+        # A dict is an insertion-ordered set with O(1) removal from the middle, which
+        # cancellation needs.
+        self._parked: dict[Task, None] = {}
+        self.broken_by: list[Task] = []
+
+    def __len__(self) -> int:
+        return len(self._parked)
+
+    def __bool__(self) -> bool:
+        return bool(self._parked)
+
+    @enable_ki_protection
+    async def park(self) -> None:
+        """Sleep until unparked (or cancelled). Raises ``BrokenResourceError`` if broken."""
+        task = current_task()
+        if self.broken_by:
+            raise BrokenResourceError(
+                f"Attempted to park in a parking lot broken by {self.broken_by[0]!r}"
+            )
+        self._parked[task] = None
+        task.custom_sleep_data = self
+
+        def abort(raise_cancel: RaiseCancelT) -> Abort:
+            # The task may have been reparked into another lot meanwhile.
+            del task.custom_sleep_data._parked[task]
+            return Abort.SUCCEEDED
+
+        await wait_task_rescheduled(abort)
+
+    def _pop(self, count: int | float) -> Iterator[Task]:
+        if count < 0:
+            raise ValueError("count must be >= 0")
+        parked = self._parked
+        while count > 0 and parked:
+            task = next(iter(parked))
+            del parked[task]
+            count -= 1
+            yield task
+
+    @enable_ki_protection
+    def unpark(self, *, count: int | float = 1) -> list[Task]:
+        """Wake the ``count`` longest-waiting tasks; return them."""
+        tasks = list(self._pop(count))
+        reschedule = GLOBAL_RUN_CONTEXT.runner.reschedule
+        for task in tasks:
+            reschedule(task)
+        return tasks
+
+    def unpark_all(self) -> list[Task]:
+        """Wake every parked task; return them."""
+        return self.unpark(count=len(self))
+
+    @enable_ki_protection
+    def repark(self, new_lot: ParkingLot, *, count: int | float = 1) -> None:
+        """Move the ``count`` longest-waiting tasks to the back of ``new_lot`` without waking
+        them (used e.g. by Condition.notify to move waiters onto a lock's queue)."""
+        if not isinstance(new_lot, ParkingLot):
+            raise TypeError("new_lot must be a ParkingLot")
+        for task in self._pop(count):
+            new_lot._parked[task] = None
+            task.custom_sleep_data = new_lot
+
+    def repark_all(self, new_lot: ParkingLot) -> None:
+        """Move every parked task to ``new_lot``."""
+        return self.repark(new_lot, count=len(self))
+
+    @enable_ki_protection
+    def break_lot(self, task: Task | None = None) -> None:
+        """Mark the lot broken by ``task`` (default: the current task): every parked task
+        and every later ``park`` get ``BrokenResourceError``."""
+        if task is None:
+            task = current_task()
+        if task not in self.broken_by:
+            self.broken_by.append(task)
+        error = outcome.Error(BrokenResourceError(f"Parking lot broken by {task!r}"))
+        reschedule = GLOBAL_RUN_CONTEXT.runner.reschedule
+        for parked in list(self._pop(len(self))):
+            reschedule(parked, error)
+
+    def statistics(self) -> ParkingLotStatistics:
+        return ParkingLotStatistics(tasks_waiting=len(self._parked))

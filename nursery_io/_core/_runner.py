@@ -1,0 +1,662 @@
+"""The runner: one object per run that owns the tasks, the clock and the kernel.
+
+One turn of the loop (see DESIGN.md "The loop"):
+
+1. work out how long we may sleep: 0 if anything is runnable, else until the next deadline;
+2. ``Kernel.poll``: submit ring work, sleep in the one epoll set, dispatch what woke us;
+3. expire deadlines; wake ``wait_all_tasks_blocked`` waiters or autojump a MockClock when
+   the run is idle;
+4. run one *batch*: every task that was runnable when the batch began runs exactly one
+   step. Tasks made runnable during the batch wait for the next one, which bounds
+   unfairness: nobody runs twice while someone else waits.
+
+When tasks are runnable back to back, polling the kernel after every small batch costs a
+syscall and two clock reads per socket operation (Trio issue #1595). So while the run queue
+stays non-empty we poll at most every ``_BUSY_POLL_INTERVAL_NS``; I/O readiness, timers and
+cross-thread callbacks are then noticed at most that late, and a checkpoint still reschedules
+the task behind everything else that is runnable.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import math
+import signal
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+
+import outcome
+import sniffio
+
+from .._kernel.kernel import Kernel
+from ._asyncgens import AsyncGenerators
+from ._cancel import Deadlines
+from ._clock import SystemClock
+from ._context import GLOBAL_RUN_CONTEXT, current_runner, current_task
+from ._exceptions import Cancelled, InternalError, RunFinishedError
+from ._instruments import Instruments
+from ._ki import enable_ki_protection, ki_protection_enabled
+from ._nursery import Nursery, open_nursery
+from ._task import Task
+from ._traps import CHECKPOINT, SCHEDULE_POINT, Abort, WaitTaskRescheduled, wait_task_rescheduled
+from ._util import coroutine_or_error, name_for_task
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from .._abc_clock import Clock, Instrument
+
+__all__ = [
+    "RunStatistics",
+    "RunToken",
+    "Runner",
+    "current_clock",
+    "current_effective_deadline",
+    "current_root_task",
+    "current_statistics",
+    "current_time",
+    "current_token",
+    "in_run",
+    "in_task",
+    "reschedule",
+    "run",
+    "spawn_system_task",
+    "wait_all_tasks_blocked",
+]
+
+RetT = TypeVar("RetT")
+
+_BUSY_POLL_INTERVAL_NS: Final = 500_000
+_LIBRARY_NAME: Final = "nursery_io"
+
+
+class _ResumeCheckpoint:
+    __slots__ = ()
+
+
+class _Throw:
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+_RESUME_CHECKPOINT: Final = _ResumeCheckpoint()
+
+
+@dataclass(frozen=True)
+class RunStatistics:
+    """A snapshot of the run, from :func:`nursery_io.lowlevel.current_statistics`."""
+
+    tasks_living: int
+    tasks_runnable: int
+    seconds_to_next_deadline: float
+    io_statistics: Any
+    run_sync_soon_queue_size: int
+    #: Loop turns that polled the kernel, and task steps taken, since the run began.
+    kernel_polls: int = 0
+    task_steps: int = 0
+
+
+class RunToken:
+    """A handle on a run that other threads may use to call into it.
+
+    Get it with :func:`nursery_io.lowlevel.current_token` (Trio spelling:
+    ``current_trio_token``). Hashable; equal only to itself.
+    """
+
+    __slots__ = ("__weakref__", "_runner")
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+
+    def __repr__(self) -> str:
+        return f"<nursery_io.lowlevel.RunToken at {id(self):#x}>"
+
+    def run_sync_soon(
+        self, sync_fn: Callable[..., object], *args: object, idempotent: bool = False
+    ) -> None:
+        """Schedule ``sync_fn(*args)`` to run in the run's thread, soon. Thread- and
+        signal-safe.
+
+        The callback runs outside any task, with KeyboardInterrupt protection. It must not
+        raise: an exception ends the run with :class:`InternalError`. With
+        ``idempotent=True``, a call identical (same function and arguments) to one still
+        pending is dropped. Raises :class:`RunFinishedError` once the run has finished.
+        """
+        self._runner.run_sync_soon(sync_fn, args, idempotent)
+
+
+class Runner:
+    """All the state of one run. Created by :func:`run`; reached through module functions."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        instruments: Instruments,
+        restrict_ki: bool,
+        strict_exception_groups: bool,
+    ) -> None:
+        self.clock = clock
+        self.instruments = instruments
+        self.restrict_keyboard_interrupt_to_checkpoints = restrict_ki
+        self.strict_exception_groups = strict_exception_groups
+        self.kernel = Kernel(handle_signals=True)
+        self.runq: list[Task] = []
+        self.tasks: set[Task] = set()
+        self.deadlines = Deadlines()
+        self.init_task: Task | None = None
+        self.main_task: Task | None = None
+        self.main_task_outcome: outcome.Outcome[Any] | None = None
+        self.system_nursery: Nursery | None = None
+        self.system_context = contextvars.copy_context()
+        self.ki_pending = False
+        self.waiting_for_idle: dict[tuple[float, int], Task] = {}
+        self._idle_tiebreak = 0
+        self.clock_autojump_threshold = math.inf
+        self.crash: BaseException | None = None
+        self.token = RunToken(self)
+        self.asyncgens = AsyncGenerators(self)
+        self.done = False
+        self._entry_lock = threading.RLock()
+        self._idempotent: dict[tuple[Callable[..., object], tuple[object, ...]], None] = {}
+        self._last_poll_ns = 0
+        self.task_steps = 0
+        self.run_locals: dict[object, object] = {}
+
+    # ----- spawning and scheduling -----
+
+    def spawn_impl(
+        self,
+        async_fn: Callable[..., Awaitable[object]],
+        args: tuple[object, ...],
+        nursery: Nursery | None,
+        name: object,
+        *,
+        system_task: bool = False,
+        context: contextvars.Context | None = None,
+        task_status: object = None,
+    ) -> Task:
+        if nursery is not None and nursery._closed:
+            raise RuntimeError("Nursery is closed to new arrivals")
+        if context is None:
+            context = self.system_context.copy() if system_task else contextvars.copy_context()
+        if task_status is None:
+            coro = context.run(coroutine_or_error, async_fn, *args)
+        else:
+            coro = context.run(coroutine_or_error, async_fn, *args, task_status=task_status)
+        task = Task(self, coro, name_for_task(async_fn, name), context, nursery, system_task)
+        self.tasks.add(task)
+        if nursery is not None:
+            nursery._children.add(task)
+            task._activate_cancel_status(nursery._cancel_status)
+        if "task_spawned" in self.instruments:
+            self.instruments.call("task_spawned", task)
+        task._next_send = None
+        self.runq.append(task)
+        if "task_scheduled" in self.instruments:
+            self.instruments.call("task_scheduled", task)
+        return task
+
+    def reschedule(self, task: Task, next_send: outcome.Outcome[Any] | None = None) -> None:
+        if task._abort_func is None:
+            raise RuntimeError(
+                f"{task!r} is not parked in wait_task_rescheduled; it cannot be rescheduled"
+            )
+        task._abort_func = None
+        task.custom_sleep_data = None
+        task._next_send = next_send
+        self.runq.append(task)
+        if "task_scheduled" in self.instruments:
+            self.instruments.call("task_scheduled", task)
+
+    def task_exited(self, task: Task, result: outcome.Outcome[Any]) -> None:
+        status = task._cancel_status
+        if (status is not None and status.abandoned_by_misnesting and status.parent is None) or any(
+            not nursery._closed for nursery in task._child_nurseries
+        ):
+            try:
+                raise RuntimeError(
+                    f"Cancel scope stack corrupted: a cancel scope or nursery opened by "
+                    f"{task!r} was still open, or closed out of order, when the task exited. "
+                    "Cancel scopes must be exited in the reverse order of entry, in the task "
+                    "that entered them."
+                )
+            except RuntimeError as misnesting:
+                if isinstance(result, outcome.Error):
+                    misnesting.__context__ = result.error
+                result = outcome.Error(misnesting)
+        task._activate_cancel_status(None)
+        self.tasks.remove(task)
+        if task is self.init_task:
+            # The init task only fails if a system task crashed or the runtime is broken.
+            result.unwrap()
+            return
+        if task is self.main_task:
+            self.main_task_outcome = result
+            result = outcome.Value(None)
+        assert task._parent_nursery is not None
+        task._parent_nursery._child_finished(task, result)
+        if "task_exited" in self.instruments:
+            self.instruments.call("task_exited", task)
+
+    # ----- the loop -----
+
+    def run_batch(self) -> None:
+        """Run one step of every task that is runnable right now."""
+        batch = self.runq
+        if not batch:
+            return
+        self.runq = runq = cast(list[Task], [])
+        append = runq.append
+        ctx = GLOBAL_RUN_CONTEXT
+        instruments = self.instruments
+        self.task_steps += len(batch)
+        for task in batch:
+            ctx.task = task
+            next_send = task._next_send
+            coro = task.coro
+            if next_send is _RESUME_CHECKPOINT:
+                task._cancel_points += 1
+                next_send = task._cancel_status.effectively_cancelled or (
+                    self.ki_pending and task is self.main_task
+                )
+                send = coro.send
+            elif type(next_send) is _Throw:
+                send = coro.throw
+                next_send = next_send.exc
+            else:
+                send = coro.send
+            if instruments and "before_task_step" in instruments:
+                instruments.call("before_task_step", task)
+            try:
+                msg = task.context.run(send, next_send)
+            except StopIteration as stop:
+                self.task_exited(task, outcome.Value(stop.value))
+            except BaseException as exc:
+                tb = exc.__traceback__
+                # Drop this frame from the traceback: it says nothing about the task.
+                self.task_exited(
+                    task, outcome.Error(exc.with_traceback(tb.tb_next if tb else None))
+                )
+                del exc, tb
+            else:
+                task._schedule_points += 1
+                if msg is CHECKPOINT:
+                    task._next_send = _RESUME_CHECKPOINT
+                    append(task)
+                    if instruments and "task_scheduled" in instruments:
+                        instruments.call("task_scheduled", task)
+                elif type(msg) is WaitTaskRescheduled:
+                    task._cancel_points += 1
+                    task._abort_func = msg.abort_func
+                    if self.ki_pending and task is self.main_task:
+                        task._attempt_delivery_of_pending_ki()
+                    task._attempt_delivery_of_any_pending_cancel()
+                elif msg is SCHEDULE_POINT:
+                    task._next_send = None
+                    append(task)
+                    if instruments and "task_scheduled" in instruments:
+                        instruments.call("task_scheduled", task)
+                else:
+                    task._next_send = _Throw(
+                        TypeError(
+                            f"nursery_io received an unrecognized yield message {msg!r}. Are "
+                            "you awaiting something from another async library (asyncio, "
+                            "curio, ...)? That cannot work inside nursery_io without a "
+                            "compatibility layer."
+                        )
+                    )
+                    append(task)
+            if instruments and "after_task_step" in instruments:
+                instruments.call("after_task_step", task)
+        del ctx.task
+
+    def _sleep_timeout(self) -> tuple[float, int]:
+        """How long the kernel may sleep, and what to do if it sleeps that long (0/1/2)."""
+        deadline = self.deadlines.next_deadline()
+        if deadline == math.inf:
+            timeout = math.inf
+        else:
+            timeout = max(0.0, self.clock.deadline_to_sleep_time(deadline))
+        primed = 0
+        if self.waiting_for_idle:
+            cushion = min(self.waiting_for_idle)[0]
+            if cushion < timeout:
+                timeout = cushion
+                primed = 1
+        elif self.clock_autojump_threshold < timeout:
+            timeout = self.clock_autojump_threshold
+            primed = 2
+        return timeout, primed
+
+    def run_turn(self) -> None:
+        """One loop turn: poll the kernel (unless busy and polled very recently), run a batch."""
+        kernel = self.kernel
+        if self.runq:
+            now_ns = time.monotonic_ns()
+            if now_ns - self._last_poll_ns < _BUSY_POLL_INTERVAL_NS:
+                self.run_batch()
+                return
+            timeout, primed = 0.0, 0
+        else:
+            timeout, primed = self._sleep_timeout()
+        instruments = self.instruments
+        if instruments and "before_io_wait" in instruments:
+            instruments.call("before_io_wait", timeout)
+        events = kernel.poll(-1 if timeout == math.inf else min(timeout, 86400.0))
+        self._last_poll_ns = time.monotonic_ns()
+        if instruments and "after_io_wait" in instruments:
+            instruments.call("after_io_wait", timeout)
+        if self.crash is not None:
+            crash, self.crash = self.crash, None
+            raise crash
+        if self.deadlines and self.deadlines.expire(self.clock.current_time()):
+            primed = 0
+        if primed and not self.runq and not events:
+            if primed == 1:
+                cushion = min(self.waiting_for_idle)[0]
+                for key in sorted(self.waiting_for_idle):
+                    if key[0] != cushion:
+                        break
+                    self.reschedule(self.waiting_for_idle.pop(key))
+            else:
+                autojump = getattr(self.clock, "_autojump", None)
+                if autojump is not None:
+                    autojump()
+        self.run_batch()
+
+    async def init(
+        self, async_fn: Callable[..., Awaitable[object]], args: tuple[object, ...]
+    ) -> None:
+        async with open_nursery() as system_nursery:
+            self.system_nursery = system_nursery
+            async with open_nursery() as main_task_nursery:
+                try:
+                    self.main_task = self.spawn_impl(async_fn, args, main_task_nursery, None)
+                except BaseException as exc:
+                    self.main_task_outcome = outcome.Error(exc)
+            # The main task is done: system tasks exist only to serve it.
+            system_nursery.cancel_scope._cancel(source="shutdown")
+        await self.asyncgens.finalize_remaining()
+
+    # ----- entry from other threads -----
+
+    def run_sync_soon(
+        self, sync_fn: Callable[..., object], args: tuple[object, ...], idempotent: bool
+    ) -> None:
+        with self._entry_lock:
+            if self.done:
+                raise RunFinishedError("the run has already finished")
+            if idempotent:
+                key = (sync_fn, args)
+                if key in self._idempotent:
+                    return
+                self._idempotent[key] = None
+            self.kernel.call_soon_threadsafe(
+                functools.partial(self._run_callback, sync_fn, args, idempotent)
+            )
+
+    @enable_ki_protection
+    def _run_callback(
+        self, sync_fn: Callable[..., object], args: tuple[object, ...], idempotent: bool
+    ) -> None:
+        if idempotent:
+            self._idempotent.pop((sync_fn, args), None)
+        try:
+            sync_fn(*args)
+        except BaseException as exc:
+            if self.crash is None:
+                crash = InternalError(f"run_sync_soon callback {sync_fn!r} raised an exception")
+                crash.__cause__ = exc
+                self.crash = crash
+
+    # ----- KeyboardInterrupt -----
+
+    def deliver_ki(self) -> None:
+        self.ki_pending = True
+        try:
+            self.run_sync_soon(self._deliver_ki_cb, (), True)
+        except RunFinishedError:
+            pass
+
+    def _deliver_ki_cb(self) -> None:
+        if not self.ki_pending:
+            return
+        main = self.main_task
+        if main is not None and main in self.tasks:
+            main._attempt_delivery_of_pending_ki()
+
+    # ----- teardown -----
+
+    def close(self) -> None:
+        with self._entry_lock:
+            self.done = True
+        # Callbacks queued before the run was marked finished still run, as promised.
+        try:
+            self.kernel.run_entry_queue()
+        finally:
+            self.kernel.close()
+            self.asyncgens.close()
+
+    def statistics(self) -> RunStatistics:
+        deadline = self.deadlines.next_deadline()
+        return RunStatistics(
+            tasks_living=len(self.tasks),
+            tasks_runnable=len(self.runq),
+            seconds_to_next_deadline=deadline - self.clock.current_time(),
+            io_statistics=self.kernel.statistics(),
+            run_sync_soon_queue_size=self.kernel.entry_queue_size,
+            kernel_polls=self.kernel.polls,
+            task_steps=self.task_steps,
+        )
+
+
+@contextmanager
+def _ki_handler(runner: Runner) -> Iterator[None]:
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        # Someone installed their own SIGINT handler (or we can't install one): leave it.
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if not runner.restrict_keyboard_interrupt_to_checkpoints and not ki_protection_enabled(
+            frame
+        ):
+            raise KeyboardInterrupt
+        runner.deliver_ki()
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is handler:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _close_leftover_coroutines(runner: Runner) -> None:
+    for task in list(runner.tasks):
+        try:
+            task.coro.close()
+        except BaseException:
+            pass
+    runner.tasks.clear()
+
+
+@enable_ki_protection
+def run(
+    async_fn: Callable[..., Awaitable[RetT]],
+    *args: object,
+    clock: Clock | None = None,
+    instruments: tuple[Instrument, ...] | list[Instrument] = (),
+    restrict_keyboard_interrupt_to_checkpoints: bool = False,
+    strict_exception_groups: bool = True,
+) -> RetT:
+    """Run ``await async_fn(*args)`` in a new event loop and return its result.
+
+    This is the entry point: everything else in nursery_io must be called (directly or
+    indirectly) from inside ``async_fn``. The run ends when ``async_fn`` returns and every
+    system task has finished. Its exception, if any, propagates out.
+
+    ``clock`` replaces the system clock (e.g. :class:`nursery_io.testing.MockClock`);
+    ``instruments`` are :class:`nursery_io.abc.Instrument` objects installed for the whole
+    run. With ``restrict_keyboard_interrupt_to_checkpoints=True``, Ctrl-C is only ever
+    delivered at a checkpoint of the main task, never in the middle of user code.
+    ``strict_exception_groups=False`` lets a nursery with a single error raise that error
+    bare instead of wrapped in an exception group (not recommended).
+    """
+    if hasattr(GLOBAL_RUN_CONTEXT, "runner"):
+        raise RuntimeError(
+            "Attempted to call nursery_io.run() from inside a run. Await the function "
+            "directly, or start it in a nursery, instead of starting a second loop."
+        )
+    if clock is None:
+        clock = SystemClock()
+    runner = Runner(
+        clock,
+        Instruments(instruments),
+        restrict_keyboard_interrupt_to_checkpoints,
+        strict_exception_groups,
+    )
+    previous_library = sniffio.thread_local.name
+    sniffio.thread_local.name = _LIBRARY_NAME
+    GLOBAL_RUN_CONTEXT.runner = runner
+    failure: BaseException | None = None
+    try:
+        with _ki_handler(runner):
+            try:
+                runner.asyncgens.install_hooks()
+                clock.start_clock()
+                if "before_run" in runner.instruments:
+                    runner.instruments.call("before_run")
+                runner.init_task = runner.spawn_impl(
+                    runner.init, (async_fn, args), None, "<init>", system_task=True
+                )
+                while runner.tasks:
+                    runner.run_turn()
+                if "after_run" in runner.instruments:
+                    runner.instruments.call("after_run")
+            except BaseException as exc:
+                failure = exc
+            finally:
+                if failure is not None:
+                    _close_leftover_coroutines(runner)
+                try:
+                    runner.close()
+                except BaseException as exc:  # pragma: no cover - defensive
+                    failure = failure or exc
+    finally:
+        del GLOBAL_RUN_CONTEXT.runner
+        sniffio.thread_local.name = previous_library
+    if failure is not None:
+        if isinstance(failure, InternalError):
+            raise failure
+        raise InternalError("internal error in nursery_io; please report it") from failure
+    result = runner.main_task_outcome
+    assert result is not None
+    if runner.ki_pending:
+        ki = KeyboardInterrupt()
+        if isinstance(result, outcome.Error):
+            ki.__context__ = result.error
+        raise ki
+    if isinstance(result, outcome.Error) and isinstance(result.error, Cancelled):
+        raise InternalError(
+            "a Cancelled exception escaped the main task; this means a cancel scope was "
+            "exited out of order or a Cancelled was raised by hand"
+        ) from result.error
+    return result.unwrap()  # type: ignore[no-any-return]
+
+
+# ----- module-level API over the current runner -----
+
+
+def reschedule(task: Task, next_send: outcome.Outcome[Any] | None = None) -> None:
+    """Wake a task parked in :func:`wait_task_rescheduled`, sending it ``next_send``
+    (an :class:`outcome.Outcome`; the default means ``outcome.Value(None)``)."""
+    current_runner().reschedule(task, next_send)
+
+
+def current_time() -> float:
+    """The current time according to the run's clock (seconds, arbitrary origin)."""
+    return current_runner().clock.current_time()
+
+
+def current_clock() -> Clock:
+    """The clock this run uses."""
+    return current_runner().clock
+
+
+def current_root_task() -> Task | None:
+    """The task at the root of the task tree (it runs the system nursery)."""
+    return current_runner().init_task
+
+
+def current_statistics() -> RunStatistics:
+    """A snapshot of the run's scheduler and kernel state."""
+    return current_runner().statistics()
+
+
+def current_token() -> RunToken:
+    """The :class:`RunToken` of the current run (Trio spelling: ``current_trio_token``)."""
+    return current_runner().token
+
+
+def current_effective_deadline() -> float:
+    """The deadline that applies to the current task: the earliest one among its enclosing
+    scopes up to the first shield. ``-inf`` if it is already cancelled, ``inf`` if none."""
+    return current_task()._cancel_status.effective_deadline()
+
+
+def in_run() -> bool:
+    """Whether the calling thread is inside a run (Trio spelling: ``in_trio_run``)."""
+    return hasattr(GLOBAL_RUN_CONTEXT, "runner")
+
+
+def in_task() -> bool:
+    """Whether the caller is running inside a task (Trio spelling: ``in_trio_task``)."""
+    return hasattr(GLOBAL_RUN_CONTEXT, "task")
+
+
+def spawn_system_task(
+    async_fn: Callable[..., Awaitable[object]],
+    *args: object,
+    name: object = None,
+    context: contextvars.Context | None = None,
+) -> Task:
+    """Start a task in the run's system nursery.
+
+    System tasks are cancelled when the main task exits, are KeyboardInterrupt-protected,
+    and if one raises, the run ends with :class:`InternalError`.
+    """
+    runner = current_runner()
+    return runner.spawn_impl(
+        async_fn, args, runner.system_nursery, name, system_task=True, context=context
+    )
+
+
+async def wait_all_tasks_blocked(cushion: float = 0.0) -> None:
+    """Wait until every other task is blocked and has been for ``cushion`` seconds.
+
+    "Blocked" means parked waiting for something external (I/O, a timer, another thread).
+    Useful in tests to reach a quiescent state deterministically. Time is real time, even
+    under a :class:`~nursery_io.testing.MockClock`.
+    """
+    task = current_task()
+    runner = task._runner
+    runner._idle_tiebreak += 1
+    key = (float(cushion), runner._idle_tiebreak)
+    runner.waiting_for_idle[key] = task
+
+    def abort(_: object) -> Abort:
+        del runner.waiting_for_idle[key]
+        return Abort.SUCCEEDED
+
+    await wait_task_rescheduled(abort)

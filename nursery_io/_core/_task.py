@@ -1,0 +1,170 @@
+"""The Task object: one coroutine scheduled by the runner."""
+
+from __future__ import annotations
+
+import contextvars
+import types
+from collections.abc import Coroutine, Iterator
+from typing import TYPE_CHECKING, Any
+
+import outcome
+
+from ._exceptions import Cancelled, InternalError
+from ._traps import Abort, RaiseCancelT
+
+if TYPE_CHECKING:
+    from ._cancel import CancelStatus
+    from ._nursery import Nursery
+    from ._runner import Runner
+
+__all__ = ["Task"]
+
+
+class Task:
+    """A running task. Get the current one with :func:`nursery_io.lowlevel.current_task`.
+
+    Public attributes: ``name``, ``coro``, ``context`` (a :class:`contextvars.Context`;
+    assigning a new one takes effect at the task's next step), ``custom_sleep_data`` (free
+    for the code that parks the task), and the nursery accessors below.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_abort_func",
+        "_cancel_points",
+        "_cancel_status",
+        "_child_nurseries",
+        "_eventual_parent_nursery",
+        "_next_send",
+        "_parent_nursery",
+        "_runner",
+        "_schedule_points",
+        "_system_task",
+        "context",
+        "coro",
+        "custom_sleep_data",
+        "name",
+    )
+
+    def __init__(
+        self,
+        runner: Runner,
+        coro: Coroutine[Any, Any, Any],
+        name: str,
+        context: contextvars.Context,
+        parent_nursery: Nursery | None,
+        system_task: bool,
+    ) -> None:
+        self._runner = runner
+        self.coro = coro
+        self.name = name
+        self.context = context
+        self._parent_nursery = parent_nursery
+        self._eventual_parent_nursery: Nursery | None = None
+        self._child_nurseries: list[Nursery] = []
+        self._cancel_status: CancelStatus = None  # type: ignore[assignment]
+        self._abort_func: Any = None
+        self._next_send: Any = None
+        self._cancel_points = 0
+        self._schedule_points = 0
+        self._system_task = system_task
+        self.custom_sleep_data: Any = None
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name!r} at {id(self):#x}>"
+
+    @property
+    def parent_nursery(self) -> Nursery | None:
+        """The nursery this task lives in (None only for the run's root task)."""
+        return self._parent_nursery
+
+    @property
+    def eventual_parent_nursery(self) -> Nursery | None:
+        """For a task launched by ``Nursery.start()`` that hasn't called ``started()`` yet:
+        the nursery it will move to. Otherwise None."""
+        return self._eventual_parent_nursery
+
+    @property
+    def child_nurseries(self) -> list[Nursery]:
+        """The nurseries this task has open, outermost first."""
+        return list(self._child_nurseries)
+
+    def iter_await_frames(self) -> Iterator[tuple[types.FrameType, int]]:
+        """Yield ``(frame, lineno)`` for each frame in the task's current await chain.
+
+        Starts at the task's root coroutine and follows what each frame is awaiting, so
+        the last item is where the task is suspended (or running).
+        """
+        awaitable: Any = self.coro
+        while awaitable is not None:
+            if isinstance(awaitable, types.CoroutineType):
+                frame, awaitable = awaitable.cr_frame, awaitable.cr_await
+            elif isinstance(awaitable, types.GeneratorType):
+                frame, awaitable = awaitable.gi_frame, awaitable.gi_yieldfrom
+            elif isinstance(awaitable, types.AsyncGeneratorType):
+                frame, awaitable = awaitable.ag_frame, awaitable.ag_await
+            else:
+                # Objects like async_generator_asend don't expose what they wrap.
+                return
+            if frame is None:
+                return
+            yield frame, frame.f_lineno
+
+    # ----- cancellation plumbing (runner-internal) -----
+
+    def _activate_cancel_status(self, status: CancelStatus | None) -> None:
+        old = self._cancel_status
+        if old is not None:
+            old.tasks.discard(self)
+        self._cancel_status = status  # type: ignore[assignment]
+        if status is not None:
+            status.tasks.add(self)
+            if status.effectively_cancelled:
+                self._attempt_delivery_of_any_pending_cancel()
+
+    def _attempt_abort(self, raise_cancel: RaiseCancelT) -> None:
+        # Only called while the task is parked in wait_task_rescheduled.
+        abort_func = self._abort_func
+        try:
+            success = abort_func(raise_cancel)
+        except BaseException as exc:
+            raise InternalError("an abort function raised an exception") from exc
+        if type(success) is not Abort:
+            raise InternalError(f"abort function must return an Abort value, not {success!r}")
+        if success is Abort.SUCCEEDED:
+            self._runner.reschedule(self, outcome.capture(raise_cancel))
+
+    def _attempt_delivery_of_any_pending_cancel(self) -> None:
+        if self._abort_func is None:
+            return
+        status = self._cancel_status
+        if not status.effectively_cancelled:
+            return
+        # The Cancelled belongs to the outermost cancelled scope this task can see: that is
+        # the scope that will catch it, so its reason is the one to report.
+        while status.parent_cancellation_is_visible_to_us:
+            assert status.parent is not None
+            status = status.parent
+        template = status.scope._cancel_reason
+
+        def raise_cancel() -> Any:
+            if template is None:
+                raise Cancelled._create(source="unknown")
+            raise Cancelled._create(
+                source=template.source, reason=template.reason, source_task=template.source_task
+            )
+
+        self._attempt_abort(raise_cancel)
+
+    def _attempt_delivery_of_pending_ki(self) -> None:
+        if self._abort_func is None:
+            return
+
+        runner = self._runner
+
+        def raise_ki() -> Any:
+            # Cleared only when actually delivered: an abort that fails keeps it pending.
+            runner.ki_pending = False
+            raise KeyboardInterrupt
+
+        self._attempt_abort(raise_ki)

@@ -1,0 +1,161 @@
+"""The one kernel object a run drives: epoll, wake-ups, the file engine, the entry queue.
+
+The process sleeps in exactly one place, :meth:`Kernel.poll`: sockets, the ring fd, the
+eventfd used by other threads and the signal wake-up socket all live in one epoll set.
+"""
+
+from __future__ import annotations
+
+import select
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .epoll import EpollRegistry
+from .wakeup import SignalWakeup, WakeupFd
+
+if TYPE_CHECKING:
+    from .engine import FileEngine
+
+__all__ = ["Kernel", "KernelStatistics"]
+
+
+@dataclass(frozen=True)
+class KernelStatistics:
+    """What the kernel layer has been doing; ``current_statistics().io_statistics``."""
+
+    backend: str
+    #: fds with a task waiting for readiness right now
+    fds_watched: int
+    #: times the loop polled the kernel (epoll_wait calls)
+    kernel_polls: int
+    #: the file engine's statistics (``IOStatistics``), or None if no file op ran yet
+    file_engine: Any
+
+
+class Kernel:
+    """Per-run kernel state. Everything except :meth:`call_soon_threadsafe` is loop-thread only."""
+
+    def __init__(self, *, handle_signals: bool) -> None:
+        self._epoll = select.epoll()
+        self.registry = EpollRegistry(self._epoll)
+        self._wakeup = WakeupFd()
+        self._wakeup_fd = self._wakeup.fileno()
+        self._epoll.register(self._wakeup_fd, select.EPOLLIN)
+        self._signal_wakeup: SignalWakeup | None = None
+        self._signal_fd = -1
+        if handle_signals and SignalWakeup.available():
+            self._signal_wakeup = SignalWakeup()
+            self._signal_wakeup.install()
+            self._signal_fd = self._signal_wakeup.fileno()
+            self._epoll.register(self._signal_fd, select.EPOLLIN)
+        # Callbacks queued from other threads (and signal handlers) to run in the loop thread.
+        self._entry_queue: deque[Callable[[], None]] = deque()
+        # True while the loop thread is inside (or about to enter) epoll_wait: producers only
+        # pay for an eventfd write when the loop could actually be asleep.
+        self._sleeping = False
+        self._engine: FileEngine | None = None
+        self._ring_fd = -1
+        self.polls = 0
+        self._closed = False
+
+    # ----- cross-thread entry queue -----
+
+    def call_soon_threadsafe(self, callback: Callable[[], None]) -> None:
+        """Queue ``callback`` to run in the loop thread during the next :meth:`poll`."""
+        self._entry_queue.append(callback)
+        if self._sleeping:
+            self._wakeup.wakeup_threadsafe()
+
+    def wakeup_threadsafe(self) -> None:
+        self._wakeup.wakeup_threadsafe()
+
+    @property
+    def entry_queue_size(self) -> int:
+        return len(self._entry_queue)
+
+    # ----- file engine -----
+
+    @property
+    def engine(self) -> FileEngine:
+        """The file engine, created on first use so runs that never touch files pay nothing."""
+        engine = self._engine
+        if engine is None:
+            from .engine import FileEngine
+
+            engine = self._engine = FileEngine(self.call_soon_threadsafe)
+            if engine.ring_fd is not None:
+                self._ring_fd = engine.ring_fd
+                self._epoll.register(self._ring_fd, select.EPOLLIN)
+        return engine
+
+    @property
+    def engine_started(self) -> bool:
+        return self._engine is not None
+
+    # ----- the loop's only blocking call -----
+
+    def poll(self, timeout: float) -> int:
+        """Submit pending ring work, sleep up to ``timeout`` seconds (-1: forever), dispatch.
+
+        Returns how many things happened (fd events plus cross-thread callbacks run), so the
+        caller can tell "slept the whole timeout with nothing happening" from real work.
+        """
+        engine = self._engine
+        if engine is not None:
+            engine.flush()
+        queue = self._entry_queue
+        if timeout != 0:
+            self._sleeping = True
+            if queue:  # checked after raising the flag: see call_soon_threadsafe
+                timeout = 0
+        self.polls += 1
+        try:
+            events = self._epoll.poll(timeout)
+        finally:
+            self._sleeping = False
+        registry = self.registry
+        for fd, mask in events:
+            if fd == self._wakeup_fd:
+                self._wakeup.drain()
+            elif fd == self._ring_fd:
+                if engine is not None:
+                    engine.reap()
+            elif fd == self._signal_fd:
+                if self._signal_wakeup is not None:
+                    self._signal_wakeup.drain()
+            else:
+                registry.dispatch(fd, mask)
+        happened = len(events)
+        while queue:
+            queue.popleft()()
+            happened += 1
+        return happened
+
+    def run_entry_queue(self) -> None:
+        """Run queued cross-thread callbacks without sleeping (used at shutdown)."""
+        queue = self._entry_queue
+        while queue:
+            queue.popleft()()
+
+    def statistics(self) -> KernelStatistics:
+        engine = self._engine
+        return KernelStatistics(
+            backend="epoll",
+            fds_watched=self.registry.watched_count(),
+            kernel_polls=self.polls,
+            file_engine=engine.statistics() if engine is not None else None,
+        )
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._engine is not None:
+            self._engine.close()
+        self.registry.close()
+        if self._signal_wakeup is not None:
+            self._signal_wakeup.close()
+        self._wakeup.close()
+        self._epoll.close()

@@ -1,0 +1,97 @@
+"""Low-level building blocks, for writing your own primitives and integrations.
+
+Names follow Trio's ``trio.lowlevel``. Where Trio's name mentions "trio", a neutral name is
+the primary one and the Trio spelling is an alias (``current_token`` /
+``current_trio_token``, ``RunToken`` / ``TrioToken``, ``in_run`` / ``in_trio_run``,
+``in_task`` / ``in_trio_task``).
+"""
+
+from ._core import (
+    Abort,
+    ParkingLot,
+    ParkingLotStatistics,
+    RaiseCancelT,
+    RunStatistics,
+    RunToken,
+    RunVar,
+    RunVarToken,
+    Task,
+    cancel_shielded_checkpoint,
+    checkpoint,
+    checkpoint_if_cancelled,
+    current_clock,
+    current_root_task,
+    current_statistics,
+    current_task,
+    current_token,
+    currently_ki_protected,
+    disable_ki_protection,
+    enable_ki_protection,
+    in_run,
+    in_task,
+    notify_closing,
+    reschedule,
+    spawn_system_task,
+    wait_readable,
+    wait_task_rescheduled,
+    wait_writable,
+)
+from ._core._context import current_runner as _current_runner
+from ._kernel.workers import start_thread_soon
+
+
+def add_instrument(instrument: "Instrument") -> None:
+    """Start calling ``instrument``'s hooks in the current run (no-op if already added)."""
+    _current_runner().instruments.add_instrument(instrument)
+
+
+def remove_instrument(instrument: "Instrument") -> None:
+    """Stop calling ``instrument``'s hooks; ``KeyError`` if it isn't installed."""
+    _current_runner().instruments.remove_instrument(instrument)
+
+
+from ._abc_clock import Instrument  # noqa: E402  (used in annotations above)
+
+# Trio spellings.
+TrioToken = RunToken
+current_trio_token = current_token
+in_trio_run = in_run
+in_trio_task = in_task
+
+__all__ = [
+    "Abort",
+    "ParkingLot",
+    "ParkingLotStatistics",
+    "RaiseCancelT",
+    "RunStatistics",
+    "RunToken",
+    "RunVar",
+    "RunVarToken",
+    "Task",
+    "TrioToken",
+    "add_instrument",
+    "cancel_shielded_checkpoint",
+    "checkpoint",
+    "checkpoint_if_cancelled",
+    "current_clock",
+    "current_root_task",
+    "current_statistics",
+    "current_task",
+    "current_token",
+    "current_trio_token",
+    "currently_ki_protected",
+    "disable_ki_protection",
+    "enable_ki_protection",
+    "in_run",
+    "in_task",
+    "in_trio_run",
+    "in_trio_task",
+    "notify_closing",
+    "remove_instrument",
+    "reschedule",
+    "spawn_system_task",
+    "start_thread_soon",
+    "wait_readable",
+    "wait_task_rescheduled",
+    "wait_writable",
+]
