@@ -17,7 +17,12 @@ from ._ki import currently_ki_protected, disable_ki_protection, enable_ki_protec
 from ._local import RunVar, RunVarToken
 from ._mock_clock import MockClock
 from ._nursery import TASK_STATUS_IGNORED, Nursery, TaskStatus, open_nursery
-from ._parking_lot import ParkingLot, ParkingLotStatistics
+from ._parking_lot import (
+    ParkingLot,
+    ParkingLotStatistics,
+    add_parking_lot_breaker,
+    remove_parking_lot_breaker,
+)
 from ._runner import (
     RunStatistics,
     RunToken,
@@ -67,6 +72,7 @@ __all__ = [
     "Task",
     "TaskStatus",
     "WouldBlock",
+    "add_parking_lot_breaker",
     "cancel_shielded_checkpoint",
     "checkpoint",
     "checkpoint_if_cancelled",
@@ -84,6 +90,7 @@ __all__ = [
     "in_task",
     "notify_closing",
     "open_nursery",
+    "remove_parking_lot_breaker",
     "reschedule",
     "run",
     "spawn_system_task",

@@ -16,7 +16,17 @@ from ._traps import Abort, RaiseCancelT, wait_task_rescheduled
 if TYPE_CHECKING:
     from ._task import Task
 
-__all__ = ["ParkingLot", "ParkingLotStatistics"]
+__all__ = [
+    "ParkingLot",
+    "ParkingLotStatistics",
+    "add_parking_lot_breaker",
+    "break_lots_of_exited_task",
+    "remove_parking_lot_breaker",
+]
+
+# Task -> the lots to break if it exits first (e.g. the lot of a Lock it holds). Keyed by
+# task, and tasks belong to exactly one run, so runs in different threads never share keys.
+_LOT_BREAKERS: dict[Task, list[ParkingLot]] = {}
 
 
 @dataclass(frozen=True)
@@ -110,10 +120,41 @@ class ParkingLot:
             task = current_task()
         if task not in self.broken_by:
             self.broken_by.append(task)
-        error = outcome.Error(BrokenResourceError(f"Parking lot broken by {task!r}"))
         reschedule = GLOBAL_RUN_CONTEXT.runner.reschedule
         for parked in list(self._pop(len(self))):
-            reschedule(parked, error)
+            # One Error (and one exception) per task: an outcome can be unwrapped only
+            # once, and sharing one exception object would tangle its traceback between
+            # the tasks that raise it.
+            reschedule(
+                parked, outcome.Error(BrokenResourceError(f"Parking lot broken by {task!r}"))
+            )
 
     def statistics(self) -> ParkingLotStatistics:
         return ParkingLotStatistics(tasks_waiting=len(self._parked))
+
+
+def add_parking_lot_breaker(task: Task, lot: ParkingLot) -> None:
+    """Break ``lot`` (see :meth:`ParkingLot.break_lot`) if ``task`` exits before the
+    registration is removed. Lock uses this so waiters don't hang on a dead owner."""
+    _LOT_BREAKERS.setdefault(task, []).append(lot)
+
+
+def remove_parking_lot_breaker(task: Task, lot: ParkingLot) -> None:
+    """Undo one :func:`add_parking_lot_breaker`; ``RuntimeError`` if there is none."""
+    try:
+        _LOT_BREAKERS[task].remove(lot)
+    except (KeyError, ValueError):
+        raise RuntimeError(
+            "attempted to remove a parking lot breaker that was never added"
+        ) from None
+    if not _LOT_BREAKERS[task]:
+        del _LOT_BREAKERS[task]
+
+
+def break_lots_of_exited_task(task: Task) -> None:
+    """Called by the runner when a task exits (cheap when no breakers exist)."""
+    if _LOT_BREAKERS:
+        lots = _LOT_BREAKERS.pop(task, None)
+        if lots is not None:
+            for lot in lots:
+                lot.break_lot(task)
