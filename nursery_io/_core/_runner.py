@@ -42,6 +42,7 @@ from ._exceptions import Cancelled, InternalError, RunFinishedError
 from ._instruments import Instruments
 from ._ki import enable_ki_protection, ki_protection_enabled
 from ._nursery import Nursery, open_nursery
+from ._parking_lot import break_lots_of_exited_task
 from ._task import Task
 from ._traps import CHECKPOINT, SCHEDULE_POINT, Abort, WaitTaskRescheduled, wait_task_rescheduled
 from ._util import coroutine_or_error, name_for_task
@@ -233,7 +234,12 @@ class Runner:
                 result = outcome.Error(misnesting)
         task._activate_cancel_status(None)
         self.tasks.remove(task)
+        break_lots_of_exited_task(task)
         if task is self.init_task:
+            # Instruments saw it spawn, so they must see it exit (before a failure below
+            # ends the run).
+            if "task_exited" in self.instruments:
+                self.instruments.call("task_exited", task)
             # The init task only fails if a system task crashed or the runtime is broken.
             result.unwrap()
             return
@@ -341,6 +347,7 @@ class Runner:
         if self.runq:
             now_ns = time.monotonic_ns()
             if now_ns - self._last_poll_ns < _BUSY_POLL_INTERVAL_NS:
+                kernel.flush_and_reap()
                 self.run_batch()
                 return
             timeout, primed = 0.0, 0
@@ -353,9 +360,6 @@ class Runner:
         self._last_poll_ns = time.monotonic_ns()
         if instruments and "after_io_wait" in instruments:
             instruments.call("after_io_wait", timeout)
-        if self.crash is not None:
-            crash, self.crash = self.crash, None
-            raise crash
         if self.deadlines and self.deadlines.expire(self.clock.current_time()):
             primed = 0
         if primed and not self.runq and not events:
@@ -411,10 +415,24 @@ class Runner:
         try:
             sync_fn(*args)
         except BaseException as exc:
-            if self.crash is None:
-                crash = InternalError(f"run_sync_soon callback {sync_fn!r} raised an exception")
-                crash.__cause__ = exc
-                self.crash = crash
+            crash = InternalError(f"run_sync_soon callback {sync_fn!r} raised an exception")
+            crash.__cause__ = exc
+            self.report_crash(crash)
+
+    def report_crash(self, crash: InternalError) -> None:
+        """End the run with ``crash`` (raised by :func:`run`), after cancelling everything.
+
+        Shutting down gracefully beats abandoning every task mid-step: cancelling the
+        system nursery (the main task lives inside it) lets finally blocks and __aexit__s
+        run inside the run. Closing suspended coroutines from outside the run instead
+        would run their cleanup with no run context, where nurseries can't wait.
+        """
+        if self.crash is not None:
+            return  # the first crash is the one worth reporting
+        self.crash = crash
+        nursery = self.system_nursery
+        if nursery is not None:
+            nursery.cancel_scope._cancel(source="shutdown", reason=str(crash))
 
     # ----- KeyboardInterrupt -----
 
@@ -553,6 +571,8 @@ def run(
                     runner.close()
                 except BaseException as exc:  # pragma: no cover - defensive
                     failure = failure or exc
+                if failure is None and runner.crash is not None:
+                    failure = runner.crash
     finally:
         del GLOBAL_RUN_CONTEXT.runner
         sniffio.thread_local.name = previous_library

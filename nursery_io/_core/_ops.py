@@ -1,0 +1,97 @@
+"""Running a kernel :class:`~nursery_io._kernel.ops.Op` from a task (files and disk ops).
+
+The task submits the Op to the run's file engine (io_uring, or the worker pool) and parks.
+Cancellation follows the completion-port pattern from DESIGN.md: the abort function asks the
+engine to cancel and returns ``Abort.FAILED``, so the task keeps waiting for the Op's own
+completion, which says what really happened:
+
+* cancelled before it ran → the task gets ``Cancelled``;
+* it ran anyway → the task gets the real result (bytes read, bytes written: the operation
+  happened, and hiding that would lose data) — except for an Op that *creates* a resource
+  (an ``openat`` fd), which is released through ``Op.discard()`` and reported as
+  ``Cancelled``, so a cancelled open never leaks a descriptor.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import outcome
+
+from ._context import GLOBAL_RUN_CONTEXT, NOT_IN_RUN_MESSAGE
+from ._traps import Abort, RaiseCancelT, checkpoint_if_cancelled, wait_task_rescheduled
+
+if TYPE_CHECKING:
+    from .._kernel.engine import FileEngine
+    from .._kernel.ops import Op
+    from ._runner import Runner
+    from ._task import Task
+
+__all__ = ["run_op"]
+
+_Value = outcome.Value
+
+
+class _OpWaiter:
+    """Connects one Op to the task waiting for it. Its bound methods are the engine's
+    completion callback and the task's abort function (cheaper than two closures and a
+    box per op: this is the hot path of every file read)."""
+
+    __slots__ = ("engine", "op", "raise_cancel", "runner", "task")
+
+    def __init__(self, task: Task, runner: Runner, engine: FileEngine, op: Op) -> None:
+        self.task = task
+        self.runner = runner
+        self.engine = engine
+        self.op = op
+        self.raise_cancel: RaiseCancelT | None = None
+
+    def on_complete(self, op: Op) -> None:
+        raise_cancel = self.raise_cancel
+        self.raise_cancel = None  # drop the reference cycle through the task
+        result: outcome.Outcome[Any]
+        if raise_cancel is None:
+            if op.error is not None:
+                result = outcome.Error(op.error)
+            elif op.cancelled:  # only when the engine shuts down under us
+                result = outcome.Error(RuntimeError(f"{op!r} was cancelled by the engine"))
+            else:
+                result = _Value(op.result)
+        elif op.cancelled:
+            result = outcome.capture(raise_cancel)
+        elif op.error is not None:
+            result = outcome.Error(op.error)
+        elif op.on_abandoned is not None:
+            # Completed after a cancel request, and its result is a resource: release it
+            # and report the cancellation the waiter asked for.
+            op.discard()
+            result = outcome.capture(raise_cancel)
+        else:
+            result = _Value(op.result)
+        self.runner.reschedule(self.task, result)
+
+    def abort(self, raise_cancel: RaiseCancelT) -> Abort:
+        self.raise_cancel = raise_cancel
+        self.engine.cancel(self.op)
+        return Abort.FAILED
+
+
+async def run_op(op: Op) -> Any:
+    """Run ``op`` on the current run's file engine and return its result.
+
+    A checkpoint: always yields, raises ``Cancelled`` if cancelled before the Op ran.
+    """
+    try:
+        task = GLOBAL_RUN_CONTEXT.task
+    except AttributeError:
+        raise RuntimeError(NOT_IN_RUN_MESSAGE) from None
+    runner = task._runner
+    if task._cancel_status.effectively_cancelled or runner.ki_pending:
+        # Already cancelled: raise before submitting. A cached read completes inside the
+        # submit syscall, ahead of the cancel request, so without this check a cancelled
+        # task looping on reads would never see Cancelled.
+        await checkpoint_if_cancelled()
+    engine = runner.kernel.engine
+    waiter = _OpWaiter(task, runner, engine, op)
+    engine.submit(op, waiter.on_complete)
+    return await wait_task_rescheduled(waiter.abort)

@@ -1,0 +1,255 @@
+"""Running blocking code in worker threads, and calling back into the run from them.
+
+``to_thread.run_sync`` hands a function to the kernel's worker-thread cache and parks the
+calling task. The task stays parked for the whole call, which lets it *serve* the worker:
+``from_thread.run`` / ``run_sync`` called from that worker are executed by the waiting
+task itself, inside its context and cancel scopes, rather than in some unrelated system
+task. That is what makes "call back into the run" inherit the caller's cancellation and
+contextvars.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import queue
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar
+
+import outcome
+import sniffio
+
+from . import lowlevel
+from ._core import RunFinishedError
+from ._sync import CapacityLimiter
+
+__all__ = [
+    "check_cancelled",
+    "current_default_thread_limiter",
+    "from_thread_run",
+    "from_thread_run_sync",
+    "to_thread_run_sync",
+]
+
+T = TypeVar("T")
+
+DEFAULT_THREAD_LIMIT: Final = 40
+
+_default_limiter: lowlevel.RunVar[CapacityLimiter] = lowlevel.RunVar("default thread limiter")
+
+
+def current_default_thread_limiter() -> CapacityLimiter:
+    """The run's default limiter for ``to_thread.run_sync``: 40 threads at once.
+
+    Change its ``total_tokens`` to change the default for the whole run.
+    """
+    try:
+        return _default_limiter.get()
+    except LookupError:
+        limiter = CapacityLimiter(DEFAULT_THREAD_LIMIT)
+        _default_limiter.set(limiter)
+        return limiter
+
+
+class _WorkerLink:
+    """What a worker thread knows about the task that started it (thread-local)."""
+
+    __slots__ = ("abandoned", "raise_cancel", "task", "token")
+
+    def __init__(self, task: lowlevel.Task, token: lowlevel.RunToken) -> None:
+        self.task = task
+        self.token = token
+        self.raise_cancel: lowlevel.RaiseCancelT | None = None
+        self.abandoned = False
+
+
+class _Request:
+    """A call from a worker back into the run, served by the task waiting for that worker."""
+
+    __slots__ = ("args", "fn", "is_async", "reply")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], is_async: bool) -> None:
+        self.fn = fn
+        self.args = args
+        self.is_async = is_async
+        self.reply: queue.SimpleQueue[outcome.Outcome[Any]] = queue.SimpleQueue()
+
+
+class _Finished:
+    __slots__ = ("result",)
+
+    def __init__(self, result: outcome.Outcome[Any]) -> None:
+        self.result = result
+
+
+_thread_local = threading.local()
+
+
+def _worker_link() -> _WorkerLink | None:
+    return getattr(_thread_local, "link", None)
+
+
+async def to_thread_run_sync(
+    sync_fn: Callable[..., T],
+    *args: object,
+    thread_name: str | None = None,
+    abandon_on_cancel: bool = False,
+    limiter: CapacityLimiter | None = None,
+) -> T:
+    """Run ``sync_fn(*args)`` in a worker thread and return its result.
+
+    The calling task waits; the thread runs in a copy of the task's contextvars, with
+    sniffio reporting no async library. At most ``limiter.total_tokens`` threads run at
+    once (default: :func:`current_default_thread_limiter`); waiting for a token is
+    cancellable.
+
+    Threads can't be interrupted. With ``abandon_on_cancel=False`` (the default) the call
+    cannot be cancelled once the thread has started: the task waits for the function and
+    returns its result (the function can poll :func:`nursery_io.from_thread.check_cancelled`
+    to stop early). With ``abandon_on_cancel=True`` a cancellation makes the task stop
+    waiting at once; the thread runs on and its result is discarded.
+    """
+    await lowlevel.checkpoint_if_cancelled()
+    if limiter is None:
+        limiter = current_default_thread_limiter()
+    task = lowlevel.current_task()
+    token = lowlevel.current_token()
+    # Each call borrows a token on behalf of a unique object, so one task can run several
+    # threads (through several nurseries) without tripping "already holding a token".
+    borrower = _WorkerLink(task, token)
+    await limiter.acquire_on_behalf_of(borrower)
+    try:
+        context = contextvars.copy_context()
+        context.run(sniffio.current_async_library_cvar.set, None)
+        name = thread_name if thread_name is not None else f"nursery_io to_thread: {sync_fn!r}"
+
+        def in_worker() -> T:
+            _thread_local.link = borrower
+            try:
+                return context.run(sync_fn, *args)
+            finally:
+                del _thread_local.link
+
+        def deliver(result: outcome.Outcome[T]) -> None:
+            # In the worker thread: hop back into the run's thread.
+            try:
+                token.run_sync_soon(finish, result)
+            except RunFinishedError:
+                pass  # the run ended while an abandoned thread was still going
+
+        def finish(result: outcome.Outcome[T]) -> None:
+            limiter.release_on_behalf_of(borrower)
+            if not borrower.abandoned:
+                lowlevel.reschedule(task, outcome.Value(_Finished(result)))
+
+        lowlevel.start_thread_soon(in_worker, deliver, name)
+    except BaseException:
+        limiter.release_on_behalf_of(borrower)
+        raise
+
+    def abort(raise_cancel: lowlevel.RaiseCancelT) -> lowlevel.Abort:
+        borrower.raise_cancel = raise_cancel
+        if abandon_on_cancel:
+            borrower.abandoned = True
+            return lowlevel.Abort.SUCCEEDED
+        return lowlevel.Abort.FAILED
+
+    while True:
+        message = await lowlevel.wait_task_rescheduled(abort)
+        if type(message) is _Finished:
+            return message.result.unwrap()  # type: ignore[no-any-return]
+        await _serve(message)
+
+
+async def _serve(request: _Request) -> None:
+    """Run a worker's call-back inside the waiting task and send the result to the worker."""
+    if request.is_async:
+        result = await outcome.acapture(request.fn, *request.args)
+    else:
+        result = outcome.capture(request.fn, *request.args)
+    request.reply.put(result)
+
+
+def _check_not_in_run() -> None:
+    if lowlevel.in_run():
+        raise RuntimeError(
+            "this function must be called from a worker thread, not from inside the run's "
+            "own thread: await the function directly instead"
+        )
+
+
+def _send_request(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    is_async: bool,
+    token: lowlevel.RunToken | None,
+) -> Any:
+    _check_not_in_run()
+    link = _worker_link()
+    request = _Request(fn, args, is_async)
+    if token is None and link is not None:
+        # Served by the task waiting in to_thread.run_sync: same context, same scopes.
+        link.token.run_sync_soon(_deliver_to_waiting_task, link, request)
+    else:
+        if token is None:
+            if link is None:
+                raise RuntimeError(
+                    "this thread wasn't created by nursery_io.to_thread.run_sync; pass "
+                    "the run's token explicitly (token=...)"
+                )
+            token = link.token
+        token.run_sync_soon(_serve_in_system_task, request)
+    return request.reply.get().unwrap()
+
+
+def _deliver_to_waiting_task(link: _WorkerLink, request: _Request) -> None:
+    # Runs in the run's thread, so "abandoned" can't change under our feet here.
+    if link.abandoned:
+        _serve_in_system_task(request)
+    else:
+        lowlevel.reschedule(link.task, outcome.Value(request))
+
+
+def _serve_in_system_task(request: _Request) -> None:
+    if request.is_async:
+
+        async def runner() -> None:
+            await _serve(request)
+
+        try:
+            lowlevel.spawn_system_task(runner, name=request.fn)
+        except RuntimeError as exc:  # system nursery already closed: the run is ending
+            request.reply.put(outcome.Error(RunFinishedError(str(exc))))
+    else:
+        request.reply.put(outcome.capture(request.fn, *request.args))
+
+
+def from_thread_run(
+    afn: Callable[..., Awaitable[T]], *args: object, token: lowlevel.RunToken | None = None
+) -> T:
+    """From a worker thread, run ``await afn(*args)`` in the run and return its result.
+
+    In a thread started by ``to_thread.run_sync`` (and no ``token`` given) the call is
+    served by the task that is waiting for the thread, in that task's context and cancel
+    scopes. Otherwise pass the run's token; the call then runs in a system task.
+    Raises :class:`RunFinishedError` if the run is over.
+    """
+    return _send_request(afn, args, True, token)  # type: ignore[no-any-return]
+
+
+def from_thread_run_sync(
+    fn: Callable[..., T], *args: object, token: lowlevel.RunToken | None = None
+) -> T:
+    """From a worker thread, call ``fn(*args)`` in the run's thread and return its result."""
+    return _send_request(fn, args, False, token)  # type: ignore[no-any-return]
+
+
+def check_cancelled() -> None:
+    """From a ``to_thread.run_sync`` worker: raise ``Cancelled`` if the waiting task has been
+    cancelled. Lets long-running blocking code stop cooperatively."""
+    _check_not_in_run()
+    link = _worker_link()
+    if link is None:
+        raise RuntimeError("check_cancelled() must be called from a to_thread.run_sync worker")
+    if link.raise_cancel is not None:
+        link.raise_cancel()
