@@ -5,7 +5,13 @@ Trio's documentation. Sockets use epoll, files use io_uring (falling back to wor
 where it is unavailable), and the run's statistics say which engine did what.
 """
 
-from . import abc, lowlevel
+from . import abc, from_thread, lowlevel, socket, to_thread
+from ._channel import (
+    MemoryChannelStatistics,
+    MemoryReceiveChannel,
+    MemorySendChannel,
+    open_memory_channel,
+)
 from ._core import (
     TASK_STATUS_IGNORED,
     BrokenResourceError,
@@ -23,6 +29,27 @@ from ._core import (
     current_time,
     open_nursery,
     run,
+)
+from ._file_io import open_file, wrap_file
+from ._highlevel_generic import StapledStream, aclose_forcefully
+from ._highlevel_open_tcp_listeners import open_tcp_listeners, serve_tcp
+from ._highlevel_open_tcp_stream import open_tcp_stream
+from ._highlevel_open_unix_stream import open_unix_socket
+from ._highlevel_serve_listeners import serve_listeners
+from ._highlevel_socket import SocketListener, SocketStream
+from ._path import Path, PosixPath
+from ._signals import open_signal_receiver
+from ._sync import (
+    CapacityLimiter,
+    CapacityLimiterStatistics,
+    Condition,
+    ConditionStatistics,
+    Event,
+    EventStatistics,
+    Lock,
+    LockStatistics,
+    Semaphore,
+    StrictFIFOLock,
 )
 from ._timeouts import (
     TooSlowError,
@@ -45,27 +72,58 @@ __all__ = [
     "BusyResourceError",
     "CancelScope",
     "Cancelled",
+    "CapacityLimiter",
+    "CapacityLimiterStatistics",
     "ClosedResourceError",
+    "Condition",
+    "ConditionStatistics",
     "EndOfChannel",
+    "Event",
+    "EventStatistics",
     "InternalError",
+    "Lock",
+    "LockStatistics",
+    "MemoryChannelStatistics",
+    "MemoryReceiveChannel",
+    "MemorySendChannel",
     "Nursery",
+    "Path",
+    "PosixPath",
     "RunFinishedError",
+    "Semaphore",
+    "SocketListener",
+    "SocketStream",
+    "StapledStream",
+    "StrictFIFOLock",
     "TaskStatus",
     "TooSlowError",
     "TrioInternalError",
     "WouldBlock",
     "__version__",
     "abc",
+    "aclose_forcefully",
     "current_effective_deadline",
     "current_time",
     "fail_after",
     "fail_at",
+    "from_thread",
     "lowlevel",
     "move_on_after",
     "move_on_at",
+    "open_file",
+    "open_memory_channel",
     "open_nursery",
+    "open_signal_receiver",
+    "open_tcp_listeners",
+    "open_tcp_stream",
+    "open_unix_socket",
     "run",
+    "serve_listeners",
+    "serve_tcp",
     "sleep",
     "sleep_forever",
     "sleep_until",
+    "socket",
+    "to_thread",
+    "wrap_file",
 ]

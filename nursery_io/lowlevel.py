@@ -4,6 +4,10 @@ Names follow Trio's ``trio.lowlevel``. Where Trio's name mentions "trio", a neut
 the primary one and the Trio spelling is an alias (``current_token`` /
 ``current_trio_token``, ``RunToken`` / ``TrioToken``, ``in_run`` / ``in_trio_run``,
 ``in_task`` / ``in_trio_task``).
+
+Beyond Trio: :func:`run_op` runs a disk operation built with the constructors in
+:mod:`nursery_io.lowlevel.ops` (``ops.read(fd, n, offset)``, ``ops.stat(path)``, ...) on
+the run's file engine — io_uring when available, the worker pool otherwise.
 """
 
 from ._core import (
@@ -16,6 +20,7 @@ from ._core import (
     RunVar,
     RunVarToken,
     Task,
+    add_parking_lot_breaker,
     cancel_shielded_checkpoint,
     checkpoint,
     checkpoint_if_cancelled,
@@ -30,6 +35,7 @@ from ._core import (
     in_run,
     in_task,
     notify_closing,
+    remove_parking_lot_breaker,
     reschedule,
     spawn_system_task,
     wait_readable,
@@ -37,7 +43,10 @@ from ._core import (
     wait_writable,
 )
 from ._core._context import current_runner as _current_runner
+from ._core._ops import run_op
+from ._kernel import ops
 from ._kernel.workers import start_thread_soon
+from ._unix_pipes import FdStream
 
 
 def add_instrument(instrument: "Instrument") -> None:
@@ -60,6 +69,7 @@ in_trio_task = in_task
 
 __all__ = [
     "Abort",
+    "FdStream",
     "ParkingLot",
     "ParkingLotStatistics",
     "RaiseCancelT",
@@ -70,6 +80,7 @@ __all__ = [
     "Task",
     "TrioToken",
     "add_instrument",
+    "add_parking_lot_breaker",
     "cancel_shielded_checkpoint",
     "checkpoint",
     "checkpoint_if_cancelled",
@@ -87,8 +98,11 @@ __all__ = [
     "in_trio_run",
     "in_trio_task",
     "notify_closing",
+    "ops",
     "remove_instrument",
+    "remove_parking_lot_breaker",
     "reschedule",
+    "run_op",
     "spawn_system_task",
     "start_thread_soon",
     "wait_readable",

@@ -35,6 +35,16 @@ class AsyncGenerators:
     def __init__(self, runner: Runner) -> None:
         self._runner = runner
         self.alive: weakref.WeakSet[AsyncGenerator[Any, Any]] = weakref.WeakSet()
+        # ids of generators first iterated while our hooks were installed but outside our
+        # run. The finalizer can't ask ``alive`` whether a generator is ours: CPython
+        # clears weak references *before* calling the finalizer hook, so a dying
+        # generator is never "in" a WeakSet any more. Everything not listed here is ours.
+        self._foreign: set[int] = set()
+        # Ours, garbage-collected after the system nursery closed: finalize_remaining()
+        # closes them (a system task can no longer be spawned for them).
+        self._trailing: set[AsyncGenerator[Any, Any]] = set()
+        # "running" -> "final" (finalize_remaining has started) -> "done".
+        self._phase = "running"
         self._previous: Any = None
 
     def install_hooks(self) -> None:
@@ -49,16 +59,20 @@ class AsyncGenerators:
     def _firstiter(self, agen: AsyncGenerator[Any, Any]) -> None:
         if getattr(GLOBAL_RUN_CONTEXT, "runner", None) is self._runner:
             self.alive.add(agen)
-        elif self._previous is not None and self._previous.firstiter is not None:
-            self._previous.firstiter(agen)
+        else:
+            self._foreign.add(id(agen))
+            if self._previous is not None and self._previous.firstiter is not None:
+                self._previous.firstiter(agen)
 
     def _finalizer(self, agen: AsyncGenerator[Any, Any]) -> None:
-        if agen not in self.alive:
+        if id(agen) in self._foreign:
+            self._foreign.discard(id(agen))
             previous = self._previous.finalizer if self._previous is not None else None
             if previous is not None:
                 previous(agen)
+            else:
+                self._close_synchronously(agen)
             return
-        self.alive.discard(agen)
         runner = self._runner
         try:
             runner.run_sync_soon(self._spawn_finalizer, (agen,), False)
@@ -69,7 +83,19 @@ class AsyncGenerators:
     def _spawn_finalizer(self, agen: AsyncGenerator[Any, Any]) -> None:
         from ._runner import spawn_system_task
 
-        spawn_system_task(self._aclose, agen, name=f"close of async generator {_name(agen)}")
+        if self._phase == "running":
+            try:
+                spawn_system_task(
+                    self._aclose, agen, name=f"close of async generator {_name(agen)}"
+                )
+                return
+            except RuntimeError:
+                # The system nursery has just closed: finalize_remaining() takes it.
+                pass
+        if self._phase == "done":
+            self._close_synchronously(agen)
+        else:
+            self._trailing.add(agen)
 
     @staticmethod
     async def _aclose(agen: AsyncGenerator[Any, Any]) -> None:
@@ -99,12 +125,43 @@ class AsyncGenerators:
         )
 
     async def finalize_remaining(self) -> None:
-        # Generators can create generators while closing; loop until none are left.
-        while self.alive:
-            batch = sorted(self.alive, key=id)
-            self.alive.clear()
-            for agen in batch:
-                await self._aclose(agen)
+        """Close every generator still alive; runs in the init task after the system
+        nursery has closed."""
+        from ._cancel import CancelScope
+
+        self._phase = "final"
+        try:
+            # The system tasks are gone, so nothing an await in a finalizer might wait for
+            # is guaranteed to happen any more: run them cancelled (as Trio does), so a
+            # ``finally: await ...`` gets Cancelled instead of hanging the run forever. The
+            # scope also gives the init task a cancel status to checkpoint against.
+            with CancelScope(shield=True) as scope:
+                scope._cancel(source="shutdown", reason="the run is finishing")
+                # Generators can create generators while closing; loop until none are left.
+                while True:
+                    # Run pending run_sync_soon callbacks first: generators collected just
+                    # before now are on their way to _trailing through the entry queue.
+                    await self._flush_entry_queue()
+                    batch = sorted(self.alive, key=id) + sorted(self._trailing, key=id)
+                    self.alive.clear()
+                    self._trailing.clear()
+                    if not batch:
+                        break
+                    for agen in batch:
+                        await self._aclose(agen)
+                    del batch, agen
+        finally:
+            self._phase = "done"
+
+    async def _flush_entry_queue(self) -> None:
+        from ._context import current_task
+        from ._traps import Abort, wait_task_rescheduled
+
+        task = current_task()
+        self._runner.run_sync_soon(self._runner.reschedule, (task,), False)
+        # Entry-queue callbacks run in FIFO order, so when this one wakes us every
+        # callback queued before it has run. Not abortable: it always completes promptly.
+        await wait_task_rescheduled(lambda _: Abort.FAILED)
 
 
 class _Unraisable:

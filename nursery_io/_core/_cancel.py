@@ -294,10 +294,14 @@ class CancelScope:
         self._cancel_called = True
         if self._cancel_reason is None:
             source_task: str | None = None
-            try:
-                source_task = repr(GLOBAL_RUN_CONTEXT.task)
-            except AttributeError:
-                pass
+            # A deadline is not caused by whichever task happens to be running when it is
+            # noticed (entry, a deadline setter, a cancel_called read): naming that task
+            # would mislead whoever reads the Cancelled.
+            if source != "deadline":
+                try:
+                    source_task = repr(GLOBAL_RUN_CONTEXT.task)
+                except AttributeError:
+                    pass
             self._cancel_reason = Cancelled._create(
                 source=source, reason=reason, source_task=source_task
             )
@@ -344,8 +348,13 @@ class CancelScope:
         Settable while the scope is active; ``math.inf`` means no deadline.
         """
         if self._relative_deadline != math.inf:
-            # Not entered yet: report what the deadline would be if entered right now.
-            return current_runner().clock.current_time() + self._relative_deadline
+            # Not entered yet, so there is no absolute deadline. Inventing one ("now +
+            # relative") would silently change meaning between read and entry; Trio
+            # raises here too.
+            raise RuntimeError(
+                "unentered relative cancel scope does not have an absolute deadline yet; "
+                "read relative_deadline instead"
+            )
         return self._deadline
 
     @deadline.setter
@@ -365,9 +374,17 @@ class CancelScope:
 
     @property
     def relative_deadline(self) -> float:
-        """Seconds from entry to the deadline (only meaningful before the scope is entered)."""
+        """Seconds until the deadline: counted from entry before the scope is entered, from
+        now once it has been. An unentered scope with an absolute deadline has none."""
         if self._has_been_entered:
             return self._deadline - current_runner().clock.current_time()
+        if self._deadline != math.inf:
+            # Symmetric with the deadline getter (and Trio): answering "inf" here would
+            # claim the scope has no deadline at all.
+            raise RuntimeError(
+                "unentered non-relative cancel scope does not have a relative deadline; "
+                "read deadline instead"
+            )
         return self._relative_deadline
 
     @relative_deadline.setter

@@ -93,6 +93,14 @@ class Cancelled(BaseException):
             text += f" from task {self.source_task}"
         return text
 
+    def __repr__(self) -> str:
+        # The default repr is "Cancelled()" since the runtime bypasses __init__; show the
+        # fields that say where the cancellation came from.
+        return (
+            f"Cancelled(source={self.source!r}, reason={self.reason!r}, "
+            f"source_task={self.source_task!r})"
+        )
+
     def __reduce__(self) -> Any:
         return (_rebuild_cancelled, (self.source, self.reason, self.source_task))
 

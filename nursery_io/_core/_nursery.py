@@ -175,8 +175,19 @@ class Nursery:
             except BaseException as exc:
                 self._add_exc(exc)
 
-        popped = self._parent_task._child_nurseries.pop()
-        assert popped is self
+        open_nurseries = self._parent_task._child_nurseries
+        if not open_nurseries or open_nurseries[-1] is not self:
+            # A user error (manual __aexit__ calls, or an async generator yielding inside a
+            # nursery), not an internal one: say so, rather than a bare assert that -O
+            # would strip and that would pop someone else's nursery.
+            if self in open_nurseries:
+                open_nurseries.remove(self)
+            raise RuntimeError(
+                "Nursery stack corrupted: this nursery was exited while a nursery opened "
+                "after it in the same task was still open. Nurseries must be exited in the "
+                "reverse order of entry, in the task that entered them."
+            )
+        open_nurseries.pop()
         if not self._pending_excs:
             return None
         excs, self._pending_excs = self._pending_excs, []

@@ -125,12 +125,25 @@ class Task:
     def _attempt_abort(self, raise_cancel: RaiseCancelT) -> None:
         # Only called while the task is parked in wait_task_rescheduled.
         abort_func = self._abort_func
+        crash: InternalError | None = None
         try:
             success = abort_func(raise_cancel)
         except BaseException as exc:
-            raise InternalError("an abort function raised an exception") from exc
-        if type(success) is not Abort:
-            raise InternalError(f"abort function must return an Abort value, not {success!r}")
+            crash = InternalError(f"the abort function {abort_func!r} raised an exception")
+            crash.__cause__ = exc
+        else:
+            if type(success) is not Abort:
+                crash = InternalError(
+                    f"abort function {abort_func!r} must return an Abort value, not {success!r}"
+                )
+        if crash is not None:
+            # Raising here would unwind through whoever delivered the cancellation (often
+            # user code calling cancel(), or the middle of a cancel-status push-down, which
+            # would leave other tasks undelivered and the run hung). Instead end the run
+            # with the error, and wake this task as if the abort had succeeded so it
+            # unwinds with the rest.
+            self._runner.report_crash(crash)
+            success = Abort.SUCCEEDED
         if success is Abort.SUCCEEDED:
             self._runner.reschedule(self, outcome.capture(raise_cancel))
 

@@ -1,5 +1,42 @@
 """Helpers for testing code that uses nursery_io."""
 
 from .._core import MockClock, wait_all_tasks_blocked
+from ._check_streams import (
+    check_half_closeable_stream,
+    check_one_way_stream,
+    check_two_way_stream,
+)
+from ._checkpoints import assert_checkpoints, assert_no_checkpoints
+from ._memory_streams import (
+    MemoryReceiveStream,
+    MemorySendStream,
+    lockstep_stream_one_way_pair,
+    lockstep_stream_pair,
+    memory_stream_one_way_pair,
+    memory_stream_pair,
+    memory_stream_pump,
+)
+from ._network import open_stream_to_socket_listener
+from ._run_test import run_test, trio_test
+from ._sequencer import Sequencer
 
-__all__ = ["MockClock", "wait_all_tasks_blocked"]
+__all__ = [
+    "MemoryReceiveStream",
+    "MemorySendStream",
+    "MockClock",
+    "Sequencer",
+    "assert_checkpoints",
+    "assert_no_checkpoints",
+    "check_half_closeable_stream",
+    "check_one_way_stream",
+    "check_two_way_stream",
+    "lockstep_stream_one_way_pair",
+    "lockstep_stream_pair",
+    "memory_stream_one_way_pair",
+    "memory_stream_pair",
+    "memory_stream_pump",
+    "open_stream_to_socket_listener",
+    "run_test",
+    "trio_test",
+    "wait_all_tasks_blocked",
+]
