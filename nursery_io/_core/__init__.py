@@ -26,6 +26,7 @@ from ._parking_lot import (
 from ._runner import (
     RunStatistics,
     RunToken,
+    SteppedRun,
     current_clock,
     current_effective_deadline,
     current_root_task,
@@ -69,6 +70,7 @@ __all__ = [
     "RunToken",
     "RunVar",
     "RunVarToken",
+    "SteppedRun",
     "Task",
     "TaskStatus",
     "WouldBlock",

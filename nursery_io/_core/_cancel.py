@@ -24,6 +24,7 @@ from ._ki import enable_ki_protection
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from ._runner import Runner
     from ._task import Task
 
 __all__ = ["CancelScope", "CancelStatus", "Deadlines"]
@@ -145,6 +146,7 @@ class CancelScope:
         "_deadline",
         "_has_been_entered",
         "_registered_deadline",
+        "_runner",
         "_relative_deadline",
         "_shield",
         "cancelled_caught",
@@ -173,6 +175,10 @@ class CancelScope:
         self._cancel_status: CancelStatus | None = None
         self._has_been_entered = False
         self._registered_deadline = math.inf
+        # The run this scope was entered in. Deadline bookkeeping must always go to that
+        # run's heap, even if the scope is exited while another run is current (a coroutine
+        # of an abandoned run closed by the garbage collector during a later run).
+        self._runner: Runner | None = None
         self.cancelled_caught = False
 
     # ----- entering and leaving -----
@@ -188,6 +194,7 @@ class CancelScope:
                 "Each CancelScope may only be used for a single 'with' block; create a new one"
             )
         self._has_been_entered = True
+        self._runner = task._runner
         if self._relative_deadline != math.inf:
             self._deadline = task._runner.clock.current_time() + self._relative_deadline
             self._relative_deadline = math.inf
@@ -225,6 +232,8 @@ class CancelScope:
         """Leave the scope; return the exception that should keep propagating, if any."""
         status = self._cancel_status
         if status is None:
+            if self._has_been_entered:
+                raise RuntimeError("this CancelScope has already been exited") from exc
             raise RuntimeError("this CancelScope was never entered") from exc
         if status.abandoned_by_misnesting:
             # An enclosing scope was already force-closed; the task has moved on without us.
@@ -242,9 +251,11 @@ class CancelScope:
                     child.mark_abandoned()
                 task._activate_cancel_status(status.parent)
                 problem = "while an inner cancel scope is still active"
+                self._finish_close(status)
             else:
-                problem = "in a different task than it was entered in, or after leaving it"
-            self._finish_close(status)
+                # Not even inside this scope: report it and change nothing, so the task
+                # that really owns the scope can still exit it normally.
+                problem = "in a different task than it was entered in"
             error = RuntimeError(
                 f"Cancel scope stack corrupted: attempted to exit {self!r} {problem}. "
                 f"{_MISNESTING_HELP}"
@@ -283,7 +294,8 @@ class CancelScope:
         )
         if wanted == self._registered_deadline:
             return
-        runner = current_runner()
+        runner = self._runner
+        assert runner is not None, "only an entered scope registers a deadline"
         if self._registered_deadline != math.inf:
             runner.deadlines.remove(self._registered_deadline)
         self._registered_deadline = wanted
@@ -305,6 +317,10 @@ class CancelScope:
             self._cancel_reason = Cancelled._create(
                 source=source, reason=reason, source_task=source_task
             )
+
+    def _current_time(self) -> float:
+        runner = self._runner if self._runner is not None else current_runner()
+        return runner.clock.current_time()
 
     # ----- public API -----
 
@@ -336,8 +352,7 @@ class CancelScope:
         """Whether :meth:`cancel` was called or the deadline passed (may be before entry)."""
         if self._cancel_status is not None and not self._cancel_called:
             # A deadline in the past counts even if the loop hasn't processed it yet.
-            runner = current_runner()
-            if self._deadline <= runner.clock.current_time():
+            if self._deadline <= self._current_time():
                 self._cancel(source="deadline")
         return self._cancel_called
 
@@ -369,7 +384,7 @@ class CancelScope:
         self._deadline = float(new_deadline)
         if self._cancel_status is not None:
             self._update_deadline_registration()
-            if self._deadline <= current_runner().clock.current_time():
+            if self._deadline <= self._current_time():
                 self._cancel(source="deadline")
 
     @property
@@ -377,7 +392,7 @@ class CancelScope:
         """Seconds until the deadline: counted from entry before the scope is entered, from
         now once it has been. An unentered scope with an absolute deadline has none."""
         if self._has_been_entered:
-            return self._deadline - current_runner().clock.current_time()
+            return self._deadline - self._current_time()
         if self._deadline != math.inf:
             # Symmetric with the deadline getter (and Trio): answering "inf" here would
             # claim the scope has no deadline at all.
@@ -394,7 +409,7 @@ class CancelScope:
         if new_relative_deadline < 0:
             raise ValueError("relative_deadline must be non-negative")
         if self._has_been_entered:
-            self.deadline = current_runner().clock.current_time() + new_relative_deadline
+            self.deadline = self._current_time() + new_relative_deadline
         elif self._deadline != math.inf:
             raise RuntimeError(
                 "unentered non-relative cancel scope does not support relative deadlines"

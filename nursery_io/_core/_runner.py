@@ -56,6 +56,7 @@ __all__ = [
     "RunStatistics",
     "RunToken",
     "Runner",
+    "SteppedRun",
     "current_clock",
     "current_effective_deadline",
     "current_root_task",
@@ -142,12 +143,17 @@ class Runner:
         instruments: Instruments,
         restrict_ki: bool,
         strict_exception_groups: bool,
+        *,
+        handle_signals: bool = True,
     ) -> None:
         self.clock = clock
         self.instruments = instruments
         self.restrict_keyboard_interrupt_to_checkpoints = restrict_ki
         self.strict_exception_groups = strict_exception_groups
-        self.kernel = Kernel(handle_signals=True)
+        self.kernel = Kernel(handle_signals=handle_signals)
+        # Upper bound on one kernel sleep; SteppedRun lowers it so its host gets control back.
+        self.max_sleep = math.inf
+        self.cancelled_by_host = False
         self.runq: list[Task] = []
         self.tasks: set[Task] = set()
         self.deadlines = Deadlines()
@@ -353,6 +359,8 @@ class Runner:
             timeout, primed = 0.0, 0
         else:
             timeout, primed = self._sleep_timeout()
+            if timeout > self.max_sleep:
+                timeout, primed = self.max_sleep, 0
         instruments = self.instruments
         if instruments and "before_io_wait" in instruments:
             instruments.call("before_io_wait", timeout)
@@ -509,6 +517,96 @@ def _close_leftover_coroutines(runner: Runner) -> None:
     runner.tasks.clear()
 
 
+def _new_runner(
+    clock: Clock | None,
+    instruments: tuple[Instrument, ...] | list[Instrument],
+    restrict_keyboard_interrupt_to_checkpoints: bool,
+    strict_exception_groups: bool,
+    handle_signals: bool,
+) -> Runner:
+    if hasattr(GLOBAL_RUN_CONTEXT, "runner"):
+        raise RuntimeError(
+            "Attempted to call nursery_io.run() from inside a run. Await the function "
+            "directly, or start it in a nursery, instead of starting a second loop."
+        )
+    return Runner(
+        clock if clock is not None else SystemClock(),
+        Instruments(instruments),
+        restrict_keyboard_interrupt_to_checkpoints,
+        strict_exception_groups,
+        handle_signals=handle_signals,
+    )
+
+
+@contextmanager
+def _entered(runner: Runner) -> Iterator[None]:
+    """Make ``runner`` the current run of this thread (and tell sniffio) while inside."""
+    previous_library = sniffio.thread_local.name
+    sniffio.thread_local.name = _LIBRARY_NAME
+    GLOBAL_RUN_CONTEXT.runner = runner
+    try:
+        yield
+    finally:
+        del GLOBAL_RUN_CONTEXT.runner
+        sniffio.thread_local.name = previous_library
+
+
+def _start(runner: Runner, async_fn: Callable[..., Awaitable[object]], args: tuple[object, ...]) -> None:
+    runner.clock.start_clock()
+    if "before_run" in runner.instruments:
+        runner.instruments.call("before_run")
+    runner.init_task = runner.spawn_impl(
+        runner.init, (async_fn, args), None, "<init>", system_task=True
+    )
+
+
+def _only_cancellations(error: BaseException) -> bool:
+    """True for a Cancelled, or an exception group holding nothing but Cancelled."""
+    if isinstance(error, Cancelled):
+        return True
+    if isinstance(error, BaseExceptionGroup):
+        return error.split(Cancelled)[1] is None
+    return False
+
+
+def _finish(runner: Runner, failure: BaseException | None) -> Any:
+    """Tear the run down and return the main task's result (or raise what ended the run)."""
+    if failure is None and "after_run" in runner.instruments:
+        try:
+            runner.instruments.call("after_run")
+        except BaseException as exc:  # pragma: no cover - Instruments.call catches
+            failure = exc
+    if failure is not None:
+        _close_leftover_coroutines(runner)
+    try:
+        runner.close()
+    except BaseException as exc:  # pragma: no cover - defensive
+        failure = failure or exc
+    if failure is None and runner.crash is not None:
+        failure = runner.crash
+    if failure is not None:
+        if isinstance(failure, InternalError):
+            raise failure
+        raise InternalError("internal error in nursery_io; please report it") from failure
+    result = runner.main_task_outcome
+    assert result is not None
+    if runner.ki_pending:
+        ki = KeyboardInterrupt()
+        if isinstance(result, outcome.Error):
+            ki.__context__ = result.error
+        raise ki
+    if isinstance(result, outcome.Error) and _only_cancellations(result.error):
+        if runner.cancelled_by_host:
+            raise RunFinishedError(
+                "the run was cancelled by its host before the main task finished"
+            ) from result.error
+        raise InternalError(
+            "a Cancelled exception escaped the main task; this means a cancel scope was "
+            "exited out of order or a Cancelled was raised by hand"
+        ) from result.error
+    return result.unwrap()
+
+
 @enable_ki_protection
 def run(
     async_fn: Callable[..., Awaitable[RetT]],
@@ -531,68 +629,120 @@ def run(
     ``strict_exception_groups=False`` lets a nursery with a single error raise that error
     bare instead of wrapped in an exception group (not recommended).
     """
-    if hasattr(GLOBAL_RUN_CONTEXT, "runner"):
-        raise RuntimeError(
-            "Attempted to call nursery_io.run() from inside a run. Await the function "
-            "directly, or start it in a nursery, instead of starting a second loop."
-        )
-    if clock is None:
-        clock = SystemClock()
-    runner = Runner(
+    runner = _new_runner(
         clock,
-        Instruments(instruments),
+        instruments,
         restrict_keyboard_interrupt_to_checkpoints,
         strict_exception_groups,
+        handle_signals=True,
     )
-    previous_library = sniffio.thread_local.name
-    sniffio.thread_local.name = _LIBRARY_NAME
-    GLOBAL_RUN_CONTEXT.runner = runner
     failure: BaseException | None = None
-    try:
-        with _ki_handler(runner):
+    with _entered(runner), _ki_handler(runner):
+        runner.asyncgens.install_hooks()
+        try:
+            _start(runner, async_fn, args)
+            while runner.tasks:
+                runner.run_turn()
+        except BaseException as exc:
+            failure = exc
+        finally:
+            result = _finish(runner, failure)
+    return result  # type: ignore[no-any-return]
+
+
+class SteppedRun:
+    """A run driven from outside, one loop turn at a time.
+
+    ``run()`` drives its loop itself until the main task finishes. A ``SteppedRun`` hands
+    the turns to its owner instead, which is what a host needs when it owns the thread:
+    a test runner that re-enters the same run for every fixture and test (the anyio
+    backend's), or another event loop. Between turns the thread is *not* inside the run:
+    ``in_run()`` is False and other code (even another ``nursery_io.run``) may use it.
+    Code outside the run talks to it through :attr:`token` (``run_sync_soon`` works from
+    any thread, including this one between turns).
+
+    ``turn(timeout)`` runs one loop turn; the kernel poll sleeps at most ``timeout``
+    seconds (``None``: as long as the run wants), so a host can interleave its own work.
+    The run does not install a SIGINT handler or a signal wake-up fd: the host owns those.
+    """
+
+    def __init__(
+        self,
+        async_fn: Callable[..., Awaitable[object]],
+        *args: object,
+        clock: Clock | None = None,
+        instruments: tuple[Instrument, ...] | list[Instrument] = (),
+        strict_exception_groups: bool = True,
+    ) -> None:
+        self._runner = _new_runner(
+            clock, instruments, True, strict_exception_groups, handle_signals=False
+        )
+        self._failure: BaseException | None = None
+        self._finished = False
+        self._result: outcome.Outcome[Any] | None = None
+        self.token = self._runner.token
+        with self._turn_context():
             try:
-                runner.asyncgens.install_hooks()
-                clock.start_clock()
-                if "before_run" in runner.instruments:
-                    runner.instruments.call("before_run")
-                runner.init_task = runner.spawn_impl(
-                    runner.init, (async_fn, args), None, "<init>", system_task=True
-                )
-                while runner.tasks:
-                    runner.run_turn()
-                if "after_run" in runner.instruments:
-                    runner.instruments.call("after_run")
+                _start(self._runner, async_fn, args)
             except BaseException as exc:
-                failure = exc
+                self._failure = exc
+
+    @contextmanager
+    def _turn_context(self) -> Iterator[None]:
+        runner = self._runner
+        with _entered(runner):
+            runner.asyncgens.install_hooks()
+            try:
+                yield
             finally:
-                if failure is not None:
-                    _close_leftover_coroutines(runner)
-                try:
-                    runner.close()
-                except BaseException as exc:  # pragma: no cover - defensive
-                    failure = failure or exc
-                if failure is None and runner.crash is not None:
-                    failure = runner.crash
-    finally:
-        del GLOBAL_RUN_CONTEXT.runner
-        sniffio.thread_local.name = previous_library
-    if failure is not None:
-        if isinstance(failure, InternalError):
-            raise failure
-        raise InternalError("internal error in nursery_io; please report it") from failure
-    result = runner.main_task_outcome
-    assert result is not None
-    if runner.ki_pending:
-        ki = KeyboardInterrupt()
-        if isinstance(result, outcome.Error):
-            ki.__context__ = result.error
-        raise ki
-    if isinstance(result, outcome.Error) and isinstance(result.error, Cancelled):
-        raise InternalError(
-            "a Cancelled exception escaped the main task; this means a cancel scope was "
-            "exited out of order or a Cancelled was raised by hand"
-        ) from result.error
-    return result.unwrap()  # type: ignore[no-any-return]
+                runner.asyncgens.close()
+
+    @property
+    def done(self) -> bool:
+        """True once the main task and every system task have finished."""
+        return self._finished
+
+    def cancel(self) -> None:
+        """Cancel every task in the run; keep calling :meth:`turn` until it returns False.
+
+        :meth:`result` then raises :class:`RunFinishedError` if the main task was cut short.
+        A host must do this (rather than just stop calling ``turn``) before abandoning a
+        run: it lets every ``finally`` block and nursery exit run inside the run.
+        """
+        if not self._finished:
+            self._runner.cancelled_by_host = True
+            self.token.run_sync_soon(self._cancel_everything)
+
+    def _cancel_everything(self) -> None:
+        nursery = self._runner.system_nursery
+        if nursery is None:
+            # The run hasn't opened its system nursery yet: try again next turn.
+            self.token.run_sync_soon(self._cancel_everything)
+            return
+        nursery.cancel_scope._cancel(source="shutdown", reason="the host cancelled the run")
+
+    def turn(self, timeout: float | None = None) -> bool:
+        """Run one loop turn; return False once the run has finished (then see ``result``)."""
+        if self._finished:
+            return False
+        runner = self._runner
+        with self._turn_context():
+            try:
+                if self._failure is None and runner.tasks:
+                    runner.max_sleep = math.inf if timeout is None else max(0.0, timeout)
+                    runner.run_turn()
+            except BaseException as exc:
+                self._failure = exc
+            if self._failure is not None or not runner.tasks:
+                self._finished = True
+                self._result = outcome.capture(_finish, runner, self._failure)
+        return not self._finished
+
+    def result(self) -> Any:
+        """The main task's return value (or its exception); only once :attr:`done`."""
+        if self._result is None:
+            raise RuntimeError("the run has not finished yet")
+        return self._result.unwrap()
 
 
 # ----- module-level API over the current runner -----

@@ -138,11 +138,13 @@ class Kernel:
                     self._signal_wakeup.drain()
             else:
                 registry.dispatch(fd, mask)
-        happened = len(events)
-        while queue:
+        # Run only what was queued before we started: a callback that queues another one
+        # (or a thread that keeps queueing) must not keep the loop here forever. Anything
+        # queued meanwhile makes the next poll non-blocking (see the check above).
+        pending = len(queue)
+        for _ in range(pending):
             queue.popleft()()
-            happened += 1
-        return happened
+        return len(events) + pending
 
     def run_entry_queue(self) -> None:
         """Run queued cross-thread callbacks without sleeping (used at shutdown)."""
