@@ -6,10 +6,10 @@ from __future__ import annotations
 import errno
 import socket as _stdlib_socket
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from . import socket as nsocket
-from ._core import TASK_STATUS_IGNORED, TaskStatus
+from ._core import TASK_STATUS_IGNORED, Nursery, TaskStatus
 from ._highlevel_serve_listeners import serve_listeners
 from ._highlevel_socket import SocketListener, SocketStream
 
@@ -89,7 +89,7 @@ async def serve_tcp(
     *,
     host: str | bytes | None = None,
     backlog: int | None = None,
-    handler_nursery: Any = None,
+    handler_nursery: Nursery | None = None,
     task_status: TaskStatus[list[SocketListener]] = TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Listen on ``port`` (see :func:`open_tcp_listeners`) and serve each connection by

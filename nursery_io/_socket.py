@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, SupportsIndex, TypeAlias, TypeVar, cast, overload
 
 from ._core import Cancelled, RunVar
+from ._timeouts import sleep
 from .lowlevel import (
     cancel_shielded_checkpoint,
     checkpoint,
@@ -675,19 +676,14 @@ class _SocketType(SocketType):
             raise OSError(error, f"error connecting to {address!r}: {os.strerror(error)}")
 
     async def _retry_unix_connect(self, address: AddressFormat) -> None:
-        from ._timeouts import sleep
-
-        # The socket doesn't report readiness for this case (an unconnected AF_UNIX socket
-        # polls as writable at once), so back off briefly and retry.
+        # Nothing signals "the accept queue has room again" (an unconnected AF_UNIX
+        # socket polls as writable and hung-up at once), so retry with a growing pause.
         delay = 0.0005
         while True:
             await sleep(delay)
             try:
                 self._sock.connect(address)
-            except BlockingIOError as exc:
-                if exc.errno != errno.EAGAIN:
-                    await wait_writable(self._sock)
-                    return
+            except BlockingIOError:
                 delay = min(delay * 2, 0.05)
             else:
                 return

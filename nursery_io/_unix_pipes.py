@@ -33,10 +33,10 @@ class _FdHolder:
     __slots__ = ("_was_blocking", "fd")
 
     def __init__(self, fd: int) -> None:
+        # -1 first, so that __del__ is harmless if we fail below.
+        self.fd = -1
         if not isinstance(fd, int):
             raise TypeError(f"FdStream needs an int fd, not {type(fd).__name__}")
-        # Set -1 first so that __del__ is harmless if get_blocking fails (EBADF).
-        self.fd = -1
         self._was_blocking = os.get_blocking(fd)
         self.fd = fd
         os.set_blocking(fd, False)

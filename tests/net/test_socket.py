@@ -57,8 +57,15 @@ class RecordingResolver(HostnameResolver):
         await nursery_io.lowlevel.checkpoint()
         if host not in self.answers:
             raise stdlib_socket.gaierror(stdlib_socket.EAI_NONAME, "unknown to this resolver")
+        port = port if isinstance(port, int) else 0
         return [
-            (fam, stdlib_socket.SOCK_STREAM, 6, "", (addr, port if isinstance(port, int) else 0))
+            (
+                fam,
+                stdlib_socket.SOCK_STREAM,
+                6,
+                "",
+                (addr, port, 0, 0) if fam == stdlib_socket.AF_INET6 else (addr, port),
+            )
             for fam, addr in self.answers[host]
         ]
 
@@ -472,10 +479,21 @@ async def test_bind_and_connect_resolve_names() -> None:
 
 @needs_ipv6
 async def test_ipv6_address_keeps_scope_and_flowinfo() -> None:
+    from nursery_io._socket import _resolve_address
+
     resolver = RecordingResolver({b"six.test": [(stdlib_socket.AF_INET6, "::1")]})
     nsocket.set_custom_hostname_resolver(resolver)
     with nsocket.socket(stdlib_socket.AF_INET6) as sock:
-        await sock.bind(("six.test", 0, 0, 0))
+        raw = sock._sock  # type: ignore[attr-defined]
+        # getaddrinfo answers with flowinfo=0 and scope_id=0; the caller's values survive.
+        assert await _resolve_address(raw, ("six.test", 80, 7, 0), local=False) == (
+            "::1",
+            80,
+            7,
+            0,
+        )
+        assert await _resolve_address(raw, ("six.test", 80), local=False) == ("::1", 80, 0, 0)
+        await sock.bind(("six.test", 0))
         assert sock.getsockname()[0] == "::1"
     with nsocket.socket(stdlib_socket.AF_INET6) as sock:
         await sock.bind(("::1", 0))

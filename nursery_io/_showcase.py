@@ -1,0 +1,353 @@
+"""The showcase behind ``python -m nursery_io``.
+
+It answers the question behind this project — "why do event loops hand file I/O to a thread
+pool, and what happens if they don't?" — on the machine it runs on:
+
+1. what the kernel layer found: io_uring and the operations it supports here (or why it fell
+   back to threads), and epoll for sockets;
+2. a short live demo: many tasks reading files and echoing over TCP at the same time;
+3. the same work on a thread-pool design (asyncio with file reads in its default executor,
+   which is what aiofiles and most runtimes do), for comparison;
+4. the run's statistics: ops by engine, worker threads used, loop turns, and the
+   ``io_uring_enter`` calls saved by batching.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import os
+import platform
+import random
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import nursery_io
+from nursery_io import lowlevel
+from nursery_io._kernel import workers
+
+__all__ = ["main"]
+
+BLOCK = 4096
+MESSAGE = b"x" * 512
+
+
+@dataclass
+class Workload:
+    directory: str
+    files: list[str]
+    file_size: int
+    readers: int
+    reads_per_reader: int
+    clients: int
+    round_trips: int
+    seed: int = 1234
+
+    @property
+    def total_reads(self) -> int:
+        return self.readers * self.reads_per_reader
+
+    @property
+    def total_round_trips(self) -> int:
+        return self.clients * self.round_trips
+
+
+@dataclass
+class Outcome:
+    name: str
+    seconds: float
+    reads: int
+    round_trips: int
+    peak_threads: int
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _make_files(directory: str, count: int, size: int) -> list[str]:
+    paths = []
+    chunk = os.urandom(size)
+    for index in range(count):
+        path = os.path.join(directory, f"data-{index:03d}.bin")
+        with open(path, "wb") as file:
+            file.write(chunk)
+        paths.append(path)
+    # Read everything once so the demo measures the runtimes, not the disk.
+    for path in paths:
+        with open(path, "rb") as file:
+            file.read()
+    return paths
+
+
+class _ThreadPeak:
+    """Samples the process's thread count while a demo runs (the honest figure: OS threads)."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            # Minus one: this sampling thread itself.
+            self.peak = max(self.peak, len(os.listdir("/proc/self/task")) - 1)
+            self._stop.wait(0.002)
+
+    def __enter__(self) -> _ThreadPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class _Progress:
+    """A one-line progress display on a terminal; periodic plain lines otherwise."""
+
+    def __init__(self, label: str, total: int, stream: Any = sys.stderr) -> None:
+        self.label = label
+        self.total = total
+        self.done = 0
+        self.stream = stream
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self._last_print = 0.0
+
+    def advance(self, amount: int = 1) -> None:
+        self.done += amount
+        now = time.monotonic()
+        if now - self._last_print >= (0.05 if self.tty else 1.0) or self.done >= self.total:
+            self._last_print = now
+            self.draw()
+
+    def draw(self) -> None:
+        width = 30
+        filled = int(width * self.done / max(1, self.total))
+        bar = "#" * filled + "." * (width - filled)
+        text = f"  {self.label:<34} [{bar}] {100 * self.done // max(1, self.total):3d}%"
+        if self.tty:
+            self.stream.write("\r" + text)
+            if self.done >= self.total:
+                self.stream.write("\n")
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+# ----- the demo on nursery_io -----
+
+
+async def _nursery_io_demo(work: Workload, progress: _Progress) -> Outcome:
+    rng = random.Random(work.seed)
+    started = time.perf_counter()
+
+    async def reader(index: int) -> None:
+        path = work.files[index % len(work.files)]
+        async with await nursery_io.open_file(path, "rb", buffering=0) as file:
+            for _ in range(work.reads_per_reader):
+                offset = rng.randrange(0, work.file_size - BLOCK)
+                data = await file.pread(BLOCK, offset)
+                assert len(data) == BLOCK
+                progress.advance()
+
+    async def echo(stream: nursery_io.SocketStream) -> None:
+        async with stream:
+            async for data in stream:
+                await stream.send_all(data)
+
+    async def client(port: int) -> None:
+        async with await nursery_io.open_tcp_stream("127.0.0.1", port) as stream:
+            for _ in range(work.round_trips):
+                await stream.send_all(MESSAGE)
+                received = 0
+                while received < len(MESSAGE):
+                    received += len(await stream.receive_some(65536))
+                progress.advance()
+
+    async with nursery_io.open_nursery() as server_nursery:
+        listeners = await server_nursery.start(
+            functools.partial(nursery_io.serve_tcp, echo, 0, host="127.0.0.1")
+        )
+        port = listeners[0].socket.getsockname()[1]
+        async with nursery_io.open_nursery() as nursery:
+            for index in range(work.readers):
+                nursery.start_soon(reader, index)
+            for _ in range(work.clients):
+                nursery.start_soon(client, port)
+        server_nursery.cancel_scope.cancel()
+    seconds = time.perf_counter() - started
+    statistics = lowlevel.current_statistics()
+    return Outcome(
+        "nursery_io",
+        seconds,
+        work.total_reads,
+        work.total_round_trips,
+        0,
+        {
+            "io": statistics.io_statistics,
+            "polls": statistics.kernel_polls,
+            "steps": statistics.task_steps,
+        },
+    )
+
+
+# ----- the same work on asyncio with a thread pool for files -----
+
+
+async def _asyncio_demo(work: Workload, progress: _Progress) -> Outcome:
+    rng = random.Random(work.seed)
+    loop = asyncio.get_running_loop()
+    started = time.perf_counter()
+
+    async def reader(index: int) -> None:
+        path = work.files[index % len(work.files)]
+        fd = await loop.run_in_executor(None, os.open, path, os.O_RDONLY)
+        try:
+            for _ in range(work.reads_per_reader):
+                offset = rng.randrange(0, work.file_size - BLOCK)
+                data = await loop.run_in_executor(None, os.pread, fd, BLOCK, offset)
+                assert len(data) == BLOCK
+                progress.advance()
+        finally:
+            await loop.run_in_executor(None, os.close, fd)
+
+    async def echo(reader_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader_.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    async def client(port: int) -> None:
+        reader_, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(work.round_trips):
+            writer.write(MESSAGE)
+            await writer.drain()
+            await reader_.readexactly(len(MESSAGE))
+            progress.advance()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, asyncio.TaskGroup() as group:
+        for index in range(work.readers):
+            group.create_task(reader(index))
+        for _ in range(work.clients):
+            group.create_task(client(port))
+    seconds = time.perf_counter() - started
+    return Outcome("asyncio + thread pool", seconds, work.total_reads, work.total_round_trips, 0)
+
+
+# ----- report -----
+
+
+def _describe_kernel() -> list[str]:
+    from nursery_io._kernel.engine import FileEngine
+
+    lines = ["sockets, pipes, signals: epoll (readiness)"]
+    engine = FileEngine(lambda callback: callback())
+    try:
+        stats = engine.statistics()
+    finally:
+        engine.close()
+    if stats.engine == "io_uring":
+        ops = ", ".join(stats.supported_opcodes)
+        lines.append(f"files and disk ops: io_uring (completion), {stats.ring_entries} entries")
+        lines.append(f"  ops on the ring here: {ops}")
+        lines.append("  everything else (listdir, chmod, getaddrinfo, ...): worker threads")
+    else:
+        lines.append("files and disk ops: worker threads")
+        lines.append(f"  why not io_uring: {stats.fallback_reason}")
+    return lines
+
+
+def _report(ours: Outcome, theirs: Outcome | None, out: Any) -> None:
+    io = ours.details["io"]
+    engine = io.file_engine
+    print("\nnursery_io run statistics", file=out)
+    print(
+        f"  time: {ours.seconds:.2f} s for {ours.reads:,} file reads and "
+        f"{ours.round_trips:,} TCP round trips",
+        file=out,
+    )
+    if engine is not None:
+        by_engine = ", ".join(f"{name}: {count:,}" for name, count in engine.ops_by_engine.items())
+        print(f"  file ops by engine: {by_engine or 'none'}", file=out)
+        if engine.fallback_reason:
+            print(f"  fell back to threads because: {engine.fallback_reason}", file=out)
+        for reason, count in engine.fallbacks_by_reason.items():
+            print(f"  ops sent to threads ({reason}): {count:,}", file=out)
+        print(f"  peak worker threads for file ops: {engine.peak_worker_threads}", file=out)
+        print(
+            f"  io_uring_enter calls: {engine.submit_syscalls:,} for {engine.ops_submitted:,} "
+            f"submitted ops (batching saved {engine.syscalls_saved:,} syscalls)",
+            file=out,
+        )
+    print(
+        f"  loop turns that polled the kernel: {ours.details['polls']:,}; "
+        f"task steps: {ours.details['steps']:,}",
+        file=out,
+    )
+    print(f"  peak OS threads in the process: {ours.peak_threads}", file=out)
+    if theirs is not None:
+        print(f"\n{theirs.name} (the thread-pool design)", file=out)
+        print(f"  time: {theirs.seconds:.2f} s, peak OS threads: {theirs.peak_threads}", file=out)
+        ratio = theirs.seconds / ours.seconds if ours.seconds else float("inf")
+        print(
+            f"\n  => nursery_io did the same work {ratio:.1f}x as fast, with "
+            f"{ours.peak_threads} thread(s) instead of {theirs.peak_threads}.",
+            file=out,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m nursery_io", description="Show what nursery_io found and what it does."
+    )
+    parser.add_argument("--quick", action="store_true", help="a smaller demo (a second or two)")
+    parser.add_argument("--no-compare", action="store_true", help="skip the thread-pool run")
+    args = parser.parse_args(argv)
+    out = sys.stdout
+
+    print(
+        f"nursery_io {nursery_io.__version__} — Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()} ({platform.machine()})",
+        file=out,
+    )
+    for line in _describe_kernel():
+        print(f"  {line}", file=out)
+
+    scale = 1 if args.quick else 24
+    with tempfile.TemporaryDirectory(prefix="nursery_io-showcase-") as directory:
+        file_size = 1 << 20
+        work = Workload(
+            directory=directory,
+            files=_make_files(directory, 16, file_size),
+            file_size=file_size,
+            readers=64,
+            reads_per_reader=25 * scale,
+            clients=16,
+            round_trips=25 * scale,
+        )
+        print(
+            f"\ndemo: {work.readers} tasks x {work.reads_per_reader} random 4 KiB file reads, "
+            f"while {work.clients} TCP clients do {work.round_trips} echo round trips each",
+            file=out,
+        )
+        total = work.total_reads + work.total_round_trips
+        workers.reset_peak()
+        progress = _Progress("nursery_io", total)
+        with _ThreadPeak() as peak:
+            ours = nursery_io.run(_nursery_io_demo, work, progress)
+        ours.peak_threads = peak.peak
+        theirs = None
+        if not args.no_compare:
+            progress = _Progress("asyncio + thread pool", total)
+            with _ThreadPeak() as peak:
+                theirs = asyncio.run(_asyncio_demo(work, progress))
+            theirs.peak_threads = peak.peak
+    _report(ours, theirs, out)
+    return 0
