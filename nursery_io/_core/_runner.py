@@ -337,6 +337,11 @@ class Runner:
         else:
             timeout = max(0.0, self.clock.deadline_to_sleep_time(deadline))
         primed = 0
+        if self.kernel.file_ops_in_flight:
+            # A task waiting for a disk op is waiting for our own kernel work, which will
+            # finish by itself in a moment: the run is not idle. Jumping a MockClock now
+            # would fire deadlines that a real clock never would.
+            return timeout, primed
         if self.waiting_for_idle:
             cushion = min(self.waiting_for_idle)[0]
             if cushion < timeout:

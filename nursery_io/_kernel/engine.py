@@ -735,11 +735,7 @@ class FileEngine:
             fallbacks_by_reason=dict(self._fallbacks),
             submit_syscalls=enter_calls,
             ops_submitted=sqes,
-            ops_in_flight=len(self._inflight)
-            + len(self._pool_queue)
-            + self._pool_active
-            - self._pool_skipping
-            + len(self._deferred),
+            ops_in_flight=self.in_flight,
             peak_worker_threads=self._pool_peak,
             ring_entries=ring.sq_entries if ring is not None else 0,
             features=ring.features if ring is not None else 0,
@@ -757,6 +753,17 @@ class FileEngine:
             ring.close()
         except Exception:
             pass
+
+    @property
+    def in_flight(self) -> int:
+        """Submitted ops whose completion hasn't been delivered yet (both engines)."""
+        return (
+            len(self._inflight)
+            + len(self._pool_queue)
+            + self._pool_active
+            - self._pool_skipping
+            + len(self._deferred)
+        )
 
     def __repr__(self) -> str:
         return f"<FileEngine {self.engine} fd={self.ring_fd} in_flight={len(self._inflight)}>"

@@ -102,6 +102,12 @@ class Kernel:
             engine.reap()
 
     @property
+    def file_ops_in_flight(self) -> int:
+        """Disk ops submitted but not yet completed (0 if the engine was never started)."""
+        engine = self._engine
+        return 0 if engine is None else engine.in_flight
+
+    @property
     def engine_started(self) -> bool:
         return self._engine is not None
 
