@@ -4,7 +4,8 @@ An async generator abandoned mid-iteration must run its ``finally`` blocks, and 
 await. Python asks the running loop to do that through ``sys.set_asyncgen_hooks``: we note
 every async generator first iterated inside our run, and when one is garbage-collected
 unfinished we close it in a system task, where awaiting works. Generators still alive when
-the main task ends are closed after the system tasks have finished.
+the main task ends are closed after the system tasks have finished, in a cancelled scope:
+their awaits raise Cancelled rather than wait for services that are gone.
 """
 
 from __future__ import annotations
@@ -133,10 +134,11 @@ class AsyncGenerators:
         try:
             # The system tasks are gone, so nothing an await in a finalizer might wait for
             # is guaranteed to happen any more: run them cancelled (as Trio does), so a
-            # ``finally: await ...`` gets Cancelled instead of hanging the run forever. The
-            # scope also gives the init task a cancel status to checkpoint against.
-            with CancelScope(shield=True) as scope:
-                scope._cancel(source="shutdown", reason="the run is finishing")
+            # ``finally: await ...`` gets Cancelled instead of hanging the run forever.
+            # The outer scope gives the init task (outside every nursery by now) a cancel
+            # status to checkpoint against; each generator gets its own cancelled scope so
+            # a Cancelled escaping one finalizer can't skip the others.
+            with CancelScope(shield=True):
                 # Generators can create generators while closing; loop until none are left.
                 while True:
                     # Run pending run_sync_soon callbacks first: generators collected just
@@ -148,7 +150,9 @@ class AsyncGenerators:
                     if not batch:
                         break
                     for agen in batch:
-                        await self._aclose(agen)
+                        with CancelScope(shield=True) as scope:
+                            scope._cancel(source="shutdown", reason="the run is finishing")
+                            await self._aclose(agen)
                     del batch, agen
         finally:
             self._phase = "done"

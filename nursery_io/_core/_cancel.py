@@ -107,16 +107,26 @@ class CancelStatus:
         return False
 
     def mark_abandoned(self) -> None:
-        self.abandoned_by_misnesting = True
-        for child in self._children:
-            child.mark_abandoned()
+        # Iterative for the same reason as recalculate(): nesting can be deep.
+        todo = [self]
+        while todo:
+            status = todo.pop()
+            status.abandoned_by_misnesting = True
+            todo.extend(status._children)
 
     def effective_deadline(self) -> float:
         if self.effectively_cancelled:
             return -math.inf
-        if self._parent is None or self.scope._shield:
-            return self.scope._deadline
-        return min(self.scope._deadline, self._parent.effective_deadline())
+        # Walk up to the first shield, iteratively: a recursive walk would need as many
+        # Python frames again as the code that nested the scopes.
+        deadline = math.inf
+        status = self
+        while True:
+            deadline = min(deadline, status.scope._deadline)
+            parent = status._parent
+            if parent is None or status.scope._shield:
+                return deadline
+            status = parent
 
 
 _MISNESTING_HELP = (

@@ -347,7 +347,10 @@ class Runner:
             if cushion < timeout:
                 timeout = cushion
                 primed = 1
-        elif self.clock_autojump_threshold < timeout:
+        elif deadline != math.inf and self.clock_autojump_threshold < timeout:
+            # Only with a deadline to jump to: otherwise an autojump does nothing, and
+            # priming it would turn a run waiting on a thread or a socket into a busy
+            # loop of zero-timeout polls.
             timeout = self.clock_autojump_threshold
             primed = 2
         return timeout, primed
@@ -514,12 +517,29 @@ def _ki_handler(runner: Runner) -> Iterator[None]:
 
 
 def _close_leftover_coroutines(runner: Runner) -> None:
+    # The run is being abandoned (an internal error, or something like a test timeout
+    # raised out of the kernel poll). A plain coro.close() fails on a task suspended
+    # inside a nursery: the nursery's __aexit__ awaits its children while handling the
+    # GeneratorExit ("coroutine ignored GeneratorExit"), the coroutine stays suspended,
+    # and the garbage collector retries later, printing errors that pytest pins on
+    # whatever test runs then. Throwing GeneratorExit again at every await it makes while
+    # unwinding lets each coroutine run its cleanup to the end, now.
     for task in list(runner.tasks):
-        try:
-            task.coro.close()
-        except BaseException:
-            pass
+        coro = task.coro
+        for _ in range(_MAX_UNWIND_STEPS):
+            try:
+                task.context.run(coro.throw, GeneratorExit())
+            except BaseException:
+                break  # finished (however it ended): nothing left to unwind
+        else:  # pragma: no cover - a finally block that awaits in a loop forever
+            try:
+                coro.close()
+            except BaseException:
+                pass
     runner.tasks.clear()
+
+
+_MAX_UNWIND_STEPS: Final = 1000
 
 
 def _new_runner(

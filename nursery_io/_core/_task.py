@@ -89,6 +89,14 @@ class Task:
         """The nurseries this task has open, outermost first."""
         return list(self._child_nurseries)
 
+    @property
+    def cancel_pending(self) -> bool:
+        """True if the task sits in a cancelled scope it isn't shielded from: its next
+        checkpoint will raise ``Cancelled``. (Lets code such as a channel skip handing an
+        item to a waiter that is about to be cancelled.)"""
+        status = self._cancel_status
+        return status is not None and status.effectively_cancelled
+
     def iter_await_frames(self) -> Iterator[tuple[types.FrameType, int]]:
         """Yield ``(frame, lineno)`` for each frame in the task's current await chain.
 

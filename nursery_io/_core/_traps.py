@@ -103,7 +103,12 @@ def wait_task_rescheduled(abort_func: Callable[[RaiseCancelT], Abort]) -> Genera
     # None is the runner's allocation-free spelling of outcome.Value(None).
     if result is None:
         return None
-    return result.unwrap()
+    try:
+        return result.unwrap()
+    finally:
+        # An Error's exception has this frame in its traceback; keeping the outcome in a
+        # local would make a cycle (exception -> frame -> outcome -> exception).
+        del result
 
 
 @types.coroutine

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import os
 import socket
 import threading
@@ -203,20 +204,43 @@ def test_cancelled_raised_by_hand_from_main_becomes_internal_error() -> None:
     assert nursery_io.TrioInternalError is nursery_io.InternalError
 
 
-def test_cancel_everything_from_root_never_leaks_cancelled() -> None:
+def test_stray_cancelled_inside_a_group_from_main_becomes_internal_error() -> None:
     async def main() -> None:
-        async with nursery_io.open_nursery() as nursery:
-            nursery.start_soon(nursery_io.sleep_forever)
-            await wait_all_tasks_blocked()
-            # cancel every scope the main task can see, from the outermost one down
-            root = lowlevel.current_root_task()
-            assert root is not None
-            for child_nursery in root.child_nurseries:
-                child_nursery.cancel_scope.cancel()
-            await nursery_io.sleep_forever()
+        saved = None
+        with nursery_io.CancelScope() as scope:
+            scope.cancel()
+            try:
+                await nursery_io.sleep(1)
+            except nursery_io.Cancelled as exc:
+                saved = exc
+        assert saved is not None
+        raise BaseExceptionGroup("stray", [saved])
 
-    # the system nursery's scope catches the main task's Cancelled
-    assert nursery_io.run(main) is None
+    with pytest.raises(nursery_io.InternalError) as info:
+        nursery_io.run(main)
+    assert isinstance(info.value.__cause__, BaseExceptionGroup)
+
+
+def test_cancelled_child_of_uncancelled_nursery_does_not_escape() -> None:
+    # A child re-raising a stale Cancelled: the nursery cancels itself because a child
+    # failed, and then its own scope absorbs the Cancelled (same as Trio).
+    async def main() -> str:
+        saved = []
+        with nursery_io.CancelScope() as scope:
+            scope.cancel()
+            try:
+                await nursery_io.sleep(1)
+            except nursery_io.Cancelled as exc:
+                saved.append(exc)
+
+        async def child() -> None:
+            raise saved[0]
+
+        async with nursery_io.open_nursery() as nursery:
+            nursery.start_soon(child)
+        return "done"
+
+    assert nursery_io.run(main) == "done"
 
 
 # ----- crashes -----
@@ -295,6 +319,51 @@ def test_abort_function_returning_garbage_ends_run_with_internal_error() -> None
 
     with pytest.raises(nursery_io.InternalError, match="Abort value"):
         nursery_io.run(main)
+
+
+def test_exception_escaping_the_loop_still_unwinds_every_task(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Something raising out of the loop itself (here a broken clock; in practice a test
+    # timeout's signal handler): every task's cleanup must still run before run() returns,
+    # and nothing may be left for the garbage collector to complain about later.
+    unraisable: list[Any] = []
+    monkeypatch.setattr("sys.unraisablehook", unraisable.append)
+    events = []
+
+    class BrokenClock(MockClock):
+        broken = False
+
+        def deadline_to_sleep_time(self, deadline: float) -> float:
+            if self.broken:
+                raise ZeroDivisionError("clock broke")
+            return super().deadline_to_sleep_time(deadline)
+
+    clock = BrokenClock()
+
+    async def child() -> None:
+        try:
+            await nursery_io.sleep_forever()
+        finally:
+            events.append("child cleanup")
+
+    async def main() -> None:
+        try:
+            async with nursery_io.open_nursery() as nursery:
+                nursery.start_soon(child)
+                with nursery_io.CancelScope():
+                    await wait_all_tasks_blocked()
+                    clock.broken = True
+                    await nursery_io.sleep(10)
+        finally:
+            events.append("main cleanup")
+
+    with pytest.raises(nursery_io.InternalError) as info:
+        nursery_io.run(main, clock=clock)
+    assert isinstance(info.value.__cause__, ZeroDivisionError)
+    assert sorted(events) == ["child cleanup", "main cleanup"]
+    gc.collect()
+    assert unraisable == []
 
 
 # ----- run state visible inside -----
@@ -391,7 +460,7 @@ def _busy_main() -> Any:
                 await lowlevel.wait_readable(a)
             token = lowlevel.current_token()
             done = threading.Event()
-            thread = threading.Thread(target=lambda: (token.run_sync_soon(done.set)))
+            thread = threading.Thread(target=lambda: token.run_sync_soon(done.set))
             thread.start()
             thread.join()
             while not done.is_set():
@@ -435,102 +504,68 @@ def test_no_fd_leaked_by_failed_or_crashed_runs() -> None:
 
 
 def test_two_runs_in_two_threads_at_once() -> None:
-    # Each run hands its token to the other thread, then they ping-pong through
-    # run_sync_soon: both loops must be live at the same time, with separate state.
+    # Each run sends messages into the other through the other's token while both loops
+    # are live; each must see only its own run state.
     tokens: dict[str, lowlevel.RunToken] = {}
+    inboxes: dict[str, tuple[list[str], lowlevel.ParkingLot]] = {}
     both_ready = threading.Barrier(2, timeout=30)
     results: dict[str, Any] = {}
     var = lowlevel.RunVar[str]("who")
 
+    def receive(name: str, message: str) -> None:
+        assert lowlevel.current_token() is tokens[name]
+        inbox, lot = inboxes[name]
+        inbox.append(message)
+        lot.unpark()
+
     def thread_main(me: str, other: str) -> None:
-        async def main() -> list[int]:
+        async def main() -> list[str]:
             var.set(me)
-            received: list[int] = []
-            lot = lowlevel.ParkingLot()
+            inboxes[me] = ([], lowlevel.ParkingLot())
             tokens[me] = lowlevel.current_token()
-            task = lowlevel.current_task()
-
-            def deliver(n: int) -> None:
-                received.append(n)
-                lot.unpark()
-
-            # Blocking the loop thread here is fine: both runs just started.
-            await lowlevel.cancel_shielded_checkpoint()
+            # Blocks this loop for a moment, before anything else runs in it.
             both_ready.wait()
             for n in range(3):
-                tokens[other].run_sync_soon(
-                    _deliver_remote, tokens[other], f"{me}->{n}", results
-                )
-                tokens[other].run_sync_soon(deliver_to_other[other], n)
-                while len(received) <= n:
-                    await lot.park()
-            assert var.get() == me
-            assert lowlevel.current_task() is task
-            assert sniffio.current_async_library() == "nursery_io"
-            # don't finish before the other side has sent everything to us
-            while len(received) < 3:
+                tokens[other].run_sync_soon(receive, other, f"{me}{n}")
+            inbox, lot = inboxes[me]
+            while len(inbox) < 3:
                 await lot.park()
-            finished.wait()
-            return received
+            assert var.get() == me
+            assert sniffio.current_async_library() == "nursery_io"
+            return inbox
 
-        deliver_to_other[me] = lambda n: None  # replaced below
-        results[me] = nursery_io.run(main)
+        try:
+            results[me] = nursery_io.run(main)
+        except BaseException as exc:  # reported by the assertion below
+            results[me] = exc
 
-    deliver_to_other: dict[str, Any] = {}
-    finished = threading.Barrier(2, timeout=30)
-    # Simpler and just as strong: each run, when receiving, records the message.
     threads = [
-        threading.Thread(target=_pingpong_thread, args=(name, other, tokens, both_ready, results))
-        for name, other in (("a", "b"), ("b", "a"))
+        threading.Thread(target=thread_main, args=names) for names in (("a", "b"), ("b", "a"))
     ]
-    del thread_main
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
     assert not any(thread.is_alive() for thread in threads)
-    assert results["a"] == ["b0", "b1", "b2"]
-    assert results["b"] == ["a0", "a1", "a2"]
+    assert results == {"a": ["b0", "b1", "b2"], "b": ["a0", "a1", "a2"]}
+    assert tokens["a"] is not tokens["b"]
 
 
-def _deliver_remote(*args: object) -> None:  # pragma: no cover - placeholder
-    pass
+def test_run_in_a_worker_thread_leaves_signal_handling_alone() -> None:
+    import signal
 
+    before = signal.getsignal(signal.SIGINT)
+    result = []
 
-def _pingpong_thread(
-    me: str,
-    other: str,
-    tokens: dict[str, lowlevel.RunToken],
-    both_ready: threading.Barrier,
-    results: dict[str, Any],
-) -> None:
-    var = lowlevel.RunVar[str]("who")
-    inboxes: dict[str, tuple[list[str], lowlevel.ParkingLot]] = {}
+    def thread_main() -> None:
+        async def main() -> str:
+            await nursery_io.sleep(0)
+            return "ok"
 
-    async def main() -> list[str]:
-        var.set(me)
-        inbox: list[str] = []
-        lot = lowlevel.ParkingLot()
-        inboxes[me] = (inbox, lot)
-        tokens[me] = lowlevel.current_token()
-        both_ready.wait()  # blocks this loop briefly, before anything else runs in it
-        for n in range(3):
-            tokens[other].run_sync_soon(_receive, other, f"{me}{n}")
-        while len(inbox) < 3:
-            await lot.park()
-        # both sides have received everything; the other run may still be running
-        assert var.get() == me
-        assert sniffio.current_async_library() == "nursery_io"
-        return inbox
+        result.append(nursery_io.run(main))
 
-    _INBOXES[me] = inboxes
-    results[me] = nursery_io.run(main)
-
-
-_INBOXES: dict[str, dict[str, tuple[list[str], lowlevel.ParkingLot]]] = {}
-
-
-def _receive(me: str, message: str) -> None:
-    inbox, lot = _INBOXES[me][me]
-    inbox.append(message)
-    lot.unpark()
+    thread = threading.Thread(target=thread_main)
+    thread.start()
+    thread.join()
+    assert result == ["ok"]
+    assert signal.getsignal(signal.SIGINT) is before
