@@ -156,8 +156,8 @@ class CancelScope:
         "_deadline",
         "_has_been_entered",
         "_registered_deadline",
-        "_runner",
         "_relative_deadline",
+        "_runner",
         "_shield",
         "cancelled_caught",
     )
@@ -360,10 +360,13 @@ class CancelScope:
     @property
     def cancel_called(self) -> bool:
         """Whether :meth:`cancel` was called or the deadline passed (may be before entry)."""
-        if self._cancel_status is not None and not self._cancel_called:
-            # A deadline in the past counts even if the loop hasn't processed it yet.
-            if self._deadline <= self._current_time():
-                self._cancel(source="deadline")
+        # A deadline in the past counts even if the loop hasn't processed it yet.
+        if (
+            self._cancel_status is not None
+            and not self._cancel_called
+            and self._deadline <= self._current_time()
+        ):
+            self._cancel(source="deadline")
         return self._cancel_called
 
     @property

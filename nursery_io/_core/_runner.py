@@ -576,7 +576,9 @@ def _entered(runner: Runner) -> Iterator[None]:
         sniffio.thread_local.name = previous_library
 
 
-def _start(runner: Runner, async_fn: Callable[..., Awaitable[object]], args: tuple[object, ...]) -> None:
+def _start(
+    runner: Runner, async_fn: Callable[..., Awaitable[object]], args: tuple[object, ...]
+) -> None:
     runner.clock.start_clock()
     if "before_run" in runner.instruments:
         runner.instruments.call("before_run")
