@@ -6,6 +6,7 @@ where it is unavailable), and the run's statistics say which engine did what.
 """
 
 from . import abc, from_thread, lowlevel, socket, to_thread
+from .anyio_backend import _finder as _anyio_finder  # noqa: F401  (backend="nursery_io")
 from ._channel import (
     MemoryChannelStatistics,
     MemoryReceiveChannel,
@@ -39,6 +40,7 @@ from ._highlevel_serve_listeners import serve_listeners
 from ._highlevel_socket import SocketListener, SocketStream
 from ._path import Path, PosixPath
 from ._signals import open_signal_receiver
+from ._subprocess import Process, run_process
 from ._sync import (
     CapacityLimiter,
     CapacityLimiterStatistics,
@@ -89,6 +91,7 @@ __all__ = [
     "Nursery",
     "Path",
     "PosixPath",
+    "Process",
     "RunFinishedError",
     "Semaphore",
     "SocketListener",
@@ -118,6 +121,7 @@ __all__ = [
     "open_tcp_stream",
     "open_unix_socket",
     "run",
+    "run_process",
     "serve_listeners",
     "serve_tcp",
     "sleep",

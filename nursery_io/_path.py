@@ -18,6 +18,8 @@ import errno
 import io
 import os
 import pathlib
+import sys
+import warnings
 from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, Final, Generic, Self, TypeVar
 
@@ -239,6 +241,19 @@ class Path(pathlib.PurePosixPath):
     async def hardlink_to(self, target: str | os.PathLike[str]) -> None:
         """Make this path a hard link to ``target``."""
         await _run_op(_ops.link(os.fspath(target), self._fs()))
+
+    if sys.version_info < (3, 12):
+
+        async def link_to(self, target: str | os.PathLike[str]) -> None:
+            """Make ``target`` a hard link to this path (deprecated, as in pathlib: use
+            :meth:`hardlink_to`)."""
+            warnings.warn(
+                "pathlib.Path.link_to() is deprecated and is scheduled for removal in "
+                "Python 3.12. Use pathlib.Path.hardlink_to() instead.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            await _run_op(_ops.link(self._fs(), os.fspath(target)))
 
     async def touch(self, mode: int = 0o666, exist_ok: bool = True) -> None:
         """Create the file if it doesn't exist; otherwise (``exist_ok``) bump its times."""

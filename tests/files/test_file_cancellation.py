@@ -39,29 +39,38 @@ def data_files(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, byt
 
 
 class Canceller:
-    """Cancels random registered scopes at random points, to hit ops at every stage."""
+    """Cancels random registered scopes at random moments, to hit ops at every stage.
 
-    def __init__(self, seed: int, rate: float) -> None:
+    Paced by time (a cancel every ``interval`` seconds on average), not by loop turns: a
+    thread hop takes far longer than a turn, and cancelling per turn would cancel every
+    pool op before it ever started.
+    """
+
+    def __init__(self, seed: int, rate: float, interval: float = 0.0002) -> None:
         self.rng = random.Random(seed)
         self.rate = rate
+        self.interval = interval
         self.scopes: list[nursery_io.CancelScope] = []
         self.cancels = 0
 
     async def run(self) -> None:
         while True:
-            await lowlevel.checkpoint()
-            if self.scopes and self.rng.random() < self.rate:
+            if self.rng.random() < 0.5:
+                await lowlevel.checkpoint()
+            else:
+                await nursery_io.sleep(self.rng.random() * 2 * self.interval)
+            if self.scopes:
                 self.rng.choice(self.scopes).cancel()
                 self.cancels += 1
 
     async def call(self, fn: Callable[[], Awaitable[Any]]) -> tuple[bool, Any]:
         """(True, result), or (False, None) if this call was cancelled.
 
-        Some calls are cancelled before they start; the others may be cancelled by run()
-        while they wait for their ops (which then usually complete anyway: a cached read
-        is done by the time the cancel request reaches the kernel)."""
+        A fraction ``rate`` of calls is cancelled before it starts; the others may be
+        cancelled by run() while they wait for their ops (which then often complete
+        anyway: a cached read is done by the time the cancel request reaches the kernel)."""
         with nursery_io.CancelScope() as scope:
-            if self.rng.random() < self.rate / 5:
+            if self.rng.random() < self.rate:
                 scope.cancel()
                 self.cancels += 1
             self.scopes.append(scope)
@@ -81,7 +90,9 @@ async def _sequential_reader(
     if text:
         expected = expected.replace("\r\n", "\n").replace("\r", "\n")
     ok, f = await canceller.call(
-        lambda: nursery_io.open_file(path, mode, buffering=buffering, encoding="latin-1" if text else None)
+        lambda: nursery_io.open_file(
+            path, mode, buffering=buffering, encoding="latin-1" if text else None
+        )
     )
     if not ok:
         stats["open_cancelled"] += 1
@@ -138,7 +149,7 @@ async def test_sequential_reads_survive_a_cancel_storm(
     async with await nursery_io.open_file(data_files[0][0], "rb") as f:
         await f.read(1)
     baseline = _open_fds()
-    canceller = Canceller(seed, rate=0.05)
+    canceller = Canceller(seed, rate=0.01)
     stats = {"ok": 0, "cancelled": 0, "open_cancelled": 0}
     rng = random.Random(seed)
     async with nursery_io.open_nursery() as outer:
@@ -216,7 +227,7 @@ async def test_buffered_writes_that_returned_are_in_the_file(
     tmp_path: Path, buffering: int
 ) -> None:
     path = tmp_path / "records"
-    canceller = Canceller(buffering, rate=0.1)
+    canceller = Canceller(buffering, rate=0.02)
     written: list[bytes] = []
     rng = random.Random(buffering)
     async with nursery_io.open_nursery() as outer:
@@ -245,20 +256,25 @@ async def test_buffered_writes_that_returned_are_in_the_file(
 
 
 async def test_cancelled_pipe_read_loses_nothing() -> None:
+    # A read waiting for a pipe is cancelled. On io_uring the kernel drops the read; on
+    # the thread engine the read can't be interrupted and returns data once it comes.
+    # Either way every byte arrives exactly once.
     r, w = os.pipe()
-    async with await nursery_io.open_file(r, "rb") as reader:
-        got: list[bytes] = []
+
+    async def feed() -> None:
         for chunk in (b"first\n", b"second\n", b"third\n"):
-            with nursery_io.move_on_after(0.01):
-                got.append(await reader.readline())
-            # Threads can't be interrupted: on the thread engine the read is still
-            # running and will take this data; on io_uring it was cancelled.
+            await nursery_io.sleep(0.03)  # after the reader's timeout below
             os.write(w, chunk)
-            if got and got[-1]:
-                continue
-            got.append(await reader.readline())
         os.close(w)
-        got.append(await reader.read())
+
+    got: list[bytes] = []
+    async with await nursery_io.open_file(r, "rb") as reader:
+        async with nursery_io.open_nursery() as nursery:
+            nursery.start_soon(feed)
+            for _ in range(3):
+                with nursery_io.move_on_after(0.01):
+                    got.append(await reader.readline())
+            got.append(await reader.read())
     assert b"".join(got) == b"first\nsecond\nthird\n"
 
 

@@ -60,8 +60,21 @@ PREDICATES = [
 ]
 
 
-@pytest.mark.parametrize("name", ["dir", "dir/a.txt", "file", "link", "dangling", "fifo", "nope",
-                                  "file/under-a-file", "/", "/dev/null"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "dir",
+        "dir/a.txt",
+        "file",
+        "link",
+        "dangling",
+        "fifo",
+        "nope",
+        "file/under-a-file",
+        "/",
+        "/dev/null",
+    ],
+)
 async def test_predicates_and_stat_match_pathlib(tree: SyncPath, name: str) -> None:
     sync = tree / name
     ours = Path(sync)
@@ -175,6 +188,10 @@ async def test_links(tmp_path: SyncPath) -> None:
     assert (await target.stat()).st_nlink == 2
     with pytest.raises(FileExistsError):
         await hard.hardlink_to(target)
+    if hasattr(Path, "link_to"):
+        with pytest.warns(DeprecationWarning):
+            await target.link_to(tmp_path / "old-style")
+        assert (tmp_path / "old-style").read_text() == "t"
 
 
 async def test_listings(tree: SyncPath) -> None:
@@ -184,9 +201,7 @@ async def test_listings(tree: SyncPath) -> None:
     assert all(type(e) is nursery_io.PosixPath for e in entries)
     assert sorted([p async for p in d.iterdir()]) == sorted(entries)
     assert sorted(await d.glob("*.txt")) == sorted(Path(p) for p in (tree / "dir").glob("*.txt"))
-    assert sorted(await d.rglob("*.txt")) == sorted(
-        Path(p) for p in (tree / "dir").rglob("*.txt")
-    )
+    assert sorted(await d.rglob("*.txt")) == sorted(Path(p) for p in (tree / "dir").rglob("*.txt"))
     assert sorted([p async for p in d.rglob("*.py")]) == [Path(tree / "dir" / "b.py")]
     with pytest.raises(FileNotFoundError):
         await Path(tree / "nope").iterdir()

@@ -148,9 +148,7 @@ async def test_writes_match_stdlib(tmp_path: Path, encoding: str, newline: str |
     std_path, ours_path = tmp_path / "std", tmp_path / "ours"
     with open(std_path, "w", encoding=encoding, newline=newline) as std:
         expected = [std.write(p) for p in pieces] + [std.tell()]
-    async with await nursery_io.open_file(
-        ours_path, "w", encoding=encoding, newline=newline
-    ) as f:
+    async with await nursery_io.open_file(ours_path, "w", encoding=encoding, newline=newline) as f:
         got = [await f.write(p) for p in pieces] + [await f.tell()]
     assert got == expected
     assert ours_path.read_bytes() == std_path.read_bytes()
@@ -177,7 +175,9 @@ async def test_writes_match_stdlib(tmp_path: Path, encoding: str, newline: str |
     assert ours_path.read_bytes() == std_path.read_bytes()
 
 
-@pytest.mark.parametrize("errors", ["strict", "replace", "ignore", "surrogateescape", "backslashreplace"])
+@pytest.mark.parametrize(
+    "errors", ["strict", "replace", "ignore", "surrogateescape", "backslashreplace"]
+)
 async def test_decode_errors_handlers(tmp_path: Path, errors: str) -> None:
     path = tmp_path / "bad"
     path.write_bytes(b"ok\xff\xfe line\n" * 3000 + b"\xc3")  # ends in half a character
@@ -278,3 +278,14 @@ async def test_text_attributes_and_buffer(tmp_path: Path) -> None:
     with pytest.raises(io.UnsupportedOperation):
         async with await nursery_io.open_file(path, "w") as w:
             await w.read()
+
+
+async def test_newlines_start_over_after_a_write(tmp_path: Path) -> None:
+    path = tmp_path / "t"
+    path.write_bytes(b"a\r\nb\n")
+    async with await nursery_io.open_file(path, "r+") as f:
+        await f.readline()
+        assert f.newlines == ("\n", "\r\n")  # the read-ahead saw both kinds
+        await f.seek(0, 2)
+        await f.write("x")
+        assert f.newlines is None  # as io.TextIOWrapper: the decoder was reset
