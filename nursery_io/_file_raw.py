@@ -26,6 +26,7 @@ _S = TypeVar("_S", bound="_AsyncFileBase")
 
 _ops = lowlevel.ops
 _run_op = lowlevel.run_op
+_read_at = lowlevel.read_at
 _checkpoint = lowlevel.checkpoint
 
 _UnsupportedOperation = io.UnsupportedOperation
@@ -226,7 +227,7 @@ class _AsyncFileBase(AsyncResource):
                 raise _closed_error()
         raw._positional += 1
         try:
-            return await _run_op(_ops.read(fd, size, offset))  # type: ignore[no-any-return]
+            return await _read_at(fd, size, offset)
         finally:
             raw._positional -= 1
             if raw._idle_lot and not raw._positional:
@@ -484,7 +485,7 @@ class AsyncFileIO(_AsyncFileBase):
         pos = self._pos
         if pos is None:
             return await _run_op(_ops.read(self._fd, size, None))  # type: ignore[no-any-return]
-        data: bytes = await _run_op(_ops.read(self._fd, size, pos))
+        data: bytes = await _read_at(self._fd, size, pos)
         self._pos = pos + len(data)
         return data
 

@@ -44,7 +44,7 @@ from ._core import (
     wait_writable,
 )
 from ._core._context import current_runner as _current_runner
-from ._core._ops import run_op
+from ._core._ops import read_at, run_op
 from ._kernel import ops
 from ._kernel.workers import start_thread_soon
 from ._unix_pipes import FdStream
@@ -61,6 +61,9 @@ def remove_instrument(instrument: "Instrument") -> None:
 
 
 from ._abc_clock import Instrument  # noqa: E402  (used in annotations above)
+
+# Last: _subprocess builds on modules that import this one.
+from ._subprocess import open_process  # noqa: E402
 
 # Trio spellings.
 TrioToken = RunToken
@@ -100,7 +103,9 @@ __all__ = [
     "in_trio_run",
     "in_trio_task",
     "notify_closing",
+    "open_process",
     "ops",
+    "read_at",
     "remove_instrument",
     "remove_parking_lot_breaker",
     "reschedule",

@@ -18,8 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 import outcome
 
+from .._kernel import ops as _kernel_ops
 from ._context import GLOBAL_RUN_CONTEXT, NOT_IN_RUN_MESSAGE
-from ._traps import Abort, RaiseCancelT, checkpoint_if_cancelled, wait_task_rescheduled
+from ._traps import (
+    Abort,
+    RaiseCancelT,
+    cancel_shielded_checkpoint,
+    checkpoint_if_cancelled,
+    wait_task_rescheduled,
+)
 
 if TYPE_CHECKING:
     from .._kernel.engine import FileEngine
@@ -27,7 +34,7 @@ if TYPE_CHECKING:
     from ._runner import Runner
     from ._task import Task
 
-__all__ = ["run_op"]
+__all__ = ["read_at", "run_op"]
 
 _Value = outcome.Value
 
@@ -92,6 +99,36 @@ async def run_op(op: Op) -> Any:
         # task looping on reads would never see Cancelled.
         await checkpoint_if_cancelled()
     engine = runner.kernel.engine
+    if engine.try_inline(op):
+        task._cancel_points += 1  # see read_at
+        # Served from the page cache without blocking: keep the checkpoint semantics of
+        # a completed operation (a schedule point, not a cancel point: it happened).
+        await cancel_shielded_checkpoint()
+        return op.result
     waiter = _OpWaiter(task, runner, engine, op)
     engine.submit(op, waiter.on_complete)
     return await wait_task_rescheduled(waiter.abort)
+
+
+async def read_at(fd: int, length: int, offset: int) -> bytes:
+    """``os.pread(fd, length, offset)`` on the run's file engine, as a checkpoint.
+
+    The same as ``run_op(ops.read(fd, length, offset))``, with a shortcut for the common
+    case: data already in the page cache is copied inline (see ``FileEngine.try_inline``)
+    without building an Op at all.
+    """
+    try:
+        task = GLOBAL_RUN_CONTEXT.task
+    except AttributeError:
+        raise RuntimeError(NOT_IN_RUN_MESSAGE) from None
+    runner = task._runner
+    if task._cancel_status.effectively_cancelled or runner.ki_pending:
+        await checkpoint_if_cancelled()
+    # A cancel point even when not cancelled (what checkpoint_if_cancelled would count),
+    # without paying for the call on this hot path.
+    task._cancel_points += 1
+    data = runner.kernel.engine.read_nowait(fd, length, offset)
+    if data is not None:
+        await cancel_shielded_checkpoint()
+        return data
+    return await run_op(_kernel_ops.read(fd, length, offset))  # type: ignore[no-any-return]

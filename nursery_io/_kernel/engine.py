@@ -55,19 +55,25 @@ from typing import Final
 
 import outcome
 
+from . import ops as _ops
 from . import workers
 from .errors import ClosedResourceError
 from .ops import NO_OPCODE, Op
 from .uring import abi
 from .uring.ring import Ring, UnsupportedPlatformError, validated_architecture
 
-__all__ = ["ENV_VAR", "FileEngine", "IOStatistics"]
+__all__ = ["ENV_VAR", "INLINE_ENV_VAR", "FileEngine", "IOStatistics"]
 
-#: Set to "0" to make every engine use the worker pool.
+#: Set to "0" to make every engine use the worker pool (inline reads included).
 ENV_VAR: Final = "NURSERY_IO_URING"
+#: Set to "0" to turn off inline page-cache reads alone (see FileEngine.try_inline).
+INLINE_ENV_VAR: Final = "NURSERY_IO_INLINE_READS"
+_RWF_NOWAIT: Final = getattr(os, "RWF_NOWAIT", 0)
 
 ENGINE_URING: Final = "io_uring"
 ENGINE_THREADS: Final = "threads"
+#: Reads served from the page cache by an inline ``preadv2(RWF_NOWAIT)``: no ring, no thread.
+ENGINE_INLINE: Final = "inline"
 
 #: Worker threads one engine keeps busy at most; further pool ops queue (and stay
 #: cancellable) until a thread is free.
@@ -165,6 +171,8 @@ class IOStatistics:
     """Most pool ops this engine had on worker threads at once."""
     ring_entries: int = 0
     """SQ size of the ring (0 without one)."""
+    inline_misses: int = 0
+    """Inline read attempts that found the data not cached and went to an engine instead."""
     features: int = 0
     """``io_uring_params.features`` of the ring."""
 
@@ -197,6 +205,7 @@ class FileEngine:
         call_soon_threadsafe: Callable[[Callable[[], None]], None],
         *,
         use_uring: bool | None = None,
+        inline_reads: bool | None = None,
         entries: int = 256,
         max_threads: int = DEFAULT_MAX_THREADS,
         _setup_hook: Callable[[], object] | None = None,
@@ -207,6 +216,13 @@ class FileEngine:
             raise ValueError("max_threads must be at least 1")
         self._call_soon_threadsafe = call_soon_threadsafe
         self._use_uring = use_uring
+        if inline_reads is None:
+            # Forcing the pool with NURSERY_IO_URING=0 means every op on a thread: that is
+            # how the test suite exercises the thread engine. A ring that merely failed to set
+            # up (EPERM in a container, ...) keeps inline reads: they need no io_uring.
+            inline_reads = os.environ.get(ENV_VAR) != "0" and os.environ.get(INLINE_ENV_VAR) != "0"
+        #: Whether cached positional reads are tried inline first (``try_inline``).
+        self.inline_reads = bool(inline_reads and _RWF_NOWAIT)
         self._entries = entries
         self._max_threads = max_threads
         self._setup_hook = _setup_hook
@@ -236,6 +252,8 @@ class FileEngine:
         self._pool_peak = 0
         self._n_ring = 0
         self._n_threads = 0
+        self._n_inline = 0
+        self._inline_misses = 0
         self._fallbacks: dict[str, int] = {}
         self._enter_calls = 0  # of rings already closed
         self._sqes_submitted = 0
@@ -319,6 +337,60 @@ class FileEngine:
             self._setup()
 
     # --- submission ---------------------------------------------------------------------------
+
+    def try_inline(self, op: Op) -> bool:
+        """Complete a positional read right here if its data is in the page cache.
+
+        ``preadv2(RWF_NOWAIT)`` copies cached pages and fails with ``EAGAIN`` instead of
+        waiting for the disk, so it never blocks the loop. A cached read then costs one
+        syscall and no ring round trip, no thread hop and no task switch. Returns True with
+        ``op.result`` set, or False (nothing happened: submit the op normally). A read that
+        is only partly cached comes back short; it is discarded and left to an engine,
+        because the file layer takes a short read as end of file.
+        """
+        if not self.inline_reads:
+            return False
+        buffer = _ops.inline_read_buffer(op)
+        if buffer is None:
+            return False
+        try:
+            count = os.preadv(op.fd, (buffer,), op.off, _RWF_NOWAIT)
+        except BlockingIOError:
+            self._inline_misses += 1
+            return False
+        except OSError:
+            # EOPNOTSUPP (no nowait support on this file system), EBADF, EISDIR...: let the
+            # engine run the op and report errors the usual way.
+            return False
+        if count != op.length:
+            self._inline_misses += 1
+            return False
+        op.result = op.convert(count)
+        op.engine = ENGINE_INLINE
+        self._n_inline += 1
+        return True
+
+    def read_nowait(self, fd: int, length: int, offset: int) -> bytes | None:
+        """``try_inline`` for a plain ``pread`` without building an Op: the bytes, or None.
+
+        None means "not served inline" (not cached, partly cached, inline reads off, or an
+        error the engine should report): run ``ops.read(fd, length, offset)`` instead.
+        """
+        if not self.inline_reads or offset < 0 or length <= 0:
+            return None
+        buffer = bytearray(length)
+        try:
+            count = os.preadv(fd, (buffer,), offset, _RWF_NOWAIT)
+        except BlockingIOError:
+            self._inline_misses += 1
+            return None
+        except OSError:
+            return None
+        if count != length:
+            self._inline_misses += 1
+            return None
+        self._n_inline += 1
+        return bytes(buffer)
 
     def submit(self, op: Op, on_complete: Callable[[Op], None]) -> None:
         """Start ``op``; ``on_complete(op)`` runs later in the loop thread, exactly once."""
@@ -731,7 +803,12 @@ class FileEngine:
             )
             if ring is not None
             else (),
-            ops_by_engine={ENGINE_URING: self._n_ring, ENGINE_THREADS: self._n_threads},
+            ops_by_engine={
+                ENGINE_URING: self._n_ring,
+                ENGINE_THREADS: self._n_threads,
+                ENGINE_INLINE: self._n_inline,
+            },
+            inline_misses=self._inline_misses,
             fallbacks_by_reason=dict(self._fallbacks),
             submit_syscalls=enter_calls,
             ops_submitted=sqes,
@@ -753,6 +830,12 @@ class FileEngine:
             ring.close()
         except Exception:
             pass
+
+    @property
+    def ring_busy(self) -> bool:
+        """Whether the ring has SQEs to submit or ops whose CQEs are still to come (cheap)."""
+        ring = self._ring
+        return ring is not None and bool(self._inflight or ring.sq_pending)
 
     @property
     def in_flight(self) -> int:

@@ -97,7 +97,7 @@ class Kernel:
         submit syscall, so reaping right away saves a whole loop turn per batch of them.
         """
         engine = self._engine
-        if engine is not None:
+        if engine is not None and engine.ring_busy:
             engine.flush()
             engine.reap()
 

@@ -35,6 +35,7 @@ __all__ = [
     "fstat",
     "fsync",
     "ftruncate",
+    "inline_read_buffer",
     "link",
     "lstat",
     "mkdir",
@@ -346,6 +347,21 @@ def readinto(fd: int, buffer: Any, offset: int | None = None) -> Op:
         _readv_into,
         (fd, buffer, offset),
     )
+
+
+def inline_read_buffer(op: Op) -> Any:
+    """The buffer a positional READ op fills, or None when the op can't be tried inline.
+
+    Only reads at an explicit offset qualify: an inline ``preadv2(RWF_NOWAIT)`` at the
+    current file position would move it, unlike the ring's read.
+    """
+    if op.opcode != abi.OP_READ or op.off == _U64:
+        return None
+    if op._fn is os.pread:
+        return op.keep
+    if op._fn is _readv_into:
+        return op.keep[1]  # type: ignore[index]
+    return None
 
 
 def _os_write(fd: int, data: Any, offset: int | None) -> int:

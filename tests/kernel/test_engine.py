@@ -209,7 +209,7 @@ def test_env_var_forces_threads(monkeypatch):
         assert d.value(ops.stat("/")) == os.stat("/")
         st = d.engine.statistics()
         assert st.fallbacks_by_reason == {"disabled by NURSERY_IO_URING=0": 1}
-        assert st.ops_by_engine == {"io_uring": 0, "threads": 1}
+        assert st.ops_by_engine == {"io_uring": 0, "threads": 1, "inline": 0}
     finally:
         d.close()
 
@@ -618,7 +618,7 @@ def test_ring_runs_every_ring_op(uring_drv, tmp_path):
     for op in [*batch, *batch2, last]:
         assert op.error is None and op.engine == "io_uring", op
     st = d.engine.statistics()
-    assert st.ops_by_engine == {"io_uring": 17, "threads": 0}
+    assert st.ops_by_engine == {"io_uring": 17, "threads": 0, "inline": 0}
     assert st.fallbacks_by_reason == {}
 
 
@@ -671,7 +671,7 @@ def test_ring_ops_start_no_worker_thread(uring_drv, data_file):
         d.wait(batch)
         d.wait([d.submit(ops.close(o.result)) for o in fds])
     st = d.engine.statistics()
-    assert st.ops_by_engine == {"io_uring": 5 * (20 + 20 * 7 + 20), "threads": 0}
+    assert st.ops_by_engine == {"io_uring": 5 * (20 + 20 * 7 + 20), "threads": 0, "inline": 0}
     assert st.peak_worker_threads == 0 and st.fallbacks_by_reason == {}
     assert workers.worker_statistics().jobs_run == jobs_before
     assert threading.active_count() == threads_before
@@ -857,7 +857,7 @@ def test_probe_says_unsupported(tmp_path):
         assert d.value(ops.nop()) == 0
         st = d.engine.statistics()
         assert st.fallbacks_by_reason == {"opcode unsupported: STATX": 3}
-        assert st.ops_by_engine == {"io_uring": 1, "threads": 3}
+        assert st.ops_by_engine == {"io_uring": 1, "threads": 3, "inline": 0}
         assert st.peak_worker_threads >= 1
     finally:
         d.close()
@@ -882,7 +882,7 @@ def test_cqe_eopnotsupp_reruns_on_pool_and_marks_opcode(tmp_path):
             "ring returned EOPNOTSUPP: FALLOCATE": 1,
             "opcode unsupported: FALLOCATE": 1,
         }
-        assert st.ops_by_engine == {"io_uring": 1, "threads": 2}
+        assert st.ops_by_engine == {"io_uring": 1, "threads": 2, "inline": 0}
     finally:
         os.close(fd)
         d.close()
@@ -1028,6 +1028,7 @@ def test_fork(uring_drv, tmp_path):
                 if d.engine._ring is old_ring or d.engine.statistics().ops_by_engine != {
                     "io_uring": 1,
                     "threads": 0,
+                    "inline": 0,
                 }:
                     code = 3
             except BaseException:
