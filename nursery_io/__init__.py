@@ -6,7 +6,6 @@ where it is unavailable), and the run's statistics say which engine did what.
 """
 
 from . import abc, from_thread, lowlevel, socket, to_thread
-from .anyio_backend import _finder as _anyio_finder  # noqa: F401  (backend="nursery_io")
 from ._channel import (
     MemoryChannelStatistics,
     MemoryReceiveChannel,
@@ -64,6 +63,7 @@ from ._timeouts import (
     sleep_until,
 )
 from ._version import __version__
+from .anyio_backend import _finder as _anyio_finder  # noqa: F401  (backend="nursery_io")
 
 #: Trio's name for :class:`InternalError`.
 TrioInternalError = InternalError

@@ -54,11 +54,14 @@ def current_default_thread_limiter() -> CapacityLimiter:
 class _WorkerLink:
     """What a worker thread knows about the task that started it (thread-local)."""
 
-    __slots__ = ("abandoned", "raise_cancel", "task", "token")
+    __slots__ = ("abandon_on_cancel", "abandoned", "raise_cancel", "task", "token")
 
-    def __init__(self, task: lowlevel.Task, token: lowlevel.RunToken) -> None:
+    def __init__(
+        self, task: lowlevel.Task, token: lowlevel.RunToken, abandon_on_cancel: bool
+    ) -> None:
         self.task = task
         self.token = token
+        self.abandon_on_cancel = abandon_on_cancel
         self.raise_cancel: lowlevel.RaiseCancelT | None = None
         self.abandoned = False
 
@@ -66,12 +69,15 @@ class _WorkerLink:
 class _Request:
     """A call from a worker back into the run, served by the task waiting for that worker."""
 
-    __slots__ = ("args", "fn", "is_async", "reply")
+    __slots__ = ("args", "context", "fn", "is_async", "reply")
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], is_async: bool) -> None:
         self.fn = fn
         self.args = args
         self.is_async = is_async
+        # The call runs in (a copy of) the calling thread's context, as in Trio: context
+        # variables set in the worker are seen by what it calls back into the run.
+        self.context = contextvars.copy_context()
         self.reply: queue.SimpleQueue[outcome.Outcome[Any]] = queue.SimpleQueue()
 
 
@@ -116,7 +122,7 @@ async def to_thread_run_sync(
     token = lowlevel.current_token()
     # Each call borrows a token on behalf of a unique object, so one task can run several
     # threads (through several nurseries) without tripping "already holding a token".
-    borrower = _WorkerLink(task, token)
+    borrower = _WorkerLink(task, token, abandon_on_cancel)
     await limiter.acquire_on_behalf_of(borrower)
     try:
         context = contextvars.copy_context()
@@ -164,14 +170,24 @@ async def to_thread_run_sync(
 async def _serve(request: _Request) -> None:
     """Run a worker's call-back inside the waiting task and send the result to the worker."""
     if request.is_async:
+        # Borrow the worker's context for the call: the task runs each step in
+        # task.context, so switch it and let a (shielded) schedule point take effect.
+        task = lowlevel.current_task()
+        own_context = task.context
+        task.context = request.context
+        await lowlevel.cancel_shielded_checkpoint()
         result = await outcome.acapture(request.fn, *request.args)
+        task.context = own_context
+        await lowlevel.cancel_shielded_checkpoint()
     else:
-        result = outcome.capture(request.fn, *request.args)
+        result = outcome.capture(request.context.run, request.fn, *request.args)
     request.reply.put(result)
 
 
-def _check_not_in_run() -> None:
-    if lowlevel.in_run():
+def _check_not_in_run(token: lowlevel.RunToken | None = None) -> None:
+    # Blocking this thread on its own run would deadlock; blocking it on *another* run
+    # (e.g. a portal's run in another thread) is merely blocking.
+    if lowlevel.in_run() and (token is None or token is lowlevel.current_token()):
         raise RuntimeError(
             "this function must be called from a worker thread, not from inside the run's "
             "own thread: await the function directly instead"
@@ -184,11 +200,13 @@ def _send_request(
     is_async: bool,
     token: lowlevel.RunToken | None,
 ) -> Any:
-    _check_not_in_run()
+    _check_not_in_run(token)
     link = _worker_link()
     request = _Request(fn, args, is_async)
-    if token is None and link is not None:
+    if token is None and link is not None and not link.abandon_on_cancel:
         # Served by the task waiting in to_thread.run_sync: same context, same scopes.
+        # (Not for an abandonable thread: its task may stop waiting at any moment, so
+        # its calls get a system task, as in Trio.)
         link.token.run_sync_soon(_deliver_to_waiting_task, link, request)
     else:
         if token is None:
@@ -214,14 +232,14 @@ def _serve_in_system_task(request: _Request) -> None:
     if request.is_async:
 
         async def runner() -> None:
-            await _serve(request)
+            request.reply.put(await outcome.acapture(request.fn, *request.args))
 
         try:
-            lowlevel.spawn_system_task(runner, name=request.fn)
+            lowlevel.spawn_system_task(runner, name=request.fn, context=request.context)
         except RuntimeError as exc:  # system nursery already closed: the run is ending
             request.reply.put(outcome.Error(RunFinishedError(str(exc))))
     else:
-        request.reply.put(outcome.capture(request.fn, *request.args))
+        request.reply.put(outcome.capture(request.context.run, request.fn, *request.args))
 
 
 def from_thread_run(
@@ -230,8 +248,10 @@ def from_thread_run(
     """From a worker thread, run ``await afn(*args)`` in the run and return its result.
 
     In a thread started by ``to_thread.run_sync`` (and no ``token`` given) the call is
-    served by the task that is waiting for the thread, in that task's context and cancel
-    scopes. Otherwise pass the run's token; the call then runs in a system task.
+    served by the task that is waiting for the thread, inside that task's cancel scopes
+    (unless the thread was started with ``abandon_on_cancel=True``: then, as with an
+    explicit ``token``, a system task runs it). Either way it runs in a copy of the
+    calling thread's contextvars context.
     Raises :class:`RunFinishedError` if the run is over.
     """
     return _send_request(afn, args, True, token)  # type: ignore[no-any-return]

@@ -272,6 +272,9 @@ class Runner:
         for task in batch:
             ctx.task = task
             next_send = task._next_send
+            # Don't keep the outcome once sent: an Error's exception can reach this task
+            # through its traceback's frames, and the task would keep it alive in a cycle.
+            task._next_send = None
             coro = task.coro
             if next_send is _RESUME_CHECKPOINT:
                 task._cancel_points += 1
