@@ -34,6 +34,9 @@ from nursery_io._kernel import workers
 __all__ = ["main"]
 
 BLOCK = 4096
+# Every task also writes one block out of every WRITE_EVERY it reads (writes always go to an
+# engine: there is no "only if it won't block" write for buffered files).
+WRITE_EVERY = 4
 MESSAGE = b"x" * 512
 
 
@@ -87,27 +90,33 @@ class _ThreadPeak:
 
     def __init__(self, exclude_prefix: str | None = None) -> None:
         self.peak = 0
+        self.peak_kernel_workers = 0
         self._exclude = exclude_prefix
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
-    def _count(self) -> int:
-        count = 0
+    def _count(self) -> tuple[int, int]:
+        threads = kernel_workers = 0
         for tid in os.listdir("/proc/self/task"):
-            if self._exclude is not None:
-                try:
-                    with open(f"/proc/self/task/{tid}/comm") as comm:
-                        if comm.read().startswith(self._exclude):
-                            continue
-                except OSError:
-                    continue  # the thread exited meanwhile
-            count += 1
-        return count
+            try:
+                with open(f"/proc/self/task/{tid}/comm") as comm:
+                    name = comm.read()
+            except OSError:
+                continue  # the thread exited meanwhile
+            if name.startswith("iou-"):
+                # io_uring's own kernel workers (they run ops the kernel can't finish
+                # inline, like opens that create files). Not threads of ours.
+                kernel_workers += 1
+            elif self._exclude is None or not name.startswith(self._exclude):
+                threads += 1
+        return threads, kernel_workers
 
     def _sample(self) -> None:
         while not self._stop.is_set():
+            threads, kernel_workers = self._count()
             # Minus one: this sampling thread itself.
-            self.peak = max(self.peak, self._count() - 1)
+            self.peak = max(self.peak, threads - 1)
+            self.peak_kernel_workers = max(self.peak_kernel_workers, kernel_workers)
             self._stop.wait(0.002)
 
     def __enter__(self) -> _ThreadPeak:
@@ -160,11 +169,17 @@ async def _nursery_io_demo(work: Workload, progress: _Progress) -> Outcome:
 
     async def reader(index: int) -> None:
         path = work.files[index % len(work.files)]
-        async with await nursery_io.open_file(path, "rb", buffering=0) as file:
-            for _ in range(work.reads_per_reader):
+        scratch = os.path.join(work.directory, f"scratch-{index}.bin")
+        async with (
+            await nursery_io.open_file(path, "rb", buffering=0) as file,
+            await nursery_io.open_file(scratch, "wb", buffering=0) as out,
+        ):
+            for number in range(work.reads_per_reader):
                 offset = rng.randrange(0, work.file_size - BLOCK)
                 data = await file.pread(BLOCK, offset)
                 assert len(data) == BLOCK
+                if number % WRITE_EVERY == 0:
+                    await out.pwrite(data, number * BLOCK)
                 progress.advance()
 
     async def echo(stream: nursery_io.SocketStream) -> None:
@@ -218,15 +233,22 @@ async def _asyncio_demo(work: Workload, progress: _Progress) -> Outcome:
 
     async def reader(index: int) -> None:
         path = work.files[index % len(work.files)]
+        scratch = os.path.join(work.directory, f"scratch-{index}.bin")
         fd = await loop.run_in_executor(None, os.open, path, os.O_RDONLY)
+        out = await loop.run_in_executor(
+            None, os.open, scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        )
         try:
-            for _ in range(work.reads_per_reader):
+            for number in range(work.reads_per_reader):
                 offset = rng.randrange(0, work.file_size - BLOCK)
                 data = await loop.run_in_executor(None, os.pread, fd, BLOCK, offset)
                 assert len(data) == BLOCK
+                if number % WRITE_EVERY == 0:
+                    await loop.run_in_executor(None, os.pwrite, out, data, number * BLOCK)
                 progress.advance()
         finally:
             await loop.run_in_executor(None, os.close, fd)
+            await loop.run_in_executor(None, os.close, out)
 
     async def echo(reader_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while data := await reader_.read(65536):
@@ -295,6 +317,12 @@ def _report(ours: Outcome, theirs: Outcome | None, out: Any) -> None:
         for reason, count in engine.fallbacks_by_reason.items():
             print(f"  ops sent to threads ({reason}): {count:,}", file=out)
         print(f"  peak worker threads for file ops: {engine.peak_worker_threads}", file=out)
+        inline = engine.ops_by_engine.get("inline", 0)
+        if inline:
+            print(
+                f"  served inline from the page/dentry cache (no ring, no thread): {inline:,}",
+                file=out,
+            )
         print(
             f"  io_uring_enter calls: {engine.submit_syscalls:,} for {engine.ops_submitted:,} "
             f"submitted ops (batching saved {engine.syscalls_saved:,} syscalls)",
@@ -305,7 +333,13 @@ def _report(ours: Outcome, theirs: Outcome | None, out: Any) -> None:
         f"task steps: {ours.details['steps']:,}",
         file=out,
     )
-    print(f"  peak OS threads in the process: {ours.peak_threads}", file=out)
+    print(f"  peak threads in the process: {ours.peak_threads}", file=out)
+    if ours.details.get("kernel_workers"):
+        print(
+            f"  peak io_uring kernel workers (the kernel's own, for ops it can't finish "
+            f"inline): {ours.details['kernel_workers']}",
+            file=out,
+        )
     if theirs is not None:
         print(f"\n{theirs.name} (the thread-pool design)", file=out)
         print(f"  time: {theirs.seconds:.2f} s, peak OS threads: {theirs.peak_threads}", file=out)
@@ -347,8 +381,9 @@ def main(argv: list[str] | None = None) -> int:
             round_trips=25 * scale,
         )
         print(
-            f"\ndemo: {work.readers} tasks x {work.reads_per_reader} random 4 KiB file reads, "
-            f"while {work.clients} TCP clients do {work.round_trips} echo round trips each",
+            f"\ndemo: {work.readers} tasks x {work.reads_per_reader} random 4 KiB file reads "
+            f"(plus a 4 KiB write every {WRITE_EVERY} reads), while {work.clients} TCP clients "
+            f"do {work.round_trips} echo round trips each",
             file=out,
         )
         total = work.total_reads + work.total_round_trips
@@ -357,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         with _ThreadPeak() as peak:
             ours = nursery_io.run(_nursery_io_demo, work, progress)
         ours.peak_threads = peak.peak
+        ours.details["kernel_workers"] = peak.peak_kernel_workers
         theirs = None
         if not args.no_compare:
             progress = _Progress("asyncio + thread pool", total)

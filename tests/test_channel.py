@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -25,12 +24,6 @@ from nursery_io import (
 )
 from nursery_io.lowlevel import checkpoint
 from nursery_io.testing import assert_checkpoints, wait_all_tasks_blocked
-
-
-def _run(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
-    # Temporary stand-in for the pytest plugin: run the async test under nursery_io.run.
-    return functools.wraps(fn)(lambda *a, **k: nursery_io.run(functools.partial(fn, *a, **k)))
-
 
 BUFFER_SIZES = [0, 1, 3, math.inf]
 
@@ -56,7 +49,6 @@ def test_open_memory_channel_validation() -> None:
 
 
 @pytest.mark.parametrize("size", BUFFER_SIZES)
-@_run
 async def test_send_receive_order(size: float) -> None:
     s, r = open_memory_channel[int](size)
     received: list[int] = []
@@ -75,7 +67,6 @@ async def test_send_receive_order(size: float) -> None:
         await r.receive()
 
 
-@_run
 async def test_nowait_and_statistics() -> None:
     s, r = open_memory_channel[str](2)
     assert s.statistics() == MemoryChannelStatistics(
@@ -125,7 +116,6 @@ async def test_nowait_and_statistics() -> None:
 
 
 @pytest.mark.parametrize("size", [0, 1])
-@_run
 async def test_fifo_fairness(size: int) -> None:
     s, r = open_memory_channel[tuple[str, int]](size)
     got: list[tuple[int, tuple[str, int]]] = []
@@ -152,7 +142,6 @@ async def test_fifo_fairness(size: int) -> None:
     assert values == [("w", i) for i in range(5 + size)]
 
 
-@_run
 async def test_checkpoints() -> None:
     s, r = open_memory_channel[int](1)
     with assert_checkpoints():
@@ -180,7 +169,6 @@ async def test_checkpoints() -> None:
 
 
 @pytest.mark.parametrize("size", BUFFER_SIZES)
-@_run
 async def test_close_send_side(size: float) -> None:
     s, r = open_memory_channel[int](size)
     if size:
@@ -207,7 +195,6 @@ async def test_close_send_side(size: float) -> None:
 
 
 @pytest.mark.parametrize("size", BUFFER_SIZES)
-@_run
 async def test_close_receive_side(size: float) -> None:
     s, r = open_memory_channel[int](size)
     if size:
@@ -233,7 +220,6 @@ async def test_close_receive_side(size: float) -> None:
         s.send_nowait(2)
 
 
-@_run
 async def test_close_wakes_blocked_tasks() -> None:
     # Closing an end wakes the tasks blocked on *that end* with ClosedResourceError.
     s, r = open_memory_channel[int](0)
@@ -273,7 +259,6 @@ async def test_close_wakes_blocked_tasks() -> None:
     assert results == ["recv:EndOfChannel", "send:BrokenResourceError"]
 
 
-@_run
 async def test_clone_semantics() -> None:
     s, r = open_memory_channel[int](math.inf)
     s2 = s.clone()
@@ -331,7 +316,6 @@ async def test_clone_semantics() -> None:
 
 
 @pytest.mark.parametrize("size", [0, 1])
-@_run
 async def test_cancel_after_handoff_keeps_value(size: int) -> None:
     # Once a value has been handed over, cancelling the receiver can't lose it...
     s, r = open_memory_channel[str](size)
@@ -373,7 +357,6 @@ async def test_cancel_after_handoff_keeps_value(size: int) -> None:
 
 
 @pytest.mark.parametrize("size", [0, 1])
-@_run
 async def test_cancel_right_after_fast_path(size: int) -> None:
     # The side that completes an operation without blocking still yields afterwards; a
     # cancellation arriving during that yield must not undo the completed operation.
@@ -427,7 +410,6 @@ async def test_cancel_right_after_fast_path(size: int) -> None:
 
 
 @pytest.mark.parametrize("size", [0, 2])
-@_run
 async def test_cancelled_blocked_operations_leave_no_trace(size: int) -> None:
     s, r = open_memory_channel[int](size)
     for i in range(size):
@@ -545,5 +527,7 @@ async def _random_scenario(size: float, actions: list[tuple[str, int, int]]) -> 
 @pytest.mark.parametrize("size", BUFFER_SIZES)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(actions=_ACTIONS)
-def test_no_value_lost_or_duplicated(size: float, actions: list[tuple[str, int, int]]) -> None:
-    nursery_io.run(_random_scenario, size, actions)
+async def test_no_value_lost_or_duplicated(
+    size: float, actions: list[tuple[str, int, int]]
+) -> None:
+    await _random_scenario(size, actions)

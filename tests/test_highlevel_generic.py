@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
 
@@ -14,11 +11,6 @@ from nursery_io import StapledStream, aclose_forcefully
 from nursery_io.abc import AsyncResource, HalfCloseableStream, ReceiveStream, SendStream
 from nursery_io.lowlevel import checkpoint
 from nursery_io.testing import MemoryReceiveStream, MemorySendStream
-
-
-def _run(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
-    # Temporary stand-in for the pytest plugin: run the async test under nursery_io.run.
-    return functools.wraps(fn)(lambda *a, **k: nursery_io.run(functools.partial(fn, *a, **k)))
 
 
 class RecordingSendStream(SendStream):
@@ -52,7 +44,6 @@ class RecordingReceiveStream(ReceiveStream):
         self.log.append("receive.aclose")
 
 
-@_run
 async def test_stapled_stream_delegates() -> None:
     log: list[str] = []
     stream = StapledStream(RecordingSendStream(log), RecordingReceiveStream(log))
@@ -81,7 +72,6 @@ async def test_stapled_stream_delegates() -> None:
     assert log == ["send_eof"]
 
 
-@_run
 async def test_stapled_stream_aclose_closes_both_on_error() -> None:
     class FailingClose(RecordingSendStream):
         async def aclose(self) -> None:
@@ -94,7 +84,6 @@ async def test_stapled_stream_aclose_closes_both_on_error() -> None:
     assert log == ["receive.aclose"]
 
 
-@_run
 async def test_stapled_memory_streams_round_trip() -> None:
     send, receive = MemorySendStream(), MemoryReceiveStream()
     stream = StapledStream(send, receive)
@@ -110,7 +99,6 @@ async def test_stapled_memory_streams_round_trip() -> None:
         await stream.receive_some()
 
 
-@_run
 async def test_aclose_forcefully() -> None:
     events: list[str] = []
 

@@ -48,5 +48,5 @@ def test_reports_the_engines_and_statistics() -> None:
 def test_forced_fallback_says_why() -> None:
     output = run_showcase("--no-compare", env={"NURSERY_IO_URING": "0"})
     assert "why not io_uring: disabled by NURSERY_IO_URING=0" in output
-    assert "io_uring: 0, threads: 1,664" in output
+    assert "io_uring: 0, threads: 2,176, inline: 0" in output
     assert "thread-pool design" not in output

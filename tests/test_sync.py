@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -30,11 +30,6 @@ from nursery_io.lowlevel import ParkingLotStatistics, current_task
 from nursery_io.testing import assert_checkpoints, wait_all_tasks_blocked
 
 
-def _run(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
-    # Temporary stand-in for the pytest plugin: run the async test under nursery_io.run.
-    return functools.wraps(fn)(lambda *a, **k: nursery_io.run(functools.partial(fn, *a, **k)))
-
-
 async def _spawn_in_order(nursery: nursery_io.Nursery, fns: list[Callable[[], Any]]) -> None:
     # Start the tasks one at a time, letting each block before the next starts, so their
     # arrival order at the primitive is known.
@@ -46,7 +41,6 @@ async def _spawn_in_order(nursery: nursery_io.Nursery, fns: list[Callable[[], An
 # ----- Event -----
 
 
-@_run
 async def test_event_basics() -> None:
     event = Event()
     assert not event.is_set()
@@ -78,7 +72,6 @@ async def test_event_basics() -> None:
     assert scope.cancelled_caught
 
 
-@_run
 async def test_event_wait_cancelled() -> None:
     event = Event()
     caught: list[bool] = []
@@ -126,7 +119,6 @@ def test_capacity_limiter_total_tokens_validation() -> None:
     assert limiter.total_tokens == 3
 
 
-@_run
 async def test_capacity_limiter_basics() -> None:
     limiter = CapacityLimiter(2)
     assert (limiter.borrowed_tokens, limiter.available_tokens) == (0, 2)
@@ -165,7 +157,6 @@ async def test_capacity_limiter_basics() -> None:
     assert limiter.borrowed_tokens == 0
 
 
-@_run
 async def test_capacity_limiter_fifo_and_resize() -> None:
     limiter = CapacityLimiter(1)
     order: list[int] = []
@@ -193,7 +184,6 @@ async def test_capacity_limiter_fifo_and_resize() -> None:
     assert limiter.borrowed_tokens == 0
 
 
-@_run
 async def test_capacity_limiter_no_barging() -> None:
     # A free token can't be taken by a newcomer while others are queued.
     limiter = CapacityLimiter(1)
@@ -209,7 +199,6 @@ async def test_capacity_limiter_no_barging() -> None:
     limiter.release_on_behalf_of("waiter")
 
 
-@_run
 async def test_capacity_limiter_cancel_while_waiting() -> None:
     limiter = CapacityLimiter(1)
     limiter.acquire_on_behalf_of_nowait("holder")
@@ -243,7 +232,6 @@ def test_semaphore_validation() -> None:
     assert Semaphore(0).max_value is None
 
 
-@_run
 async def test_semaphore_basics() -> None:
     sem = Semaphore(1, max_value=1)
     with assert_checkpoints():
@@ -270,7 +258,6 @@ async def test_semaphore_basics() -> None:
     assert unbounded.value == 3
 
 
-@_run
 async def test_semaphore_fifo_handoff() -> None:
     sem = Semaphore(0, max_value=1)
     order: list[int] = []
@@ -295,7 +282,6 @@ async def test_semaphore_fifo_handoff() -> None:
 
 
 @pytest.mark.parametrize("lock_type", [Lock, StrictFIFOLock])
-@_run
 async def test_lock_basics(lock_type: type[Lock]) -> None:
     lock = lock_type()
     assert not lock.locked()
@@ -329,7 +315,6 @@ async def test_lock_basics(lock_type: type[Lock]) -> None:
 
 
 @pytest.mark.parametrize("lock_type", [Lock, StrictFIFOLock])
-@_run
 async def test_lock_fifo_and_cancel(lock_type: type[Lock]) -> None:
     lock = lock_type()
     order: list[int] = []
@@ -368,7 +353,6 @@ def test_condition_lock_type() -> None:
     Condition(Lock())
 
 
-@_run
 async def test_condition_misuse() -> None:
     cond = Condition()
     with pytest.raises(RuntimeError, match="hold"):
@@ -385,7 +369,6 @@ async def test_condition_misuse() -> None:
     assert not cond.locked()
 
 
-@_run
 async def test_condition_notify_order() -> None:
     lock = Lock()
     cond = Condition(lock)
@@ -422,7 +405,6 @@ async def test_condition_notify_order() -> None:
             cond.notify()  # nobody waiting: a no-op
 
 
-@_run
 async def test_condition_wait_cancelled_reacquires() -> None:
     cond = Condition()
     held_after_cancel: list[bool] = []
@@ -455,7 +437,6 @@ async def test_condition_wait_cancelled_reacquires() -> None:
 
 
 @pytest.mark.parametrize("lock_type", [Lock, StrictFIFOLock])
-@_run
 async def test_lock_owner_exits_without_releasing(lock_type: type[Lock]) -> None:
     lock = lock_type()
     errors: list[str] = []
@@ -481,7 +462,6 @@ async def test_lock_owner_exits_without_releasing(lock_type: type[Lock]) -> None
     assert "exited without releasing" in errors[0]
 
 
-@_run
 async def test_lock_handoff_moves_breaker_to_new_owner() -> None:
     # The breaker follows ownership: the first owner releasing properly and exiting must
     # not break the lock for the task it handed the lock to.
@@ -517,7 +497,6 @@ def test_primitives_need_a_run() -> None:
         limiter.acquire_nowait()
 
 
-@_run
 async def test_capacity_limiter_zero_pauses() -> None:
     limiter = CapacityLimiter(0)
     with pytest.raises(WouldBlock):

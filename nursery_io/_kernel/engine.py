@@ -55,9 +55,9 @@ from typing import Final
 
 import outcome
 
-from . import ops as _ops
 from . import workers
 from .errors import ClosedResourceError
+from .inline import INLINE_ENV_VAR, InlineOps
 from .ops import NO_OPCODE, Op
 from .uring import abi
 from .uring.ring import Ring, UnsupportedPlatformError, validated_architecture
@@ -66,9 +66,6 @@ __all__ = ["ENV_VAR", "INLINE_ENV_VAR", "FileEngine", "IOStatistics"]
 
 #: Set to "0" to make every engine use the worker pool (inline reads included).
 ENV_VAR: Final = "NURSERY_IO_URING"
-#: Set to "0" to turn off inline page-cache reads alone (see FileEngine.try_inline).
-INLINE_ENV_VAR: Final = "NURSERY_IO_INLINE_READS"
-_RWF_NOWAIT: Final = getattr(os, "RWF_NOWAIT", 0)
 
 ENGINE_URING: Final = "io_uring"
 ENGINE_THREADS: Final = "threads"
@@ -221,8 +218,9 @@ class FileEngine:
             # how the test suite exercises the thread engine. A ring that merely failed to set
             # up (EPERM in a container, ...) keeps inline reads: they need no io_uring.
             inline_reads = os.environ.get(ENV_VAR) != "0" and os.environ.get(INLINE_ENV_VAR) != "0"
+        self._inline = InlineOps(bool(inline_reads))
         #: Whether cached positional reads are tried inline first (``try_inline``).
-        self.inline_reads = bool(inline_reads and _RWF_NOWAIT)
+        self.inline_reads = self._inline.enabled
         self._entries = entries
         self._max_threads = max_threads
         self._setup_hook = _setup_hook
@@ -252,8 +250,6 @@ class FileEngine:
         self._pool_peak = 0
         self._n_ring = 0
         self._n_threads = 0
-        self._n_inline = 0
-        self._inline_misses = 0
         self._fallbacks: dict[str, int] = {}
         self._enter_calls = 0  # of rings already closed
         self._sqes_submitted = 0
@@ -339,58 +335,18 @@ class FileEngine:
     # --- submission ---------------------------------------------------------------------------
 
     def try_inline(self, op: Op) -> bool:
-        """Complete a positional read right here if its data is in the page cache.
-
-        ``preadv2(RWF_NOWAIT)`` copies cached pages and fails with ``EAGAIN`` instead of
-        waiting for the disk, so it never blocks the loop. A cached read then costs one
-        syscall and no ring round trip, no thread hop and no task switch. Returns True with
-        ``op.result`` set, or False (nothing happened: submit the op normally). A read that
-        is only partly cached comes back short; it is discarded and left to an engine,
-        because the file layer takes a short read as end of file.
-        """
-        if not self.inline_reads:
-            return False
-        buffer = _ops.inline_read_buffer(op)
-        if buffer is None:
-            return False
-        try:
-            count = os.preadv(op.fd, (buffer,), op.off, _RWF_NOWAIT)
-        except BlockingIOError:
-            self._inline_misses += 1
-            return False
-        except OSError:
-            # EOPNOTSUPP (no nowait support on this file system), EBADF, EISDIR...: let the
-            # engine run the op and report errors the usual way.
-            return False
-        if count != op.length:
-            self._inline_misses += 1
-            return False
-        op.result = op.convert(count)
-        op.engine = ENGINE_INLINE
-        self._n_inline += 1
-        return True
+        """Complete ``op`` right here if it can't block (a cached read or open); see
+        :mod:`nursery_io._kernel.inline`. True: ``op.result`` is set and the op counts for the
+        "inline" engine. False: nothing happened; submit it."""
+        if self._inline.try_op(op):
+            op.engine = ENGINE_INLINE
+            return True
+        return False
 
     def read_nowait(self, fd: int, length: int, offset: int) -> bytes | None:
-        """``try_inline`` for a plain ``pread`` without building an Op: the bytes, or None.
-
-        None means "not served inline" (not cached, partly cached, inline reads off, or an
-        error the engine should report): run ``ops.read(fd, length, offset)`` instead.
-        """
-        if not self.inline_reads or offset < 0 or length <= 0:
-            return None
-        buffer = bytearray(length)
-        try:
-            count = os.preadv(fd, (buffer,), offset, _RWF_NOWAIT)
-        except BlockingIOError:
-            self._inline_misses += 1
-            return None
-        except OSError:
-            return None
-        if count != length:
-            self._inline_misses += 1
-            return None
-        self._n_inline += 1
-        return bytes(buffer)
+        """``try_inline`` for a plain ``pread`` without building an Op: the bytes, or None
+        (run ``ops.read(fd, length, offset)`` instead)."""
+        return self._inline.read(fd, length, offset)
 
     def submit(self, op: Op, on_complete: Callable[[Op], None]) -> None:
         """Start ``op``; ``on_complete(op)`` runs later in the loop thread, exactly once."""
@@ -806,9 +762,9 @@ class FileEngine:
             ops_by_engine={
                 ENGINE_URING: self._n_ring,
                 ENGINE_THREADS: self._n_threads,
-                ENGINE_INLINE: self._n_inline,
+                ENGINE_INLINE: self._inline.served,
             },
-            inline_misses=self._inline_misses,
+            inline_misses=self._inline.misses,
             fallbacks_by_reason=dict(self._fallbacks),
             submit_syscalls=enter_calls,
             ops_submitted=sqes,

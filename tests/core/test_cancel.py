@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 import pickle
 import sys
@@ -15,24 +14,9 @@ import nursery_io
 from nursery_io import lowlevel
 from nursery_io.testing import MockClock, wait_all_tasks_blocked
 
-
-def _run(fn: Any) -> Any:
-    # Until the pytest plugin runs async tests by itself.
-    return functools.wraps(fn)(lambda *a, **k: nursery_io.run(functools.partial(fn, *a, **k)))
-
-
-def _autojump(fn: Any) -> Any:
-    return functools.wraps(fn)(
-        lambda *a, **k: nursery_io.run(
-            functools.partial(fn, *a, **k), clock=MockClock(autojump_threshold=0)
-        )
-    )
-
-
 # ----- basics -----
 
 
-@_run
 async def test_cancel_is_level_triggered() -> None:
     hits = 0
     with nursery_io.CancelScope() as scope:
@@ -48,7 +32,6 @@ async def test_cancel_is_level_triggered() -> None:
     assert scope.cancel_called and scope.cancelled_caught
 
 
-@_run
 async def test_cancel_before_entering() -> None:
     scope = nursery_io.CancelScope()
     scope.cancel()
@@ -62,7 +45,6 @@ async def test_cancel_before_entering() -> None:
     assert scope.cancelled_caught
 
 
-@_run
 async def test_cancelled_caught_only_when_a_cancelled_arrived() -> None:
     with nursery_io.CancelScope() as scope:
         scope.cancel()
@@ -70,7 +52,6 @@ async def test_cancelled_caught_only_when_a_cancelled_arrived() -> None:
     assert not scope.cancelled_caught
 
 
-@_run
 async def test_cancel_from_another_task_wakes_a_sleeper() -> None:
     async with nursery_io.open_nursery() as nursery:
         scope = nursery_io.CancelScope()
@@ -85,7 +66,6 @@ async def test_cancel_from_another_task_wakes_a_sleeper() -> None:
     assert scope.cancelled_caught
 
 
-@_run
 async def test_cancel_from_another_thread_via_token() -> None:
     token = lowlevel.current_token()
     with nursery_io.CancelScope() as scope:
@@ -94,7 +74,6 @@ async def test_cancel_from_another_thread_via_token() -> None:
     assert scope.cancelled_caught
 
 
-@_run
 async def test_cancelled_is_not_an_exception() -> None:
     with nursery_io.CancelScope() as scope:
         scope.cancel()
@@ -107,7 +86,6 @@ async def test_cancelled_is_not_an_exception() -> None:
     assert not issubclass(nursery_io.Cancelled, Exception)
 
 
-@_run
 async def test_other_exceptions_pass_through_cancelled_scope() -> None:
     with pytest.raises(KeyError):
         with nursery_io.CancelScope() as scope:
@@ -116,7 +94,6 @@ async def test_other_exceptions_pass_through_cancelled_scope() -> None:
     assert not scope.cancelled_caught
 
 
-@_run
 async def test_scope_strips_cancelled_from_a_group_and_keeps_the_rest() -> None:
     async def fails_when_cancelled() -> None:
         try:
@@ -135,7 +112,6 @@ async def test_scope_strips_cancelled_from_a_group_and_keeps_the_rest() -> None:
     assert not info.value.subgroup(nursery_io.Cancelled)
 
 
-@_run
 async def test_reentering_a_scope_is_an_error() -> None:
     scope = nursery_io.CancelScope()
     with scope:
@@ -151,7 +127,7 @@ async def test_reentering_a_scope_is_an_error() -> None:
                 pass
 
 
-def test_scope_outside_a_task_is_an_error() -> None:
+async def test_scope_outside_a_task_is_an_error() -> None:
     errors = []
 
     def callback() -> None:
@@ -161,15 +137,11 @@ def test_scope_outside_a_task_is_an_error() -> None:
         except RuntimeError as exc:
             errors.append(str(exc))
 
-    async def main() -> None:
-        lowlevel.current_token().run_sync_soon(callback)
-        await wait_all_tasks_blocked()
-
-    nursery_io.run(main)
+    lowlevel.current_token().run_sync_soon(callback)
+    await wait_all_tasks_blocked()
     assert errors == ["cancel scopes can only be entered from inside a task"]
 
 
-@_run
 async def test_repr_reflects_state() -> None:
     scope = nursery_io.CancelScope(deadline=12.5)
     assert "unbound" in repr(scope) and "deadline=12.500" in repr(scope)
@@ -183,7 +155,6 @@ async def test_repr_reflects_state() -> None:
 # ----- after exit -----
 
 
-@_run
 async def test_cancelling_an_exited_scope_does_nothing() -> None:
     with nursery_io.CancelScope() as scope:
         await nursery_io.sleep(0)
@@ -199,7 +170,6 @@ async def test_cancelling_an_exited_scope_does_nothing() -> None:
 # ----- nesting -----
 
 
-@_run
 async def test_outermost_cancelled_scope_catches() -> None:
     with nursery_io.CancelScope() as outer:
         with nursery_io.CancelScope() as middle:
@@ -217,7 +187,6 @@ async def test_outermost_cancelled_scope_catches() -> None:
     assert not inner.cancelled_caught
 
 
-@_run
 async def test_inner_scope_cancel_does_not_affect_outer() -> None:
     with nursery_io.CancelScope() as outer:
         with nursery_io.CancelScope() as inner:
@@ -231,7 +200,6 @@ async def test_inner_scope_cancel_does_not_affect_outer() -> None:
 # ----- shielding -----
 
 
-@_run
 async def test_shield_protects_from_outer_cancellation() -> None:
     with nursery_io.CancelScope() as outer:
         outer.cancel()
@@ -253,7 +221,6 @@ async def test_shield_protects_from_outer_cancellation() -> None:
     assert not shielded.cancel_called
 
 
-@_run
 async def test_raising_shield_wakes_nobody_and_lowering_it_delivers() -> None:
     outer = nursery_io.CancelScope()
     shield = nursery_io.CancelScope(shield=True)
@@ -279,7 +246,6 @@ async def test_raising_shield_wakes_nobody_and_lowering_it_delivers() -> None:
     assert outer.cancelled_caught
 
 
-@_run
 async def test_shield_must_be_a_bool() -> None:
     scope = nursery_io.CancelScope()
     with pytest.raises(TypeError):
@@ -287,7 +253,6 @@ async def test_shield_must_be_a_bool() -> None:
     assert nursery_io.CancelScope(shield=1).shield is True  # type: ignore[arg-type]
 
 
-@_run
 async def test_shielded_scope_inside_cancelled_nursery_finishes_cleanup() -> None:
     events = []
 
@@ -309,8 +274,7 @@ async def test_shielded_scope_inside_cancelled_nursery_finishes_cleanup() -> Non
 # ----- deadlines -----
 
 
-@_autojump
-async def test_deadline_fires() -> None:
+async def test_deadline_fires(autojump_clock: MockClock) -> None:
     start = nursery_io.current_time()
     with nursery_io.CancelScope(deadline=start + 5) as scope:
         await nursery_io.sleep_forever()
@@ -318,8 +282,7 @@ async def test_deadline_fires() -> None:
     assert nursery_io.current_time() == start + 5
 
 
-@_autojump
-async def test_deadline_moved_earlier_while_waiting() -> None:
+async def test_deadline_moved_earlier_while_waiting(autojump_clock: MockClock) -> None:
     start = nursery_io.current_time()
     async with nursery_io.open_nursery() as nursery:
         with nursery_io.CancelScope(deadline=start + 100) as scope:
@@ -334,8 +297,7 @@ async def test_deadline_moved_earlier_while_waiting() -> None:
     assert nursery_io.current_time() == start + 1
 
 
-@_autojump
-async def test_deadline_moved_later_while_waiting() -> None:
+async def test_deadline_moved_later_while_waiting(autojump_clock: MockClock) -> None:
     start = nursery_io.current_time()
     async with nursery_io.open_nursery() as nursery:
         with nursery_io.CancelScope(deadline=start + 1) as scope:
@@ -350,8 +312,7 @@ async def test_deadline_moved_later_while_waiting() -> None:
     assert nursery_io.current_time() == start + 50
 
 
-@_autojump
-async def test_deadline_removed_while_waiting() -> None:
+async def test_deadline_removed_while_waiting(autojump_clock: MockClock) -> None:
     start = nursery_io.current_time()
     with nursery_io.move_on_after(10) as outer:
         with nursery_io.CancelScope(deadline=start + 1) as scope:
@@ -361,7 +322,6 @@ async def test_deadline_removed_while_waiting() -> None:
     assert nursery_io.current_time() == start + 10
 
 
-@_run
 async def test_deadline_in_the_past_cancels_at_next_checkpoint() -> None:
     with nursery_io.CancelScope() as scope:
         scope.deadline = nursery_io.current_time() - 1
@@ -374,7 +334,6 @@ async def test_deadline_in_the_past_cancels_at_next_checkpoint() -> None:
     assert scope2.cancelled_caught
 
 
-@_run
 async def test_deadline_validation() -> None:
     with pytest.raises(ValueError, match="NaN"):
         nursery_io.CancelScope(deadline=math.nan)
@@ -384,8 +343,9 @@ async def test_deadline_validation() -> None:
     assert scope.deadline == math.inf
 
 
-@_autojump
-async def test_cancel_called_reports_a_passed_deadline_before_the_loop_sees_it() -> None:
+async def test_cancel_called_reports_a_passed_deadline_before_the_loop_sees_it(
+    autojump_clock: MockClock,
+) -> None:
     clock = lowlevel.current_clock()
     assert isinstance(clock, MockClock)
     with nursery_io.CancelScope(deadline=nursery_io.current_time() + 1) as scope:
@@ -396,8 +356,7 @@ async def test_cancel_called_reports_a_passed_deadline_before_the_loop_sees_it()
     assert scope.cancelled_caught
 
 
-@_autojump
-async def test_many_deadlines_added_and_removed_stay_correct() -> None:
+async def test_many_deadlines_added_and_removed_stay_correct(autojump_clock: MockClock) -> None:
     # Enough churn to make the deadline heap prune its stale entries.
     start = nursery_io.current_time()
     for n in range(3000):
@@ -416,93 +375,83 @@ async def test_many_deadlines_added_and_removed_stay_correct() -> None:
 # ----- current_effective_deadline and relative deadlines -----
 
 
-def test_current_effective_deadline() -> None:
-    async def main() -> None:
-        assert nursery_io.current_effective_deadline() == math.inf
-        with nursery_io.move_on_after(5):
+async def test_current_effective_deadline(mock_clock: MockClock) -> None:
+    assert nursery_io.current_effective_deadline() == math.inf
+    with nursery_io.move_on_after(5):
+        assert nursery_io.current_effective_deadline() == 5
+        with nursery_io.move_on_after(10):
             assert nursery_io.current_effective_deadline() == 5
-            with nursery_io.move_on_after(10):
-                assert nursery_io.current_effective_deadline() == 5
-            with nursery_io.move_on_after(1):
-                assert nursery_io.current_effective_deadline() == 1
+        with nursery_io.move_on_after(1):
+            assert nursery_io.current_effective_deadline() == 1
+        with nursery_io.CancelScope(shield=True):
+            assert nursery_io.current_effective_deadline() == math.inf
+            with nursery_io.move_on_after(20):
+                assert nursery_io.current_effective_deadline() == 20
+        with nursery_io.CancelScope() as scope:
+            scope.cancel()
+            assert nursery_io.current_effective_deadline() == -math.inf
             with nursery_io.CancelScope(shield=True):
                 assert nursery_io.current_effective_deadline() == math.inf
-                with nursery_io.move_on_after(20):
-                    assert nursery_io.current_effective_deadline() == 20
-            with nursery_io.CancelScope() as scope:
-                scope.cancel()
-                assert nursery_io.current_effective_deadline() == -math.inf
-                with nursery_io.CancelScope(shield=True):
-                    assert nursery_io.current_effective_deadline() == math.inf
 
-        async with nursery_io.open_nursery() as nursery:
-            with nursery_io.move_on_after(3):
+    async with nursery_io.open_nursery() as nursery:
+        with nursery_io.move_on_after(3):
 
-                async def child() -> None:
-                    # a child sees its nursery's deadlines, not where start_soon was called
-                    assert nursery_io.current_effective_deadline() == 4
+            async def child() -> None:
+                # a child sees its nursery's deadlines, not where start_soon was called
+                assert nursery_io.current_effective_deadline() == 4
 
-                nursery.cancel_scope.deadline = 4
-                nursery.start_soon(child)
-
-    nursery_io.run(main, clock=MockClock())
+            nursery.cancel_scope.deadline = 4
+            nursery.start_soon(child)
 
 
-def test_relative_deadlines() -> None:
-    clock = MockClock()
+async def test_relative_deadlines(mock_clock: MockClock) -> None:
+    scope = nursery_io.CancelScope(relative_deadline=5)
+    assert scope.relative_deadline == 5
+    assert scope.is_relative is True
+    with pytest.raises(RuntimeError, match="absolute deadline"):
+        scope.deadline  # noqa: B018
+    with pytest.raises(RuntimeError, match="absolute deadline"):
+        scope.deadline = 3
+    scope.relative_deadline = 4
+    mock_clock.jump(3)
+    with scope:
+        # counted from entry, not from construction
+        assert scope.deadline == 7
+        assert scope.is_relative is None
+        assert scope.relative_deadline == 4
+        mock_clock.jump(1)
+        assert scope.relative_deadline == 3
+        scope.relative_deadline = 10
+        assert scope.deadline == 14
 
-    async def main() -> None:
-        scope = nursery_io.CancelScope(relative_deadline=5)
-        assert scope.relative_deadline == 5
-        assert scope.is_relative is True
-        with pytest.raises(RuntimeError, match="absolute deadline"):
-            scope.deadline  # noqa: B018
-        with pytest.raises(RuntimeError, match="absolute deadline"):
-            scope.deadline = 3
-        scope.relative_deadline = 4
-        clock.jump(3)
-        with scope:
-            # counted from entry, not from construction
-            assert scope.deadline == 7
-            assert scope.is_relative is None
-            assert scope.relative_deadline == 4
-            clock.jump(1)
-            assert scope.relative_deadline == 3
-            scope.relative_deadline = 10
-            assert scope.deadline == 14
+    absolute = nursery_io.CancelScope(deadline=9)
+    assert absolute.is_relative is False
+    with pytest.raises(RuntimeError, match="relative deadline"):
+        absolute.relative_deadline  # noqa: B018
+    with pytest.raises(RuntimeError, match="relative deadline"):
+        absolute.relative_deadline = 1
+    assert nursery_io.CancelScope().is_relative is False
 
-        absolute = nursery_io.CancelScope(deadline=9)
-        assert absolute.is_relative is False
-        with pytest.raises(RuntimeError, match="relative deadline"):
-            absolute.relative_deadline  # noqa: B018
-        with pytest.raises(RuntimeError, match="relative deadline"):
-            absolute.relative_deadline = 1
-        assert nursery_io.CancelScope().is_relative is False
-
-        with pytest.raises(ValueError):
-            nursery_io.CancelScope(deadline=1, relative_deadline=1)
-        with pytest.raises(ValueError):
-            nursery_io.CancelScope(relative_deadline=-1)
-        with pytest.raises(ValueError):
-            nursery_io.CancelScope(relative_deadline=math.nan)
-        with pytest.raises(ValueError):
-            scope.relative_deadline = -1
-        with pytest.raises(ValueError):
-            scope.relative_deadline = math.nan
-
-    nursery_io.run(main, clock=clock)
+    with pytest.raises(ValueError):
+        nursery_io.CancelScope(deadline=1, relative_deadline=1)
+    with pytest.raises(ValueError):
+        nursery_io.CancelScope(relative_deadline=-1)
+    with pytest.raises(ValueError):
+        nursery_io.CancelScope(relative_deadline=math.nan)
+    with pytest.raises(ValueError):
+        scope.relative_deadline = -1
+    with pytest.raises(ValueError):
+        scope.relative_deadline = math.nan
 
 
 # ----- Cancelled -----
 
 
-@_run
 async def test_cancelled_has_no_public_constructor() -> None:
     with pytest.raises(TypeError, match="no public constructor"):
         nursery_io.Cancelled()
 
 
-@_run
 async def test_cancelled_explicit_source_reason_and_str() -> None:
     me = lowlevel.current_task()
     with nursery_io.CancelScope() as scope:
@@ -522,8 +471,7 @@ async def test_cancelled_explicit_source_reason_and_str() -> None:
             raise
 
 
-@_autojump
-async def test_cancelled_deadline_source_has_no_task() -> None:
+async def test_cancelled_deadline_source_has_no_task(autojump_clock: MockClock) -> None:
     with nursery_io.move_on_after(1):
         try:
             await nursery_io.sleep_forever()
@@ -540,7 +488,6 @@ async def test_cancelled_deadline_source_has_no_task() -> None:
             raise
 
 
-@_run
 async def test_cancelled_nursery_source_names_the_failing_child() -> None:
     seen = []
 
@@ -564,7 +511,6 @@ async def test_cancelled_nursery_source_names_the_failing_child() -> None:
     assert exc.source_task is not None and "the-failing-child" in exc.source_task
 
 
-@_run
 async def test_cancelled_pickles_with_its_fields() -> None:
     with nursery_io.CancelScope() as scope:
         scope.cancel(reason="why")
@@ -584,7 +530,6 @@ async def test_cancelled_pickles_with_its_fields() -> None:
 # ----- misnesting -----
 
 
-@_run
 async def test_misnested_scopes_are_detected() -> None:
     outer = nursery_io.CancelScope()
     inner = nursery_io.CancelScope()
@@ -598,7 +543,6 @@ async def test_misnested_scopes_are_detected() -> None:
     await nursery_io.sleep(0)  # and the task is still usable
 
 
-@_run
 async def test_scope_exited_by_an_unrelated_task_is_detected() -> None:
     scope = nursery_io.CancelScope()
     errors = []
@@ -647,7 +591,6 @@ def test_scope_exited_by_a_task_inside_it_is_reported_to_both() -> None:
     assert len(errors) == 1 and "Cancel scope stack corrupted" in errors[0]
 
 
-@_run
 async def test_async_generator_yielding_inside_a_scope_is_detected() -> None:
     async def agen() -> Any:
         with nursery_io.CancelScope():
@@ -662,13 +605,11 @@ async def test_async_generator_yielding_inside_a_scope_is_detected() -> None:
     await nursery_io.sleep(0)
 
 
-@_run
 async def test_exit_of_unentered_scope_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="never entered"):
         nursery_io.CancelScope().__exit__(None, None, None)
 
 
-@_run
 async def test_exit_twice_is_an_error() -> None:
     scope = nursery_io.CancelScope()
     with scope:
@@ -677,7 +618,7 @@ async def test_exit_twice_is_an_error() -> None:
         scope.__exit__(None, None, None)
 
 
-def test_deeply_nested_scopes() -> None:
+async def test_deeply_nested_scopes(mock_clock: MockClock) -> None:
     # Scopes nested by recursion almost as deep as the recursion limit lets the user's own
     # code go: the runtime's walks over the scope tree must not need that many frames again.
     depth = sys.getrecursionlimit() - 150
@@ -695,9 +636,6 @@ def test_deeply_nested_scopes() -> None:
             assert nursery_io.current_effective_deadline() == -math.inf
             await lowlevel.checkpoint()
 
-    async def main() -> None:
-        await nest(depth)
-        assert scopes[0].cancelled_caught
-        assert not any(scope.cancelled_caught for scope in scopes[1:])
-
-    nursery_io.run(main, clock=MockClock())
+    await nest(depth)
+    assert scopes[0].cancelled_caught
+    assert not any(scope.cancelled_caught for scope in scopes[1:])

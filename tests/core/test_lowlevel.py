@@ -4,7 +4,6 @@ statistics, run tokens and system tasks."""
 from __future__ import annotations
 
 import contextvars
-import functools
 import logging
 import math
 import threading
@@ -18,24 +17,9 @@ from nursery_io import lowlevel
 from nursery_io.abc import Instrument
 from nursery_io.testing import MockClock, wait_all_tasks_blocked
 
-
-def _run(fn: Any) -> Any:
-    # Until the pytest plugin runs async tests by itself.
-    return functools.wraps(fn)(lambda *a, **k: nursery_io.run(functools.partial(fn, *a, **k)))
-
-
-def _autojump(fn: Any) -> Any:
-    return functools.wraps(fn)(
-        lambda *a, **k: nursery_io.run(
-            functools.partial(fn, *a, **k), clock=MockClock(autojump_threshold=0)
-        )
-    )
-
-
 # ----- traps and reschedule -----
 
 
-@_run
 async def test_reschedule_with_value_error_and_default() -> None:
     task = lowlevel.current_task()
     token = lowlevel.current_token()
@@ -52,13 +36,11 @@ async def test_reschedule_with_value_error_and_default() -> None:
     assert await lowlevel.wait_task_rescheduled(abort) is None
 
 
-@_run
 async def test_reschedule_of_a_task_that_is_not_parked_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="not parked"):
         lowlevel.reschedule(lowlevel.current_task())
 
 
-@_run
 async def test_abort_succeeded_delivers_cancelled() -> None:
     aborts = []
 
@@ -73,7 +55,6 @@ async def test_abort_succeeded_delivers_cancelled() -> None:
     assert len(aborts) == 1
 
 
-@_run
 async def test_abort_failed_keeps_waiting_until_rescheduled() -> None:
     task = lowlevel.current_task()
     events = []
@@ -95,7 +76,6 @@ async def test_abort_failed_keeps_waiting_until_rescheduled() -> None:
     assert scope.cancelled_caught
 
 
-@_run
 async def test_abort_failed_then_real_result_wins() -> None:
     task = lowlevel.current_task()
 
@@ -111,7 +91,6 @@ async def test_abort_failed_then_real_result_wins() -> None:
     assert scope.cancelled_caught
 
 
-@_run
 async def test_abort_is_called_once_per_wait() -> None:
     calls = []
     task = lowlevel.current_task()
@@ -129,7 +108,6 @@ async def test_abort_is_called_once_per_wait() -> None:
     assert calls == [1]
 
 
-@_run
 async def test_checkpoint_variants() -> None:
     await lowlevel.checkpoint()
     await lowlevel.checkpoint_if_cancelled()
@@ -145,7 +123,6 @@ async def test_checkpoint_variants() -> None:
     assert scope.cancelled_caught
 
 
-@_run
 async def test_checkpoint_if_cancelled_does_not_yield_when_not_cancelled() -> None:
     ran = []
 
@@ -160,7 +137,6 @@ async def test_checkpoint_if_cancelled_does_not_yield_when_not_cancelled() -> No
         assert ran == [True]  # this one is a schedule point
 
 
-@_run
 async def test_checkpoint_lets_every_other_runnable_task_run_first() -> None:
     # Fairness: a task that checkpoints goes behind everyone already runnable.
     order = []
@@ -180,19 +156,22 @@ async def test_checkpoint_lets_every_other_runnable_task_run_first() -> None:
 # ----- Task -----
 
 
-@_run
-async def test_task_attributes_and_repr() -> None:
-    task = lowlevel.current_task()
-    assert "test_task_attributes_and_repr" in task.name
-    assert repr(task).startswith("<Task ")
-    assert task.coro.cr_code.co_name == "test_task_attributes_and_repr"
-    assert task.custom_sleep_data is None
-    task.custom_sleep_data = "mine"
-    assert task.custom_sleep_data == "mine"
-    assert lowlevel.in_task()
+def test_task_attributes_and_repr() -> None:
+    # Needs to be the run's main task itself: under the pytest plugin the test's coroutine
+    # is awaited by the plugin's own task. The inner function keeps the test's name.
+    async def test_task_attributes_and_repr() -> None:
+        task = lowlevel.current_task()
+        assert "test_task_attributes_and_repr" in task.name
+        assert repr(task).startswith("<Task ")
+        assert task.coro.cr_code.co_name == "test_task_attributes_and_repr"
+        assert task.custom_sleep_data is None
+        task.custom_sleep_data = "mine"
+        assert task.custom_sleep_data == "mine"
+        assert lowlevel.in_task()
+
+    nursery_io.run(test_task_attributes_and_repr)
 
 
-@_run
 async def test_custom_sleep_data_cleared_on_reschedule() -> None:
     task = lowlevel.current_task()
     task.custom_sleep_data = "parked here"
@@ -201,26 +180,22 @@ async def test_custom_sleep_data_cleared_on_reschedule() -> None:
     assert task.custom_sleep_data is None
 
 
-def test_task_context_assignment_takes_effect_at_next_step() -> None:
+async def test_task_context_assignment_takes_effect_at_next_step() -> None:
     var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="default")
     seen = []
 
-    async def main() -> None:
-        task = lowlevel.current_task()
-        new_context = contextvars.copy_context()
-        new_context.run(var.set, "assigned")
-        task.context = new_context
-        seen.append(var.get())  # still running in the old context for this step
-        await nursery_io.sleep(0)
-        seen.append(var.get())
-        var.set("changed in new context")
-        assert new_context[var] == "changed in new context"
-
-    nursery_io.run(main)
+    task = lowlevel.current_task()
+    new_context = contextvars.copy_context()
+    new_context.run(var.set, "assigned")
+    task.context = new_context
+    seen.append(var.get())  # still running in the old context for this step
+    await nursery_io.sleep(0)
+    seen.append(var.get())
+    var.set("changed in new context")
+    assert new_context[var] == "changed in new context"
     assert seen == ["default", "assigned"]
 
 
-@_run
 async def test_children_inherit_a_copy_of_the_spawner_context() -> None:
     var: contextvars.ContextVar[str] = contextvars.ContextVar("var")
     var.set("parent")
@@ -236,30 +211,33 @@ async def test_children_inherit_a_copy_of_the_spawner_context() -> None:
     assert var.get() == "parent"
 
 
-@_run
-async def test_iter_await_frames() -> None:
-    async def leaf() -> None:
-        await nursery_io.sleep_forever()
+def test_iter_await_frames() -> None:
+    # Needs to be the run's main task itself: under the pytest plugin the test's coroutine
+    # is awaited by the plugin's own task. The inner function keeps the test's name.
+    async def test_iter_await_frames() -> None:
+        async def leaf() -> None:
+            await nursery_io.sleep_forever()
 
-    async def middle() -> None:
-        await leaf()
+        async def middle() -> None:
+            await leaf()
 
-    async with nursery_io.open_nursery() as nursery:
-        nursery.start_soon(middle)
-        await wait_all_tasks_blocked()
-        (task,) = nursery.child_tasks
-        frames = list(task.iter_await_frames())
-        names = [frame.f_code.co_name for frame, _ in frames]
-        assert names[:3] == ["middle", "leaf", "sleep_forever"]
-        assert names[-1] == "wait_task_rescheduled"
-        for frame, lineno in frames:
-            assert lineno == frame.f_lineno
-        nursery.cancel_scope.cancel()
-    me = lowlevel.current_task()
-    assert [f.f_code.co_name for f, _ in me.iter_await_frames()] == ["test_iter_await_frames"]
+        async with nursery_io.open_nursery() as nursery:
+            nursery.start_soon(middle)
+            await wait_all_tasks_blocked()
+            (task,) = nursery.child_tasks
+            frames = list(task.iter_await_frames())
+            names = [frame.f_code.co_name for frame, _ in frames]
+            assert names[:3] == ["middle", "leaf", "sleep_forever"]
+            assert names[-1] == "wait_task_rescheduled"
+            for frame, lineno in frames:
+                assert lineno == frame.f_lineno
+            nursery.cancel_scope.cancel()
+        me = lowlevel.current_task()
+        assert [f.f_code.co_name for f, _ in me.iter_await_frames()] == ["test_iter_await_frames"]
+
+    nursery_io.run(test_iter_await_frames)
 
 
-@_run
 async def test_iter_await_frames_through_async_generator() -> None:
     async def agen() -> Any:
         await nursery_io.sleep_forever()
@@ -279,7 +257,6 @@ async def test_iter_await_frames_through_async_generator() -> None:
         nursery.cancel_scope.cancel()
 
 
-@_run
 async def test_finished_task_has_no_frames() -> None:
     async def quick() -> None:
         pass
@@ -293,7 +270,6 @@ async def test_finished_task_has_no_frames() -> None:
 # ----- system tasks -----
 
 
-@_run
 async def test_spawn_system_task() -> None:
     var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
     var.set("main")
@@ -335,7 +311,6 @@ def test_system_tasks_are_cancelled_when_main_exits() -> None:
     assert events == ["system cleanup"]
 
 
-@_run
 async def test_spawn_system_task_with_explicit_context() -> None:
     var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
     context = contextvars.copy_context()
@@ -388,7 +363,6 @@ def test_runvar_is_per_run() -> None:
     assert "counter" in repr(var)
 
 
-@_run
 async def test_runvar_shared_by_tasks_of_one_run() -> None:
     var = lowlevel.RunVar[str]("shared")
 
@@ -425,7 +399,6 @@ def test_runvar_is_per_thread_run() -> None:
 # ----- ParkingLot -----
 
 
-@_run
 async def test_parking_lot_fifo_and_counts() -> None:
     lot = lowlevel.ParkingLot()
     woke: list[int] = []
@@ -455,7 +428,6 @@ async def test_parking_lot_fifo_and_counts() -> None:
         lot.unpark(count=-1)
 
 
-@_run
 async def test_parking_lot_unpark_returns_the_tasks() -> None:
     lot = lowlevel.ParkingLot()
     async with nursery_io.open_nursery() as nursery:
@@ -465,7 +437,6 @@ async def test_parking_lot_unpark_returns_the_tasks() -> None:
         assert task.name == "parker"
 
 
-@_run
 async def test_parking_lot_repark() -> None:
     lot1 = lowlevel.ParkingLot()
     lot2 = lowlevel.ParkingLot()
@@ -494,7 +465,6 @@ async def test_parking_lot_repark() -> None:
         lot1.repark([])  # type: ignore[arg-type]
 
 
-@_run
 async def test_cancelled_parker_leaves_the_lot_even_after_repark() -> None:
     lot1 = lowlevel.ParkingLot()
     lot2 = lowlevel.ParkingLot()
@@ -506,7 +476,6 @@ async def test_cancelled_parker_leaves_the_lot_even_after_repark() -> None:
     assert not lot1 and not lot2
 
 
-@_run
 async def test_parking_lot_break_lot() -> None:
     lot = lowlevel.ParkingLot()
     errors = []
@@ -532,7 +501,6 @@ async def test_parking_lot_break_lot() -> None:
     assert lot.broken_by == [me]
 
 
-@_run
 async def test_parking_lot_park_is_cancellable() -> None:
     lot = lowlevel.ParkingLot()
     with nursery_io.CancelScope() as scope:
@@ -649,7 +617,6 @@ def test_raising_instrument_is_removed_and_logged(caplog: pytest.LogCaptureFixtu
     assert record.exc_info is not None and record.exc_info[0] is ValueError
 
 
-@_run
 async def test_add_and_remove_instrument_during_run() -> None:
     recorder = _Recorder()
     lowlevel.add_instrument(recorder)
@@ -665,7 +632,6 @@ async def test_add_and_remove_instrument_during_run() -> None:
         lowlevel.remove_instrument(recorder)
 
 
-@_run
 async def test_instrument_without_hooks_and_duck_typed_instrument() -> None:
     class Empty(Instrument):
         pass
@@ -690,45 +656,41 @@ async def test_instrument_without_hooks_and_duck_typed_instrument() -> None:
 # ----- statistics -----
 
 
-def test_statistics_fields() -> None:
-    async def main() -> None:
+async def test_statistics_fields(mock_clock: MockClock) -> None:
+    stats = lowlevel.current_statistics()
+    base_tasks = stats.tasks_living
+    assert stats.seconds_to_next_deadline == math.inf
+    assert stats.tasks_runnable == 0
+    assert stats.run_sync_soon_queue_size == 0
+    assert stats.io_statistics is not None
+    async with nursery_io.open_nursery() as nursery:
+        nursery.start_soon(nursery_io.sleep, 5)
+        nursery.start_soon(nursery_io.sleep_forever)
+        nursery.start_soon(nursery_io.sleep, 0)
         stats = lowlevel.current_statistics()
-        base_tasks = stats.tasks_living
-        assert stats.seconds_to_next_deadline == math.inf
+        assert stats.tasks_living == base_tasks + 3
+        assert stats.tasks_runnable == 3
+        await wait_all_tasks_blocked()
+        stats = lowlevel.current_statistics()
+        assert stats.tasks_living == base_tasks + 2
         assert stats.tasks_runnable == 0
-        assert stats.run_sync_soon_queue_size == 0
-        assert stats.io_statistics is not None
-        async with nursery_io.open_nursery() as nursery:
-            nursery.start_soon(nursery_io.sleep, 5)
-            nursery.start_soon(nursery_io.sleep_forever)
-            nursery.start_soon(nursery_io.sleep, 0)
-            stats = lowlevel.current_statistics()
-            assert stats.tasks_living == base_tasks + 3
-            assert stats.tasks_runnable == 3
-            await wait_all_tasks_blocked()
-            stats = lowlevel.current_statistics()
-            assert stats.tasks_living == base_tasks + 2
-            assert stats.tasks_runnable == 0
-            assert stats.seconds_to_next_deadline == 5
-            token = lowlevel.current_token()
-            token.run_sync_soon(lambda: None)
-            token.run_sync_soon(lambda: None)
-            assert lowlevel.current_statistics().run_sync_soon_queue_size == 2
-            before = lowlevel.current_statistics()
-            await wait_all_tasks_blocked()
-            after = lowlevel.current_statistics()
-            assert after.run_sync_soon_queue_size == 0
-            assert after.task_steps > before.task_steps
-            assert after.kernel_polls >= before.kernel_polls
-            nursery.cancel_scope.cancel()
-
-    nursery_io.run(main, clock=MockClock())
+        assert stats.seconds_to_next_deadline == 5
+        token = lowlevel.current_token()
+        token.run_sync_soon(lambda: None)
+        token.run_sync_soon(lambda: None)
+        assert lowlevel.current_statistics().run_sync_soon_queue_size == 2
+        before = lowlevel.current_statistics()
+        await wait_all_tasks_blocked()
+        after = lowlevel.current_statistics()
+        assert after.run_sync_soon_queue_size == 0
+        assert after.task_steps > before.task_steps
+        assert after.kernel_polls >= before.kernel_polls
+        nursery.cancel_scope.cancel()
 
 
 # ----- run tokens -----
 
 
-@_run
 async def test_token_identity() -> None:
     token = lowlevel.current_token()
     assert lowlevel.current_token() is token
@@ -738,7 +700,6 @@ async def test_token_identity() -> None:
     assert "RunToken" in repr(token)
 
 
-@_run
 async def test_run_sync_soon_from_threads_runs_in_the_loop_thread() -> None:
     token = lowlevel.current_token()
     loop_thread = threading.get_ident()
@@ -760,7 +721,6 @@ async def test_run_sync_soon_from_threads_runs_in_the_loop_thread() -> None:
     assert {ident for _, ident in seen} == {loop_thread}
 
 
-@_run
 async def test_run_sync_soon_callbacks_run_in_fifo_order() -> None:
     token = lowlevel.current_token()
     order: list[int] = []
@@ -770,7 +730,6 @@ async def test_run_sync_soon_callbacks_run_in_fifo_order() -> None:
     assert order == list(range(20))
 
 
-@_run
 async def test_run_sync_soon_idempotent() -> None:
     token = lowlevel.current_token()
     calls: list[str] = []
@@ -811,20 +770,15 @@ def test_run_sync_soon_queued_just_before_the_end_still_runs() -> None:
     assert ran == ["late"]
 
 
-def test_run_sync_soon_wakes_a_sleeping_loop() -> None:
+async def test_run_sync_soon_wakes_a_sleeping_loop() -> None:
     # The loop sleeps in the kernel with no deadline; only the cross-thread wake-up can
     # end it.
-    async def main() -> str:
-        token = lowlevel.current_token()
-        task = lowlevel.current_task()
-        threading.Timer(0.01, token.run_sync_soon, (lowlevel.reschedule, task)).start()
-        await lowlevel.wait_task_rescheduled(lambda _: lowlevel.Abort.SUCCEEDED)
-        return "woken"
-
-    assert nursery_io.run(main) == "woken"
+    token = lowlevel.current_token()
+    task = lowlevel.current_task()
+    threading.Timer(0.01, token.run_sync_soon, (lowlevel.reschedule, task)).start()
+    await lowlevel.wait_task_rescheduled(lambda _: lowlevel.Abort.SUCCEEDED)
 
 
-@_run
 async def test_start_thread_soon_delivers_in_the_worker() -> None:
     token = lowlevel.current_token()
     task = lowlevel.current_task()
@@ -844,7 +798,6 @@ async def test_start_thread_soon_delivers_in_the_worker() -> None:
 # ----- wait_all_tasks_blocked -----
 
 
-@_run
 async def test_wait_all_tasks_blocked_waits_for_busy_tasks() -> None:
     progress = []
 
@@ -859,7 +812,6 @@ async def test_wait_all_tasks_blocked_waits_for_busy_tasks() -> None:
         assert progress == list(range(10))
 
 
-@_run
 async def test_wait_all_tasks_blocked_cushion_and_ordering() -> None:
     order = []
 
@@ -874,7 +826,6 @@ async def test_wait_all_tasks_blocked_cushion_and_ordering() -> None:
     assert order == ["fast", "medium", "slow"]
 
 
-@_run
 async def test_wait_all_tasks_blocked_cushion_restarts_when_someone_wakes() -> None:
     # A task that wakes up during the cushion means the run wasn't idle: wait again.
     events = []
@@ -890,7 +841,6 @@ async def test_wait_all_tasks_blocked_cushion_restarts_when_someone_wakes() -> N
     assert events == ["sleeper woke", "idle"]
 
 
-@_run
 async def test_wait_all_tasks_blocked_is_cancellable() -> None:
     with nursery_io.move_on_after(0.01) as scope:
         async with nursery_io.open_nursery() as nursery:

@@ -18,12 +18,6 @@ import nursery_io
 from nursery_io import lowlevel
 from nursery_io.testing import MockClock, wait_all_tasks_blocked
 
-
-def _run(fn: Any) -> Any:
-    # Until the pytest plugin runs async tests by itself.
-    return functools.wraps(fn)(lambda *a, **k: nursery_io.run(functools.partial(fn, *a, **k)))
-
-
 # ----- results and arguments -----
 
 

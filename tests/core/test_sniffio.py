@@ -13,7 +13,7 @@ from nursery_io import lowlevel
 from nursery_io.testing import wait_all_tasks_blocked
 
 
-def test_current_async_library_inside_a_run() -> None:
+async def test_current_async_library_inside_a_run() -> None:
     seen: dict[str, str] = {}
 
     def callback() -> None:
@@ -25,15 +25,12 @@ def test_current_async_library_inside_a_run() -> None:
     async def child() -> None:
         seen["child task"] = sniffio.current_async_library()
 
-    async def main() -> None:
-        seen["main task"] = sniffio.current_async_library()
-        lowlevel.current_token().run_sync_soon(callback)
-        lowlevel.spawn_system_task(system)
-        async with nursery_io.open_nursery() as nursery:
-            nursery.start_soon(child)
-        await wait_all_tasks_blocked()
-
-    nursery_io.run(main)
+    seen["main task"] = sniffio.current_async_library()
+    lowlevel.current_token().run_sync_soon(callback)
+    lowlevel.spawn_system_task(system)
+    async with nursery_io.open_nursery() as nursery:
+        nursery.start_soon(child)
+    await wait_all_tasks_blocked()
     assert seen == dict.fromkeys(
         ("main task", "child task", "system task", "run_sync_soon callback"), "nursery_io"
     )

@@ -81,11 +81,12 @@ def test_host_wakes_the_run_through_its_token_between_turns() -> None:
         run.turn(0)
     for value in (1, 2, 3):
         requests.append(value)
-        run.token.run_sync_soon(lambda: holder["wakeup"].set())
+        # A lambda on purpose: the run replaces holder["wakeup"], so look it up when called.
+        run.token.run_sync_soon(lambda: holder["wakeup"].set())  # noqa: PLW0108
         while len(answers) < value:
             assert run.turn(1.0)
     requests.append(-1)
-    run.token.run_sync_soon(lambda: holder["wakeup"].set())
+    run.token.run_sync_soon(lambda: holder["wakeup"].set())  # noqa: PLW0108
     drive(run, None)
     assert answers == [10, 20, 30]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -14,17 +13,7 @@ from nursery_io import lowlevel
 from nursery_io.testing import MockClock, wait_all_tasks_blocked
 
 
-def _autojump(fn: Any) -> Any:
-    # Until the pytest plugin runs async tests by itself.
-    return functools.wraps(fn)(
-        lambda *a, **k: nursery_io.run(
-            functools.partial(fn, *a, **k), clock=MockClock(autojump_threshold=0)
-        )
-    )
-
-
-@_autojump
-async def test_sleep_takes_the_requested_virtual_time() -> None:
+async def test_sleep_takes_the_requested_virtual_time(autojump_clock: MockClock) -> None:
     start = nursery_io.current_time()
     await nursery_io.sleep(1.5)
     assert nursery_io.current_time() == start + 1.5
@@ -32,8 +21,7 @@ async def test_sleep_takes_the_requested_virtual_time() -> None:
     assert nursery_io.current_time() == start + 10
 
 
-@_autojump
-async def test_sleep_zero_and_sleep_until_past_are_checkpoints() -> None:
+async def test_sleep_zero_and_sleep_until_past_are_checkpoints(autojump_clock: MockClock) -> None:
     for call in (
         lambda: nursery_io.sleep(0),
         lambda: nursery_io.sleep_until(nursery_io.current_time() - 5),
@@ -56,8 +44,7 @@ async def test_sleep_zero_and_sleep_until_past_are_checkpoints() -> None:
         assert scope.cancelled_caught
 
 
-@_autojump
-async def test_sleep_forever_until_cancelled() -> None:
+async def test_sleep_forever_until_cancelled(autojump_clock: MockClock) -> None:
     start = nursery_io.current_time()
     with nursery_io.move_on_after(1000) as scope:
         await nursery_io.sleep_forever()
@@ -65,23 +52,20 @@ async def test_sleep_forever_until_cancelled() -> None:
     assert nursery_io.current_time() == start + 1000
 
 
-@_autojump
-async def test_sleep_forever_woken_by_reschedule_is_an_error() -> None:
+async def test_sleep_forever_woken_by_reschedule_is_an_error(autojump_clock: MockClock) -> None:
     task = lowlevel.current_task()
     lowlevel.current_token().run_sync_soon(lowlevel.reschedule, task)
     with pytest.raises(RuntimeError, match="without being cancelled"):
         await nursery_io.sleep_forever()
 
 
-@_autojump
-async def test_sleep_inf_is_sleep_forever() -> None:
+async def test_sleep_inf_is_sleep_forever(autojump_clock: MockClock) -> None:
     with nursery_io.move_on_after(5) as scope:
         await nursery_io.sleep(math.inf)
     assert scope.cancelled_caught
 
 
-@_autojump
-async def test_move_on_after_and_at() -> None:
+async def test_move_on_after_and_at(autojump_clock: MockClock) -> None:
     start = nursery_io.current_time()
     with nursery_io.move_on_after(2) as scope:
         await nursery_io.sleep(5)
@@ -100,8 +84,7 @@ async def test_move_on_after_and_at() -> None:
     assert nursery_io.current_time() == start + 4
 
 
-@_autojump
-async def test_move_on_after_counts_from_entry_not_construction() -> None:
+async def test_move_on_after_counts_from_entry_not_construction(autojump_clock: MockClock) -> None:
     scope = nursery_io.move_on_after(2)
     await nursery_io.sleep(10)
     entered_at = nursery_io.current_time()
@@ -110,8 +93,7 @@ async def test_move_on_after_counts_from_entry_not_construction() -> None:
     assert nursery_io.current_time() == entered_at + 2
 
 
-@_autojump
-async def test_fail_after_and_fail_at() -> None:
+async def test_fail_after_and_fail_at(autojump_clock: MockClock) -> None:
     start = nursery_io.current_time()
     with pytest.raises(nursery_io.TooSlowError):
         with nursery_io.fail_after(1) as scope:
@@ -130,8 +112,7 @@ async def test_fail_after_and_fail_at() -> None:
     assert not scope.cancel_called
 
 
-@_autojump
-async def test_fail_after_does_not_mask_other_errors() -> None:
+async def test_fail_after_does_not_mask_other_errors(autojump_clock: MockClock) -> None:
     with pytest.raises(KeyError):
         with nursery_io.fail_after(1):
             raise KeyError
@@ -142,8 +123,7 @@ async def test_fail_after_does_not_mask_other_errors() -> None:
     assert outer.cancelled_caught
 
 
-@_autojump
-async def test_shield_argument() -> None:
+async def test_shield_argument(autojump_clock: MockClock) -> None:
     with nursery_io.CancelScope() as outer:
         outer.cancel()
         with nursery_io.move_on_after(1, shield=True) as inner:
@@ -161,8 +141,7 @@ async def test_shield_argument() -> None:
                 assert scope.shield
 
 
-@_autojump
-async def test_deadline_scopes_nest_earliest_wins() -> None:
+async def test_deadline_scopes_nest_earliest_wins(autojump_clock: MockClock) -> None:
     start = nursery_io.current_time()
     with nursery_io.move_on_after(10) as outer:
         with nursery_io.move_on_after(3) as inner:
@@ -187,13 +166,10 @@ async def test_deadline_scopes_nest_earliest_wins() -> None:
         (lambda: nursery_io.fail_at(math.nan), "NaN"),
     ],
 )
-def test_invalid_timeouts_raise_value_error(make: Callable[[], Any], message: str) -> None:
-    async def main() -> None:
-        with pytest.raises(ValueError, match=message):
-            with make():
-                pass
-
-    nursery_io.run(main)
+async def test_invalid_timeouts_raise_value_error(make: Callable[[], Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        with make():
+            pass
 
 
 @pytest.mark.parametrize(
@@ -204,16 +180,14 @@ def test_invalid_timeouts_raise_value_error(make: Callable[[], Any], message: st
         (lambda: nursery_io.sleep_until(math.nan), "NaN"),
     ],
 )
-def test_invalid_sleeps_raise_value_error(call: Callable[[], Any], message: str) -> None:
-    async def main() -> None:
-        with pytest.raises(ValueError, match=message):
-            await call()
-
-    nursery_io.run(main)
+async def test_invalid_sleeps_raise_value_error(call: Callable[[], Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        await call()
 
 
-@_autojump
-async def test_negative_and_infinite_absolute_deadlines_are_allowed() -> None:
+async def test_negative_and_infinite_absolute_deadlines_are_allowed(
+    autojump_clock: MockClock,
+) -> None:
     with nursery_io.move_on_at(-math.inf) as scope:
         await nursery_io.sleep(0)
     assert scope.cancelled_caught
@@ -228,8 +202,7 @@ async def test_negative_and_infinite_absolute_deadlines_are_allowed() -> None:
     assert scope.cancelled_caught
 
 
-@_autojump
-async def test_timeout_wakes_task_blocked_in_any_trap() -> None:
+async def test_timeout_wakes_task_blocked_in_any_trap(autojump_clock: MockClock) -> None:
     lot = lowlevel.ParkingLot()
     with nursery_io.move_on_after(1) as scope:
         await lot.park()
@@ -237,8 +210,7 @@ async def test_timeout_wakes_task_blocked_in_any_trap() -> None:
     assert not lot  # the cancelled waiter left the lot
 
 
-@_autojump
-async def test_sleepers_wake_in_deadline_order() -> None:
+async def test_sleepers_wake_in_deadline_order(autojump_clock: MockClock) -> None:
     woke: list[int] = []
 
     async def sleeper(n: int) -> None:
@@ -252,11 +224,8 @@ async def test_sleepers_wake_in_deadline_order() -> None:
     assert woke == [1, 2, 3, 4, 5]
 
 
-def test_real_clock_sleep_is_short_and_real() -> None:
+async def test_real_clock_sleep_is_short_and_real() -> None:
     # One small real sleep, to check the system clock path end to end.
-    async def main() -> float:
-        start = nursery_io.current_time()
-        await nursery_io.sleep(0.01)
-        return nursery_io.current_time() - start
-
-    assert nursery_io.run(main) >= 0.01
+    start = nursery_io.current_time()
+    await nursery_io.sleep(0.01)
+    assert nursery_io.current_time() - start >= 0.01

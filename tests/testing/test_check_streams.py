@@ -4,8 +4,7 @@ lockstep streams) and fail on streams that break the contract."""
 from __future__ import annotations
 
 import contextlib
-import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,11 +25,6 @@ from nursery_io.testing import (
 )
 
 
-def _run(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
-    # Temporary stand-in for the pytest plugin: run the async test under nursery_io.run.
-    return functools.wraps(fn)(lambda *a, **k: nursery_io.run(functools.partial(fn, *a, **k)))
-
-
 async def one_way_memory() -> tuple[MemorySendStream, MemoryReceiveStream]:
     return memory_stream_one_way_pair()
 
@@ -47,23 +41,19 @@ async def two_way_lockstep() -> Any:
     return lockstep_stream_pair()
 
 
-@_run
 async def test_memory_one_way_passes() -> None:
     await check_one_way_stream(one_way_memory, None)
 
 
-@_run
 async def test_memory_pair_passes_half_closeable() -> None:
     await check_half_closeable_stream(two_way_memory, None)
 
 
-@_run
 async def test_lockstep_one_way_passes_with_clogged_checks() -> None:
     # A lockstep stream is always "clogged": sending waits for the receiver.
     await check_one_way_stream(one_way_lockstep, one_way_lockstep)
 
 
-@_run
 async def test_lockstep_pair_passes_two_way() -> None:
     await check_two_way_stream(two_way_lockstep, two_way_lockstep)
 
@@ -144,14 +134,14 @@ def _maker(factory: Callable[[], tuple[SendStream, ReceiveStream]]) -> Any:
         (lambda: _no_conflict_detection(memory_stream_one_way_pair()), "BusyResourceError"),
     ],
 )
-def test_broken_streams_fail(
+async def test_broken_streams_fail(
     factory: Callable[[], tuple[SendStream, ReceiveStream]], message: str
 ) -> None:
     with pytest.raises(AssertionError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        nursery_io.run(check_one_way_stream, _maker(factory), None)
+        await check_one_way_stream(_maker(factory), None)
 
 
-def test_half_close_violations_fail() -> None:
+async def test_half_close_violations_fail() -> None:
     # A "half-closeable" stream whose send_eof closes the receive side too.
     class ClosesEverything(nursery_io.StapledStream[Any, Any]):
         async def send_eof(self) -> None:
@@ -162,9 +152,9 @@ def test_half_close_violations_fail() -> None:
         return ClosesEverything(a.send_stream, a.receive_stream), b
 
     with pytest.raises(AssertionError):
-        nursery_io.run(check_half_closeable_stream, maker, None)
+        await check_half_closeable_stream(maker, None)
 
 
-def test_unclogged_stream_passed_as_clogged_fails() -> None:
+async def test_unclogged_stream_passed_as_clogged_fails() -> None:
     with pytest.raises(AssertionError, match="did not block"):
-        nursery_io.run(check_one_way_stream, one_way_memory, one_way_memory)
+        await check_one_way_stream(one_way_memory, one_way_memory)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
 
@@ -31,11 +29,6 @@ from nursery_io.testing import (
 )
 
 
-def _run(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
-    # Temporary stand-in for the pytest plugin: run the async test under nursery_io.run.
-    return functools.wraps(fn)(lambda *a, **k: nursery_io.run(functools.partial(fn, *a, **k)))
-
-
 async def _expect_conflict(*fns: Callable[[], Awaitable[object]]) -> None:
     """Start ``fns`` together; one must hit BusyResourceError. Cancel the rest."""
     busy: list[BusyResourceError] = []
@@ -57,7 +50,6 @@ async def _expect_conflict(*fns: Callable[[], Awaitable[object]]) -> None:
 # ----- MemorySendStream -----
 
 
-@_run
 async def test_memory_send_stream_buffer() -> None:
     stream = MemorySendStream()
     assert isinstance(stream, SendStream)
@@ -103,7 +95,6 @@ async def test_memory_send_stream_buffer() -> None:
         await stream.wait_send_all_might_not_block()
 
 
-@_run
 async def test_memory_send_stream_cancelled_send_leaves_nothing() -> None:
     stream = MemorySendStream()
     with CancelScope() as scope:
@@ -114,7 +105,6 @@ async def test_memory_send_stream_cancelled_send_leaves_nothing() -> None:
         stream.get_data_nowait()
 
 
-@_run
 async def test_memory_send_stream_hooks() -> None:
     log: list[str] = []
 
@@ -140,7 +130,6 @@ async def test_memory_send_stream_hooks() -> None:
     ]
 
 
-@_run
 async def test_memory_send_stream_conflicts() -> None:
     stream = MemorySendStream()
     await _expect_conflict(lambda: stream.send_all(b"1"), lambda: stream.send_all(b"2"))
@@ -152,7 +141,6 @@ async def test_memory_send_stream_conflicts() -> None:
 # ----- MemoryReceiveStream -----
 
 
-@_run
 async def test_memory_receive_stream() -> None:
     log: list[str] = []
 
@@ -194,7 +182,6 @@ async def test_memory_receive_stream() -> None:
     assert log[-1] == "close hook"
 
 
-@_run
 async def test_memory_receive_stream_close_while_blocked() -> None:
     stream = MemoryReceiveStream()
     stream.put_data(b"discarded")
@@ -221,7 +208,6 @@ async def test_memory_receive_stream_close_while_blocked() -> None:
         await stream2.receive_some()
 
 
-@_run
 async def test_memory_receive_stream_conflict() -> None:
     stream = MemoryReceiveStream()
     await _expect_conflict(stream.receive_some, stream.receive_some)
@@ -230,7 +216,6 @@ async def test_memory_receive_stream_conflict() -> None:
 # ----- pump and pairs -----
 
 
-@_run
 async def test_memory_stream_pump() -> None:
     send, receive = MemorySendStream(), MemoryReceiveStream()
     assert not memory_stream_pump(send, receive)
@@ -252,7 +237,6 @@ async def test_memory_stream_pump() -> None:
         memory_stream_pump(send, receive)
 
 
-@_run
 async def test_memory_stream_one_way_pair() -> None:
     send, receive = memory_stream_one_way_pair()
     await send.send_all(b"instant")
@@ -271,7 +255,6 @@ async def test_memory_stream_one_way_pair() -> None:
     assert await receive.receive_some() == b""
 
 
-@_run
 async def test_memory_stream_one_way_pair_eof_and_broken() -> None:
     send, receive = memory_stream_one_way_pair()
     await send.send_all(b"last")
@@ -284,7 +267,6 @@ async def test_memory_stream_one_way_pair_eof_and_broken() -> None:
         await send.send_all(b"x")
 
 
-@_run
 async def test_memory_stream_pair() -> None:
     a, b = memory_stream_pair()
     assert isinstance(a, StapledStream)
@@ -305,7 +287,6 @@ async def test_memory_stream_pair() -> None:
 # ----- lockstep -----
 
 
-@_run
 async def test_lockstep_send_waits_for_receiver() -> None:
     send, receive = lockstep_stream_one_way_pair()
     progress: list[str] = []
@@ -329,7 +310,6 @@ async def test_lockstep_send_waits_for_receiver() -> None:
             await receive.receive_some(bad)
 
 
-@_run
 async def test_lockstep_wait_send_all_might_not_block() -> None:
     send, receive = lockstep_stream_one_way_pair()
     progress: list[str] = []
@@ -348,7 +328,6 @@ async def test_lockstep_wait_send_all_might_not_block() -> None:
         nursery.cancel_scope.cancel()
 
 
-@_run
 async def test_lockstep_close_semantics() -> None:
     # Closing the receiver breaks a blocked sender and later sends.
     send, receive = lockstep_stream_one_way_pair()
@@ -392,7 +371,6 @@ async def test_lockstep_close_semantics() -> None:
     assert await receive.receive_some() == b""
 
 
-@_run
 async def test_lockstep_conflicts() -> None:
     send, receive = lockstep_stream_one_way_pair()
     await _expect_conflict(lambda: send.send_all(b"1"), lambda: send.send_all(b"2"))
@@ -402,7 +380,6 @@ async def test_lockstep_conflicts() -> None:
     await _expect_conflict(receive.receive_some, receive.receive_some)
 
 
-@_run
 async def test_lockstep_stream_pair() -> None:
     a, b = lockstep_stream_pair()
 
