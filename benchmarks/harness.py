@@ -292,11 +292,11 @@ def write_chart(report: dict[str, Any], path: Path) -> None:
 
     Log scale, and bars grow from the 1.0 line, so "2x faster" and "2x slower" look alike.
     """
-    import matplotlib  # noqa: PLC0415 (only the parent needs it, and only here)
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: PLC0415
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     workloads = report["workloads"]
     names = list(workloads)

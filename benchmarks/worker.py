@@ -8,7 +8,6 @@ yet) or "error". Only the library under test is imported, so libraries can't aff
 """
 
 # Imports stay inside functions so that this process loads only the library under test.
-# ruff: noqa: PLC0415
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """One sender and one receiver passing messages through an unbuffered channel."""
 
 # Each worker process imports only the library under test, so imports stay inside variants.
-# ruff: noqa: PLC0415
 
 from __future__ import annotations
 

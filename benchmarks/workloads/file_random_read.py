@@ -1,7 +1,6 @@
 """Random 4 KiB reads of a page-cached file from many tasks, through each file API."""
 
 # Each worker process imports only the library under test, so imports stay inside variants.
-# ruff: noqa: PLC0415
 
 from __future__ import annotations
 

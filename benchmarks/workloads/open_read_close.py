@@ -1,7 +1,6 @@
 """Open, read and close many existing small files, with bounded concurrency."""
 
 # Each worker process imports only the library under test, so imports stay inside variants.
-# ruff: noqa: PLC0415
 
 from __future__ import annotations
 

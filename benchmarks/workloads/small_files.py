@@ -1,7 +1,6 @@
 """Write many small files, then read them all back, with bounded concurrency."""
 
 # Each worker process imports only the library under test, so imports stay inside variants.
-# ruff: noqa: PLC0415
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Spawn many tasks that each yield a few times: raw scheduler and nursery cost."""
 
 # Each worker process imports only the library under test, so imports stay inside variants.
-# ruff: noqa: PLC0415
 
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ Each server stops by itself once the client process exits (or after ``timeout`` 
 """
 
 # Each worker process imports only the library under test, so imports stay inside variants.
-# ruff: noqa: PLC0415
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Sequential round trips to a worker thread and back."""
 
 # Each worker process imports only the library under test, so imports stay inside variants.
-# ruff: noqa: PLC0415
 
 from __future__ import annotations
 
