@@ -26,7 +26,6 @@ from ._parking_lot import (
 from ._runner import (
     RunStatistics,
     RunToken,
-    SteppedRun,
     current_clock,
     current_effective_deadline,
     current_root_task,
@@ -40,6 +39,7 @@ from ._runner import (
     spawn_system_task,
     wait_all_tasks_blocked,
 )
+from ._stepped import SteppedRun
 from ._task import Task
 from ._traps import (
     Abort,
