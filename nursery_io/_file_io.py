@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, overload
 
 from . import lowlevel
 from ._core import CancelScope
+from ._fifo import open_fifo_end
 from ._file_buffered import AsyncBufferedFile
 from ._file_raw import AsyncFileIO
 from ._file_text import AsyncTextFile
@@ -140,22 +141,6 @@ def _text_encoding(encoding: str | None) -> str:
             f"{encoding!r} is not a text encoding; use codecs.open() to handle arbitrary codecs"
         )
     return encoding
-
-
-async def _open_in_thread(path: str | bytes, flags: int) -> int:
-    op = _ops.pool_only(os.open, path, flags, 0o666, name="open")
-    op.on_abandoned = _close_result_fd  # nobody waits for it any more: close what it opens
-    return await _run_op(op)  # type: ignore[no-any-return]
-
-
-def _close_result_fd(op: Any) -> None:
-    fd = op.result
-    if isinstance(fd, int) and fd >= 0:
-        op.result = None
-        try:
-            os.close(fd)
-        except OSError:
-            pass
 
 
 @overload
@@ -250,7 +235,8 @@ async def open_file(
         errors = "strict" if errors is None else errors
 
     name: str | bytes | int
-    on_ring = False  # opened by an io_uring OPENAT (non-blocking first: see FIFOs below)
+    # An openat op opens non-blocking first, on every engine: see FIFOs below.
+    nonblocking_first = False
     if isinstance(file, int):
         if file < 0:
             raise ValueError("negative file descriptor")
@@ -267,18 +253,16 @@ async def open_file(
             open_op = _ops.openat(path, spec.flags, 0o666)
             try:
                 fd = await _run_op(open_op)
-                on_ring = open_op.engine == "io_uring"
+                nonblocking_first = True
             except OSError as exc:
                 if exc.errno != errno.ENXIO:
                     raise
-                # io_uring tries every open non-blocking first, and a write-only open of
-                # a FIFO with no reader then fails with ENXIO where open() would wait for
-                # a reader. Wait in a thread, as open() would.
-                fd = await _open_in_thread(path, spec.flags)
-                on_ring = False
+                # A non-blocking write-only open of a FIFO with no reader fails with ENXIO
+                # where open() would wait for a reader. Wait in a thread, as open() would.
+                fd = await open_fifo_end(path, spec.flags)
         else:
             op = _ops.pool_only(opener, path, spec.flags, name="opener")
-            op.on_abandoned = _close_result_fd  # the run ended while the opener ran
+            op.on_abandoned = _ops.close_result_fd  # the run ended while the opener ran
             fd = await _run_op(op)
             if not isinstance(fd, int):
                 raise TypeError(f"expected integer from opener, got {type(fd).__name__}")
@@ -290,17 +274,19 @@ async def open_file(
         # attributes, while io_uring always punts STATX to a kernel worker thread (~90 us
         # and an extra thread per open, measured).
         st = os.fstat(fd)
-        if on_ring and _stat.S_ISFIFO(st.st_mode) and not (spec.readable and spec.writable):
-            # The ring's (non-blocking) read-only open of a FIFO returns at once, so a read
-            # would see end-of-file before any writer arrived; open() waits for a writer.
-            # Do that in a thread, keeping the first fd open meanwhile, so a writer that
-            # connects to it now isn't left without a reader. (A writer that connects,
-            # writes and closes in the microseconds before the thread's open starts would
-            # be missed: that open then waits for the next writer.)
+        if (
+            nonblocking_first
+            and _stat.S_ISFIFO(st.st_mode)
+            and not (spec.readable and spec.writable)
+        ):
+            # A non-blocking read-only open of a FIFO returns at once, so a read would see
+            # end-of-file before any writer arrived; open() waits for a writer. Wait in a
+            # thread, keeping this first fd open meanwhile so that a writer connecting now
+            # has a reader and its data stays in the pipe (see _fifo).
             first = fd
             fd = -1  # nothing for the handler below to close if this fails
             try:
-                fd = await _open_in_thread(path, spec.flags)
+                fd = await open_fifo_end(path, spec.flags, held=first)
             finally:
                 os.close(first)
             st = os.fstat(fd)

@@ -78,6 +78,10 @@ DEFAULT_MAX_THREADS: Final = 32
 
 _ECANCELED: Final = -errno.ECANCELED
 _EINTR: Final = -errno.EINTR
+# An io-wq worker interrupted by our cancel request can report the kernel-internal
+# "restart" codes instead of -EINTR: a FIFO open blocked waiting for its peer completes
+# with -ERESTARTSYS (-512), measured on 6.18. They all mean "interrupted".
+_ERESTART_CODES: Final = frozenset({-512, -513, -514, -516})
 _RERUN_ERRNOS: Final = frozenset({errno.EOPNOTSUPP, errno.EINVAL})
 
 # Op._state values.
@@ -483,6 +487,11 @@ class FileEngine:
                 op.result = op.convert(res)
             except BaseException as exc:  # a converter bug must not lose the completion
                 op.error = exc
+        elif res in _ERESTART_CODES:
+            if op.cancel_requested:
+                op.cancelled = True
+            else:
+                op.error = op.make_error(errno.EINTR)
         elif res == _ECANCELED or (res == _EINTR and op.cancel_requested):
             op.cancelled = True
         elif -res in _RERUN_ERRNOS and rerun and not op.cancel_requested:

@@ -10,8 +10,8 @@ right on the loop thread:
   ``O_CREAT``/``O_TRUNC``/``O_TMPFILE``, which may have to write.
 
 When they succeed, a cached read or open costs one syscall: no SQE, no ``io_uring_enter``,
-no completion to reap, no task switch. The ring still does the opens themselves punted to
-a kernel worker (io_uring always hands ``OPENAT`` to io-wq, about 15 µs each here) and the
+no completion to reap, no task switch. The ring still does what they refuse: creating or
+truncating opens (which io_uring hands to a kernel worker thread, io-wq) and the opens and
 reads that need the disk. Every miss is harmless: nothing happened, and the Op goes to an
 engine exactly as it would have.
 """
@@ -123,9 +123,10 @@ class InlineOps:
             return False
         # RESOLVE_CACHED makes the *lookup* non-blocking, not the open: opening a FIFO (or
         # some devices) would still wait, right here on the loop thread. So open with
-        # O_NONBLOCK and keep the fd only for a regular file; anything else goes to the
-        # engine, whose open path knows how FIFOs must behave. (openat2 also insists on
-        # mode 0 unless the open creates a file, which inline opens never do.)
+        # O_NONBLOCK, as io_uring's OPENAT does first too, and keep the fd for a regular
+        # file or a FIFO (open_file handles a FIFO opened this way: it waits for the peer
+        # in a thread). Anything else goes to the engine. (openat2 also insists on mode 0
+        # unless the open creates a file, which inline opens never do.)
         self._how.flags = flags | os.O_NONBLOCK
         fd = _openat2(_SYS_OPENAT2, op.fd, op.addr, self._how_addr, 24)
         if fd < 0:
@@ -135,12 +136,13 @@ class InlineOps:
                 self.misses += 1
             return False
         try:
-            regular = stat.S_ISREG(os.fstat(fd).st_mode)
-            if regular and not flags & os.O_NONBLOCK:
+            mode = os.fstat(fd).st_mode
+            keep = stat.S_ISREG(mode) or stat.S_ISFIFO(mode)
+            if keep and not flags & os.O_NONBLOCK:
                 os.set_blocking(fd, True)
         except OSError:
-            regular = False
-        if not regular:
+            keep = False
+        if not keep:
             os.close(fd)
             self.misses += 1
             return False

@@ -232,7 +232,8 @@ def _conv_statx(op: Op, res: int) -> os.stat_result:
     return abi.statx_to_stat_result(op.keep[1])  # type: ignore[index]
 
 
-def _close_result_fd(op: Op) -> None:
+def close_result_fd(op: Op) -> None:
+    """``on_abandoned`` for an op whose result is a new fd: nobody will use it, close it."""
     fd = op.result
     if isinstance(fd, int):
         op.result = None
@@ -251,7 +252,17 @@ def nop() -> Op:
 
 
 def _os_open(path: Any, flags: int, mode: int, dir_fd: int | None) -> int:
-    return os.open(path, flags, mode, dir_fd=dir_fd)
+    if flags & os.O_NONBLOCK:
+        return os.open(path, flags, mode, dir_fd=dir_fd)
+    # Non-blocking first, then blocking again, as io_uring's OPENAT does: the engines must
+    # agree on what opening a FIFO does (see openat).
+    fd = os.open(path, flags | os.O_NONBLOCK, mode, dir_fd=dir_fd)
+    try:
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def openat(
@@ -265,6 +276,12 @@ def openat(
 
     Like ``os.open`` the fd is non-inheritable (``O_CLOEXEC`` is added). ``on_abandoned``
     closes the fd, so an open that completes after its waiter gave up does not leak it.
+
+    Unlike ``os.open``, the open is tried with ``O_NONBLOCK`` first (cleared again afterwards
+    unless ``flags`` has it), as io_uring does: a FIFO's read end then opens at once, and
+    its write end fails with ``ENXIO`` while there is no reader. (The ring waits for the peer
+    instead when it retries the open in a kernel worker, e.g. with ``O_CREAT``; the worker
+    pool never waits.) :func:`nursery_io.open_file` waits for the peer, as ``open()`` does.
     """
     path = os.fspath(path)  # os.* errors name the fspath() of the argument
     encoded = _path(path)
@@ -282,7 +299,7 @@ def openat(
         None,
         path,
     )
-    op.on_abandoned = _close_result_fd
+    op.on_abandoned = close_result_fd
     return op
 
 

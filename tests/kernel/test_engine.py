@@ -730,6 +730,32 @@ def test_cancel_pending_ring_read(uring_drv):
         os.close(w)
 
 
+def test_cancel_an_open_blocked_in_io_wq(uring_drv, tmp_path):
+    # O_CREAT forces the OPENAT to an io-wq worker, where opening a FIFO's write end
+    # blocks until a reader comes. The cancel interrupts the worker, whose CQE then
+    # carries -ERESTARTSYS (-512) rather than -EINTR: still a cancellation.
+    d = uring_drv
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    op = d.submit(ops.openat(fifo, os.O_WRONLY | os.O_CREAT, 0o600))
+    d.turn(0.05)
+    assert d.done == []  # waiting for a reader
+    d.engine.cancel(op)
+    d.wait([op])
+    assert op.cancelled and op.error is None and op.result is None
+    assert d.engine.statistics().ops_in_flight == 0
+
+
+def test_interrupted_without_cancel_request_is_eintr(uring_drv):
+    # The same codes without a cancel request of ours are an interruption: EINTR.
+    d = uring_drv
+    for code in (512, 513, 514, 516):
+        d.engine._cqe_hook = lambda op, res, code=code: -code
+        op = d.run(ops.nop())
+        assert isinstance(op.error, InterruptedError) and not op.cancelled
+    d.engine._cqe_hook = None
+
+
 @needs_uring
 def test_cancel_too_late_delivers_the_result(uring_drv, data_file):
     d = uring_drv
@@ -942,7 +968,7 @@ def test_close_with_ops_in_flight(drv, tmp_path):
         pipe_reads = [d.submit(ops.read(r, 1)) for _ in range(5)]
         running = d.submit(ops.pool_only(gate.wait, 10))
         opener = d.submit(ops.pool_only(lambda: (gate.wait(10), os.open(tmp_path, os.O_RDONLY))[1]))
-        opener.on_abandoned = ops._close_result_fd
+        opener.on_abandoned = ops.close_result_fd
         d.turn(0.02)
         d.engine.close(timeout=2)
         d.engine.close()  # idempotent
