@@ -20,7 +20,7 @@ import outcome
 import sniffio
 
 from . import lowlevel
-from ._core import RunFinishedError
+from ._core import RunFinishedError, WouldBlock
 from ._sync import CapacityLimiter
 
 __all__ = [
@@ -123,7 +123,12 @@ async def to_thread_run_sync(
     # Each call borrows a token on behalf of a unique object, so one task can run several
     # threads (through several nurseries) without tripping "already holding a token".
     borrower = _WorkerLink(task, token, abandon_on_cancel)
-    await limiter.acquire_on_behalf_of(borrower)
+    try:
+        # Not acquire_on_behalf_of(): its schedule point would cost a loop turn per call,
+        # and waiting for the thread below is already one.
+        limiter.acquire_on_behalf_of_nowait(borrower)
+    except WouldBlock:
+        await limiter.acquire_on_behalf_of(borrower)
     try:
         context = contextvars.copy_context()
         context.run(sniffio.current_async_library_cvar.set, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 import threading
 import time
+from functools import partial
 
 import pytest
 import sniffio
@@ -12,7 +13,7 @@ import sniffio
 import nursery_io
 from nursery_io import from_thread, lowlevel, to_thread
 from nursery_io._kernel.workers import worker_statistics
-from nursery_io.testing import wait_all_tasks_blocked
+from nursery_io.testing import assert_checkpoints, wait_all_tasks_blocked
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
 
@@ -79,6 +80,37 @@ async def test_default_limiter_is_per_run_and_caps_concurrency() -> None:
         release.set()
     assert peak == 2
     assert limiter.borrowed_tokens == 0
+
+
+async def test_is_a_checkpoint_with_or_without_a_free_token() -> None:
+    with assert_checkpoints():
+        await to_thread.run_sync(int)
+    # Already cancelled: raises before any thread runs.
+    ran = threading.Event()
+    with nursery_io.CancelScope() as scope:
+        scope.cancel()
+        await to_thread.run_sync(ran.set)
+    assert scope.cancelled_caught and not ran.is_set()
+    # Waiting for a token is cancellable, and nothing runs.
+    limiter = nursery_io.CapacityLimiter(1)
+    await limiter.acquire()
+    with nursery_io.move_on_after(0.02) as scope:
+        await to_thread.run_sync(ran.set, limiter=limiter)
+    assert scope.cancelled_caught and not ran.is_set()
+    limiter.release()
+    assert limiter.borrowed_tokens == 0
+
+
+async def test_waiters_for_a_token_are_served_in_order() -> None:
+    limiter = nursery_io.CapacityLimiter(1)
+    order: list[int] = []
+    await limiter.acquire()
+    async with nursery_io.open_nursery() as nursery:
+        for i in range(4):
+            nursery.start_soon(partial(to_thread.run_sync, order.append, i, limiter=limiter))
+            await wait_all_tasks_blocked()
+        limiter.release()
+    assert order == [0, 1, 2, 3]
 
 
 def test_default_limiter_is_fresh_in_each_run() -> None:

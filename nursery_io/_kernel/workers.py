@@ -80,11 +80,17 @@ class WorkerStatistics:
 # --- OS-level thread names -------------------------------------------------------------------
 #
 # Python 3.11 names threads only inside the interpreter; top -H, gdb, perf and py-spy see the
-# name of the thread that created the worker. pthread_setname_np is one cheap call (~1 us)
-# and is only made when a thread starts and around jobs that ask for a name.
+# name of the thread that created the worker. pthread_setname_np is one cheap call (~1 us),
+# made only when the name shown would change: a worker remembers what the OS shows, and
+# after a named job it goes back to its own name only once it has been idle for
+# _OS_NAME_RESET_DELAY, so back-to-back jobs with the same name (every to_thread call of one
+# function) cost no call at all.
 
 _setname: Callable[[int, bytes], int] | None = None
 _setname_loaded = False
+_OS_NAME_RESET_DELAY: Final = 0.05
+_os_name_cache: dict[str, bytes] = {}
+_OS_NAME_CACHE_SIZE: Final = 256
 
 
 def _load_setname() -> Callable[[int, bytes], int] | None:
@@ -98,20 +104,29 @@ def _load_setname() -> Callable[[int, bytes], int] | None:
     return func
 
 
-def _set_os_thread_name(name: str) -> None:
+def _os_name(name: str) -> bytes:
+    """``name`` as the OS will show it: cut to the OS limit without splitting a UTF-8
+    sequence (the kernel would keep the broken bytes and tools would show garbage)."""
+    raw = _os_name_cache.get(name)
+    if raw is None:
+        raw = name.encode("utf-8", "replace")[:_OS_NAME_MAX_BYTES]
+        raw = raw.decode("utf-8", "ignore").encode("utf-8")
+        if len(_os_name_cache) >= _OS_NAME_CACHE_SIZE:
+            _os_name_cache.clear()  # names are few in practice; this only bounds the worst
+        _os_name_cache[name] = raw
+    return raw
+
+
+def _set_os_thread_name(raw: bytes) -> None:
+    """Name the calling thread ``raw`` (from :func:`_os_name`) at the OS level."""
     global _setname, _setname_loaded
     if not _setname_loaded:
         # Benign race: two threads may both load it; they get the same function.
         _setname = _load_setname()
         _setname_loaded = True
-    if _setname is None:
-        return
-    # Cut to the OS limit without splitting a UTF-8 sequence (the kernel would keep the
-    # broken bytes and tools would show garbage).
-    raw = name.encode("utf-8", "replace")[:_OS_NAME_MAX_BYTES]
-    raw = raw.decode("utf-8", "ignore").encode("utf-8")
-    # On Linux threading.get_ident() is pthread_self(). Failure only loses a debugging aid.
-    _setname(threading.get_ident(), raw)
+    if _setname is not None:
+        # On Linux threading.get_ident() is pthread_self(). Failure only loses a debugging aid.
+        _setname(threading.get_ident(), raw)
 
 
 # --- the cache -------------------------------------------------------------------------------
@@ -165,8 +180,10 @@ class _Worker:
         wakeup = self._wakeup
         thread = self._thread
         default_name = thread.name
+        default_os_name = _os_name(default_name)
         capture = outcome.capture
-        _set_os_thread_name(default_name)
+        _set_os_thread_name(default_os_name)
+        os_name = default_os_name  # what the OS shows for this thread now
         try:
             while True:
                 fn = self._fn
@@ -174,14 +191,17 @@ class _Worker:
                 name = self._name
                 self._fn = _no_job
                 self._deliver = _no_deliver
+                job_os_name = default_os_name
                 if name is not None:
                     thread.name = name
-                    _set_os_thread_name(name)
+                    job_os_name = _os_name(name)
+                if job_os_name != os_name:
+                    _set_os_thread_name(job_os_name)
+                    os_name = job_os_name
                 result = capture(fn)
                 del fn
                 if name is not None:
                     thread.name = default_name
-                    _set_os_thread_name(default_name)
                 self.jobs_run += 1
                 # Idle before deliver: a job submitted as a consequence of deliver (the loop
                 # waking up and starting the next operation) is handed to this thread, which
@@ -192,6 +212,13 @@ class _Worker:
                 except BaseException:
                     _report_deliver_error(deliver)
                 del deliver, result
+                if os_name != default_os_name:
+                    # Still showing the last job's name: keep it if the next job comes soon
+                    # (it likely has the same name), else show the worker's own name again.
+                    if wakeup.acquire(timeout=_OS_NAME_RESET_DELAY):
+                        continue
+                    _set_os_thread_name(default_os_name)
+                    os_name = default_os_name
                 if not wakeup.acquire(timeout=cache.idle_timeout):
                     try:
                         del idle[self]

@@ -20,9 +20,16 @@ from nursery_io.testing import wait_all_tasks_blocked
 
 _CHILD_PROGRAM = textwrap.dedent(
     """
+    import faulthandler
     import sys
     import nursery_io
     from nursery_io import lowlevel
+
+    # Diagnostics, shown only if the test fails: the signal state this process started
+    # with, and every thread's stack if it is still running long after the SIGINT.
+    with open("/proc/self/status") as status:
+        sys.stderr.write("".join(line for line in status if line.startswith("Sig")))
+    faulthandler.dump_traceback_later(30, exit=True)
 
     def say(text):
         print(text, flush=True)

@@ -266,6 +266,33 @@ def test_thread_name_during_job_and_reset_after(cache: ThreadCache) -> None:
         assert seen["os_name"] == d.thread_name[:15]
 
 
+def test_os_thread_name_goes_back_once_idle(cache: ThreadCache) -> None:
+    # The OS-level name of a named job may linger briefly (so that repeated jobs with one
+    # name cost no syscall), but an idle worker soon shows its own name again.
+    threads: list[threading.Thread] = []
+    run_job(cache, lambda: threads.append(threading.current_thread()), name="lingering name")
+    (worker,) = threads
+    if os_thread_name(worker) is None:
+        pytest.skip("no /proc thread names")
+    assert worker.name.startswith("nursery_io worker")  # the Python name: reset at once
+    wait_until(lambda: os_thread_name(worker) == worker.name[:15])
+
+
+def test_repeated_job_names_keep_the_os_name_right(cache: ThreadCache) -> None:
+    seen: list[str | None] = []
+
+    def job() -> None:
+        seen.append(os_thread_name(threading.current_thread()))
+
+    for name in ["alpha", "alpha", "beta", None, "alpha"]:
+        run_job(cache, job, name=name)
+    if seen[0] is None:
+        pytest.skip("no /proc thread names")
+    default = seen[3]
+    assert default is not None and default.startswith("nursery_io work")
+    assert seen == ["alpha", "alpha", "beta", default, "alpha"]
+
+
 def test_os_thread_name_truncation_keeps_utf8_valid(cache: ThreadCache) -> None:
     seen: dict[str, Any] = {}
 
