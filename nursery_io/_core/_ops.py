@@ -104,6 +104,8 @@ async def run_op(op: Op) -> Any:
         # Served from the page cache without blocking: keep the checkpoint semantics of
         # a completed operation (a schedule point, not a cancel point: it happened).
         await cancel_shielded_checkpoint()
+        if op.error is not None:
+            raise op.error
         return op.result
     waiter = _OpWaiter(task, runner, engine, op)
     engine.submit(op, waiter.on_complete)

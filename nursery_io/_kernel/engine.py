@@ -339,9 +339,10 @@ class FileEngine:
     # --- submission ---------------------------------------------------------------------------
 
     def try_inline(self, op: Op) -> bool:
-        """Complete ``op`` right here if it can't block (a cached read or open); see
-        :mod:`nursery_io._kernel.inline`. True: ``op.result`` is set and the op counts for the
-        "inline" engine. False: nothing happened; submit it."""
+        """Complete ``op`` right here if it can't block (a cached read, open or stat); see
+        :mod:`nursery_io._kernel.inline`. True: ``op.result`` (or, for an answer as final as
+        the engines', ``op.error``) is set and the op counts for the "inline" engine. False:
+        nothing happened; submit it."""
         if self._inline.try_op(op):
             op.engine = ENGINE_INLINE
             return True
