@@ -6,7 +6,8 @@ in a worker thread can wait like that, and two things go wrong with it naively:
 * Cancellation. A thread blocked in ``open()`` can't be interrupted, so a cancelled
   ``open_file`` would wait (and hold a thread) until a peer showed up, possibly forever.
   Here it is released by briefly opening the other end ourselves (non-blocking, closed at
-  once): the blocked ``open()`` returns, and its fd is closed.
+  once): the blocked ``open()`` returns, its fd is closed, and the caller gets
+  ``Cancelled`` (or ``KeyboardInterrupt``).
 * A peer that comes and goes early. Both io_uring's OPENAT and the inline open try every
   open non-blocking first, and a read-only non-blocking open of a FIFO succeeds at once.
   ``open_file`` keeps that fd (``held``) while the thread's blocking open runs, so a
@@ -16,9 +17,15 @@ in a worker thread can wait like that, and two things go wrong with it naively:
   writer (data, or the hangup it left), and the thread is then released the same way.
 
 A release can race with the thread entering ``open()`` (it wasn't blocked yet, so the
-brief open on the other side didn't wake it); releasing is repeated, backing off, until
-the open finishes. The brief open is seen by others waiting on the same FIFO as a peer
-that connected and left at once.
+brief open on the other side didn't wake it), so it is repeated, backing off, until the
+open finishes. Others waiting on the same FIFO see each brief open as a peer that
+connected and left at once. The other end is reached through ``/proc/self/fd`` (of
+``held``, or of an ``O_PATH`` descriptor taken first), which works even if the FIFO's name
+was removed meanwhile. When that fails (no permission to open the other end), the open
+waits for a real peer, as ``open()`` would.
+
+The helpers run as system tasks rather than in a nursery of the caller's, so that
+``open_file`` raises plain exceptions, never exception groups.
 """
 
 from __future__ import annotations
@@ -26,10 +33,8 @@ from __future__ import annotations
 import os
 
 from . import lowlevel
-from ._core import CancelScope, open_nursery, wait_readable
-from ._core._nursery import TASK_STATUS_IGNORED, TaskStatus
-from ._sync import Event
-from ._timeouts import sleep, sleep_forever
+from ._core import CancelScope, wait_readable
+from ._timeouts import sleep
 
 __all__ = ["open_fifo_end"]
 
@@ -37,63 +42,93 @@ _FIRST_RETRY = 0.001
 _MAX_RETRY = 0.1
 
 
-def _touch_other_end(path: str | bytes, reading: bool) -> None:
+def _touch(target: str | bytes, reading: bool) -> None:
     """Open and close the other end of the FIFO without blocking, waking a blocked open."""
     flags = (os.O_WRONLY if reading else os.O_RDONLY) | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        os.close(os.open(path, flags))
+        os.close(os.open(target, flags))
     except OSError:
-        pass  # ENXIO: no reader (the blocked open isn't in yet); retried below
+        pass  # e.g. ENXIO: no reader yet (the blocked open isn't in yet); retried
 
 
-async def _release_blocked_open(
-    path: str | bytes,
-    reading: bool,
-    needed: Event,
-    task_status: TaskStatus[CancelScope] = TASK_STATUS_IGNORED,
-) -> None:
-    # Shielded: it must keep going after the caller is cancelled (that is when it matters);
-    # the caller cancels this scope as soon as the open has finished.
-    with CancelScope(shield=True) as scope:
-        task_status.started(scope)
-        await needed.wait()
-        delay = _FIRST_RETRY
-        while not scope.cancel_called:
-            _touch_other_end(path, reading)
-            await sleep(delay)
-            delay = min(delay * 2, _MAX_RETRY)
+class _Release:
+    """Unblocks the thread's ``open()``: on demand, until :meth:`stop`."""
 
+    __slots__ = ("_reading", "_scopes", "_started", "_target")
 
-async def _watch(held: int | None, needed: Event) -> None:
-    try:
-        if held is None:
-            await sleep_forever()
-        else:
-            # Readable: data came, or a writer connected and left (POLLHUP).
-            await wait_readable(held)
-    finally:
-        # Also on cancellation: a cancelled open must release its thread.
-        needed.set()
+    def __init__(self, target: str | bytes, reading: bool) -> None:
+        self._target = target
+        self._reading = reading
+        self._started = False
+        self._scopes: list[CancelScope] = []
+
+    def start(self) -> None:
+        """Begin releasing (idempotent). Runs in the run's thread."""
+        if self._started:
+            return
+        self._started = True
+        scope = CancelScope()
+        self._scopes.append(scope)
+        lowlevel.spawn_system_task(self._keep_releasing, scope, name="nursery_io FIFO release")
+
+    def watch(self, held: int) -> None:
+        """Start releasing once ``held`` (a read end) reports a writer came, or left."""
+        scope = CancelScope()
+        self._scopes.append(scope)
+        lowlevel.spawn_system_task(self._watch, held, scope, name="nursery_io FIFO watch")
+
+    def stop(self) -> None:
+        for scope in self._scopes:
+            scope.cancel()
+
+    async def _keep_releasing(self, scope: CancelScope) -> None:
+        with scope:
+            delay = _FIRST_RETRY
+            # Checked before every touch, not only at the sleep: once stop() is called the
+            # caller may close `held`, and its number could name another file by the time
+            # a sleep that had already ended lets this task run again.
+            while not scope.cancel_called:
+                _touch(self._target, self._reading)
+                await sleep(delay)
+                delay = min(delay * 2, _MAX_RETRY)
+
+    async def _watch(self, held: int, scope: CancelScope) -> None:
+        with scope:
+            # Not a moment after stop(): `held` may be closed (even reused) by then.
+            await lowlevel.checkpoint_if_cancelled()
+            try:
+                await wait_readable(held)  # data, or POLLHUP: a writer connected and left
+            except OSError:
+                return  # can't watch it: the open then waits for a writer that stays
+            self.start()
 
 
 async def open_fifo_end(path: str | bytes, flags: int, held: int | None = None) -> int:
     """Open ``path`` (a FIFO) with ``flags`` in a worker thread, waiting for the other end
     as ``open()`` does, and return the fd. Cancellable: see the module docstring.
 
-    ``held``: a read end of the same FIFO opened non-blocking; the caller closes it after.
+    ``held``: a read end of the same FIFO opened non-blocking; the caller closes it after
+    this returns (not before: the release may go through it).
     """
     reading = flags & os.O_ACCMODE == os.O_RDONLY
     op = lowlevel.ops.pool_only(os.open, path, flags, 0o666, name="open")
-    op.on_abandoned = lowlevel.ops.close_result_fd  # cancelled while it ran: close what it opened
-    needed = Event()
-    async with open_nursery() as nursery:
-        release_scope: CancelScope = await nursery.start(
-            _release_blocked_open, path, reading, needed
-        )
-        nursery.start_soon(_watch, held, needed)
+    op.on_abandoned = lowlevel.ops.close_result_fd  # cancelled while it ran: close its fd
+    pin = -1
+    if held is None:
+        # Something to reach this very FIFO through later, even if its name goes away.
         try:
-            fd: int = await lowlevel.run_op(op)
-        finally:
-            release_scope.cancel()
-            nursery.cancel_scope.cancel()
+            pin = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            pass  # then through the path
+    anchor = held if held is not None else pin
+    target: str | bytes = path if anchor < 0 else f"/proc/self/fd/{anchor}"
+    release = _Release(target, reading)
+    try:
+        if held is not None:
+            release.watch(held)
+        fd: int = await lowlevel.run_op(op, on_abort=release.start)
+    finally:
+        release.stop()  # before `pin` (or the caller's `held`) is closed: see _Release
+        if pin >= 0:
+            os.close(pin)
     return fd

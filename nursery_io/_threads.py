@@ -24,11 +24,13 @@ from ._core import RunFinishedError, WouldBlock
 from ._sync import CapacityLimiter
 
 __all__ = [
+    "active_thread_count",
     "check_cancelled",
     "current_default_thread_limiter",
     "from_thread_run",
     "from_thread_run_sync",
     "to_thread_run_sync",
+    "wait_all_threads_completed",
 ]
 
 T = TypeVar("T")
@@ -49,6 +51,53 @@ def current_default_thread_limiter() -> CapacityLimiter:
         limiter = CapacityLimiter(DEFAULT_THREAD_LIMIT)
         _default_limiter.set(limiter)
         return limiter
+
+
+class _ActiveThreads:
+    """How many ``to_thread.run_sync`` jobs of this run are still running in a thread
+    (abandoned ones included: they are still making progress)."""
+
+    __slots__ = ("count", "idle")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.idle = lowlevel.ParkingLot()  # tasks waiting for count to reach 0
+
+    def finished(self) -> None:
+        self.count -= 1
+        if not self.count:
+            self.idle.unpark_all()
+
+
+_active_threads: lowlevel.RunVar[_ActiveThreads] = lowlevel.RunVar("active to_thread jobs")
+
+
+def _active() -> _ActiveThreads:
+    try:
+        return _active_threads.get()
+    except LookupError:
+        active = _ActiveThreads()
+        _active_threads.set(active)
+        return active
+
+
+def active_thread_count() -> int:
+    """How many ``to_thread.run_sync`` calls of this run have a thread still running their
+    function, including calls whose task stopped waiting (``abandon_on_cancel=True``)."""
+    return _active().count
+
+
+async def wait_all_threads_completed() -> None:
+    """Wait until :func:`active_thread_count` is 0. Always a checkpoint.
+
+    For tests of code that uses ``to_thread``: together with
+    :func:`~nursery_io.testing.wait_all_tasks_blocked` it tells when nothing is making
+    progress any more, neither in a task nor in a thread.
+    """
+    await lowlevel.checkpoint()
+    active = _active()
+    while active.count:
+        await active.idle.park()
 
 
 class _WorkerLink:
@@ -123,12 +172,17 @@ async def to_thread_run_sync(
     # Each call borrows a token on behalf of a unique object, so one task can run several
     # threads (through several nurseries) without tripping "already holding a token".
     borrower = _WorkerLink(task, token, abandon_on_cancel)
-    try:
-        # Not acquire_on_behalf_of(): its schedule point would cost a loop turn per call,
-        # and waiting for the thread below is already one.
-        limiter.acquire_on_behalf_of_nowait(borrower)
-    except WouldBlock:
+    if type(limiter) is CapacityLimiter:
+        try:
+            # Not acquire_on_behalf_of(): its schedule point would cost a loop turn per
+            # call, and waiting for the thread below is already one.
+            limiter.acquire_on_behalf_of_nowait(borrower)
+        except WouldBlock:
+            await limiter.acquire_on_behalf_of(borrower)
+    else:  # a limiter-like object (anyio's, for one): only the async API is assumed
         await limiter.acquire_on_behalf_of(borrower)
+    active = _active()
+    active.count += 1
     try:
         context = contextvars.copy_context()
         context.run(sniffio.current_async_library_cvar.set, None)
@@ -149,12 +203,14 @@ async def to_thread_run_sync(
                 pass  # the run ended while an abandoned thread was still going
 
         def finish(result: outcome.Outcome[T]) -> None:
+            active.finished()
             limiter.release_on_behalf_of(borrower)
             if not borrower.abandoned:
                 lowlevel.reschedule(task, outcome.Value(_Finished(result)))
 
         lowlevel.start_thread_soon(in_worker, deliver, name)
     except BaseException:
+        active.finished()
         limiter.release_on_behalf_of(borrower)
         raise
 

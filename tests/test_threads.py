@@ -290,3 +290,42 @@ def test_from_thread_after_run_finished() -> None:
     token = nursery_io.run(main)
     with pytest.raises(nursery_io.RunFinishedError):
         from_thread.run_sync(int, token=token)
+
+
+async def test_active_thread_count_and_waiting_for_threads() -> None:
+    from nursery_io.testing import active_thread_count, wait_all_threads_completed
+
+    assert active_thread_count() == 0
+    with assert_checkpoints():
+        await wait_all_threads_completed()  # nothing running: returns, but checkpoints
+    release = threading.Event()
+    async with nursery_io.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(to_thread.run_sync, release.wait)
+        await wait_all_tasks_blocked()
+        assert active_thread_count() == 3
+        waited = nursery_io.Event()
+
+        async def waiter() -> None:
+            await wait_all_threads_completed()
+            waited.set()
+
+        nursery.start_soon(waiter)
+        await wait_all_tasks_blocked()
+        assert not waited.is_set()
+        release.set()
+    assert waited.is_set()
+    assert active_thread_count() == 0
+
+
+async def test_abandoned_threads_still_count_until_they_finish() -> None:
+    from nursery_io.testing import active_thread_count, wait_all_threads_completed
+
+    release = threading.Event()
+    with nursery_io.move_on_after(0.01):
+        await to_thread.run_sync(release.wait, abandon_on_cancel=True)
+    assert active_thread_count() == 1  # the task stopped waiting; the thread did not
+    release.set()
+    with nursery_io.fail_after(10):
+        await wait_all_threads_completed()
+    assert active_thread_count() == 0

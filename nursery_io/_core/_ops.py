@@ -14,6 +14,7 @@ completion, which says what really happened:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import outcome
@@ -44,13 +45,21 @@ class _OpWaiter:
     completion callback and the task's abort function (cheaper than two closures and a
     box per op: this is the hot path of every file read)."""
 
-    __slots__ = ("engine", "op", "raise_cancel", "runner", "task")
+    __slots__ = ("engine", "on_abort", "op", "raise_cancel", "runner", "task")
 
-    def __init__(self, task: Task, runner: Runner, engine: FileEngine, op: Op) -> None:
+    def __init__(
+        self,
+        task: Task,
+        runner: Runner,
+        engine: FileEngine,
+        op: Op,
+        on_abort: Callable[[], object] | None = None,
+    ) -> None:
         self.task = task
         self.runner = runner
         self.engine = engine
         self.op = op
+        self.on_abort = on_abort
         self.raise_cancel: RaiseCancelT | None = None
 
     def on_complete(self, op: Op) -> None:
@@ -80,13 +89,22 @@ class _OpWaiter:
     def abort(self, raise_cancel: RaiseCancelT) -> Abort:
         self.raise_cancel = raise_cancel
         self.engine.cancel(self.op)
+        on_abort = self.on_abort
+        if on_abort is not None:
+            self.on_abort = None
+            on_abort()
         return Abort.FAILED
 
 
-async def run_op(op: Op) -> Any:
+async def run_op(op: Op, *, on_abort: Callable[[], object] | None = None) -> Any:
     """Run ``op`` on the current run's file engine and return its result.
 
     A checkpoint: always yields, raises ``Cancelled`` if cancelled before the Op ran.
+
+    ``on_abort`` is called once, in the run's thread, if the waiting task is cancelled (or
+    interrupted by Ctrl-C) while the op is in flight. The task goes on waiting for the op,
+    so this is the place to make an op that can't be stopped finish sooner, e.g. to
+    unblock a worker thread stuck in a blocking call.
     """
     try:
         task = GLOBAL_RUN_CONTEXT.task
@@ -107,7 +125,7 @@ async def run_op(op: Op) -> Any:
         if op.error is not None:
             raise op.error
         return op.result
-    waiter = _OpWaiter(task, runner, engine, op)
+    waiter = _OpWaiter(task, runner, engine, op, on_abort)
     engine.submit(op, waiter.on_complete)
     return await wait_task_rescheduled(waiter.abort)
 

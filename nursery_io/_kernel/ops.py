@@ -252,11 +252,15 @@ def nop() -> Op:
 
 
 def _os_open(path: Any, flags: int, mode: int, dir_fd: int | None) -> int:
-    if flags & os.O_NONBLOCK:
+    if flags & (os.O_NONBLOCK | os.O_PATH):  # O_PATH: nothing is opened, nothing waits
         return os.open(path, flags, mode, dir_fd=dir_fd)
-    # Non-blocking first, then blocking again, as io_uring's OPENAT does: the engines must
-    # agree on what opening a FIFO does (see openat).
-    fd = os.open(path, flags | os.O_NONBLOCK, mode, dir_fd=dir_fd)
+    # Non-blocking first, as io_uring's OPENAT does, so that the engines agree on what
+    # opening a FIFO does (see openat). Like io_uring, an EAGAIN (a lease held by another
+    # process, which a blocking open waits to break) gets a normal blocking open.
+    try:
+        fd = os.open(path, flags | os.O_NONBLOCK, mode, dir_fd=dir_fd)
+    except BlockingIOError:
+        return os.open(path, flags, mode, dir_fd=dir_fd)
     try:
         os.set_blocking(fd, True)
     except BaseException:

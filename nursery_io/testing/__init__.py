@@ -1,6 +1,7 @@
 """Helpers for testing code that uses nursery_io."""
 
 from .._core import MockClock, wait_all_tasks_blocked
+from .._threads import active_thread_count, wait_all_threads_completed
 from ._check_streams import (
     check_half_closeable_stream,
     check_one_way_stream,
@@ -25,6 +26,7 @@ __all__ = [
     "MemorySendStream",
     "MockClock",
     "Sequencer",
+    "active_thread_count",
     "assert_checkpoints",
     "assert_no_checkpoints",
     "check_half_closeable_stream",
@@ -39,4 +41,5 @@ __all__ = [
     "run_test",
     "trio_test",
     "wait_all_tasks_blocked",
+    "wait_all_threads_completed",
 ]

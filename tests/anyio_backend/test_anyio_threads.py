@@ -188,3 +188,32 @@ async def test_calling_back_from_the_runs_own_thread_is_refused() -> None:
     with pytest.raises(RuntimeError):
         from_thread.run_sync(print, token=anyio.lowlevel.current_token())
     await wait_all_tasks_blocked()
+
+
+def test_limiter_created_outside_any_loop_is_honoured() -> None:
+    # An anyio.CapacityLimiter made before the run is not the backend's own type; when it
+    # is full, a second thread must wait for the token, not fail.
+    import functools
+    import time
+
+    limiter = anyio.CapacityLimiter(1)
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def work() -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+
+    async def main() -> None:
+        async with create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(functools.partial(to_thread.run_sync, work, limiter=limiter))
+
+    anyio.run(main, backend="nursery_io")
+    assert peak == 1

@@ -194,3 +194,144 @@ async def test_fifo_opened_for_reading_and_writing_does_not_wait(fifo: Path) -> 
         async with await nursery_io.open_file(fifo, "r+b", buffering=0) as f:
             await f.write(b"loop\n")
             assert await f.read(5) == b"loop\n"
+
+
+# --- regressions found in review -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("checkpoints", range(6))
+@pytest.mark.parametrize("mode", ["rb", "wb"])
+async def test_cancel_at_any_point_of_the_open(fifo: Path, mode: str, checkpoints: int) -> None:
+    # Whichever step of the open the cancel lands on (the first non-blocking open, the
+    # helper set-up, the thread), it is reported as a plain Cancelled and nothing is left.
+    scope = nursery_io.CancelScope()
+
+    async def opener() -> None:
+        with scope:
+            await nursery_io.open_file(fifo, mode)
+
+    async def canceller() -> None:
+        for _ in range(checkpoints):
+            await lowlevel.checkpoint()
+        scope.cancel()
+
+    with nursery_io.fail_after(HANG):
+        async with nursery_io.open_nursery() as nursery:
+            nursery.start_soon(opener)
+            nursery.start_soon(canceller)
+    assert scope.cancelled_caught
+    assert _ops_in_flight() == 0
+
+
+async def test_open_fifo_end_in_a_cancelled_scope_returns(fifo: Path) -> None:
+    with nursery_io.fail_after(HANG):
+        with nursery_io.CancelScope() as scope:
+            scope.cancel()
+            await open_fifo_end(os.fsencode(fifo), os.O_RDONLY)
+    assert scope.cancelled_caught
+
+
+@pytest.mark.parametrize("mode", ["rb", "wb"])
+async def test_errors_are_plain_exceptions(tmp_path: Path, mode: str) -> None:
+    # ENXIO from the first open (here: a Unix socket's path) ends up in the thread's
+    # open too; it must come out as the OSError open() raises, not an exception group.
+    import socket
+
+    path = tmp_path / "sock"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+        with pytest.raises(OSError) as info:
+            await nursery_io.open_file(path, mode)
+    assert type(info.value) is OSError and info.value.errno == errno.ENXIO
+
+
+@pytest.mark.parametrize("mode", ["rb", "wb"])
+async def test_cancel_after_the_fifo_was_removed(fifo: Path, mode: str) -> None:
+    # The waiting open is released through /proc/self/fd, not the (now gone) path.
+    async def remove_soon() -> None:
+        await nursery_io.sleep(0.05)
+        os.unlink(fifo)
+
+    with nursery_io.fail_after(HANG):
+        async with nursery_io.open_nursery() as nursery:
+            nursery.start_soon(remove_soon)
+            with nursery_io.move_on_after(0.15) as scope:
+                await nursery_io.open_file(fifo, mode)
+    assert scope.cancelled_caught
+    assert _ops_in_flight() == 0
+
+
+_KI_CHILD = """
+import os, signal, sys, threading, nursery_io
+threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+async def main():
+    await nursery_io.open_file(sys.argv[1], sys.argv[2])
+try:
+    nursery_io.run(main)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt")
+"""
+
+
+@pytest.mark.parametrize("mode", ["rb", "wb"])
+def test_ctrl_c_while_waiting_for_a_peer(fifo: Path, mode: str) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _KI_CHILD, str(fifo), mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.stdout.strip() == "KeyboardInterrupt", proc.stderr
+
+
+@pytest.mark.parametrize("target", ["dir", "file", "fifo"])
+async def test_openat_op_with_o_path(tmp_path: Path, target: str) -> None:
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "file").write_bytes(b"")
+    os.mkfifo(tmp_path / "fifo")
+    for extra in (0, os.O_NOFOLLOW):
+        fd = await lowlevel.run_op(lowlevel.ops.openat(tmp_path / target, os.O_PATH | extra))
+        try:
+            assert os.fstat(fd).st_ino == os.stat(tmp_path / target).st_ino
+        finally:
+            os.close(fd)
+
+
+_LEASE_HOLDER = """
+import fcntl, os, signal, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+signal.signal(signal.SIGIO, lambda *a: fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK))
+fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+print("leased", flush=True)
+time.sleep(30)
+"""
+
+
+@pytest.mark.parametrize("mode", ["r+b", "wb", "ab"])
+async def test_open_waits_for_a_lease_to_be_broken(tmp_path: Path, mode: str) -> None:
+    # A non-blocking open of a file another process holds a lease on fails with EAGAIN;
+    # a blocking one breaks the lease and waits. Both engines must do the latter.
+    import subprocess
+    import sys
+
+    path = tmp_path / "leased"
+    path.write_bytes(b"")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _LEASE_HOLDER, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        if holder.stdout.readline().strip() != "leased":
+            pytest.skip("leases not available here")
+        with nursery_io.fail_after(HANG):
+            async with await nursery_io.open_file(path, mode):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
