@@ -99,7 +99,21 @@ class Nursery:
     :class:`BaseExceptionGroup`.
     """
 
-    def __init__(
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise TypeError(
+            "Nursery has no public constructor: use 'async with nursery_io.open_nursery() "
+            "as nursery:'"
+        )
+
+    @classmethod
+    def _create(
+        cls, parent_task: Task, cancel_scope: CancelScope, strict_exception_groups: bool
+    ) -> Nursery:
+        nursery = object.__new__(cls)
+        nursery._setup(parent_task, cancel_scope, strict_exception_groups)
+        return nursery
+
+    def _setup(
         self, parent_task: Task, cancel_scope: CancelScope, strict_exception_groups: bool
     ) -> None:
         self._parent_task = parent_task
@@ -260,7 +274,7 @@ class NurseryManager:
     async def __aenter__(self) -> Nursery:
         self._scope = CancelScope()
         self._scope.__enter__()
-        self._nursery = Nursery(current_task(), self._scope, self._strict_exception_groups)
+        self._nursery = Nursery._create(current_task(), self._scope, self._strict_exception_groups)
         return self._nursery
 
     @enable_ki_protection

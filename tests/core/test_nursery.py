@@ -514,3 +514,12 @@ def test_misnested_nursery_exit_is_reported() -> None:
         await nursery_io.sleep(0)
 
     nursery_io.run(main)
+
+
+async def test_nursery_has_no_public_constructor() -> None:
+    with pytest.raises(TypeError, match="no public constructor"):
+        nursery_io.Nursery()
+    with pytest.raises(TypeError, match="open_nursery"):
+        nursery_io.Nursery(lowlevel.current_task(), nursery_io.CancelScope(), True)  # type: ignore[call-arg]
+    async with nursery_io.open_nursery() as nursery:
+        assert type(nursery) is nursery_io.Nursery
