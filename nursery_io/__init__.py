@@ -37,8 +37,14 @@ from ._highlevel_open_tcp_stream import open_tcp_stream
 from ._highlevel_open_unix_stream import open_unix_socket
 from ._highlevel_serve_listeners import serve_listeners
 from ._highlevel_socket import SocketListener, SocketStream
+from ._highlevel_ssl_helpers import (
+    open_ssl_over_tcp_listeners,
+    open_ssl_over_tcp_stream,
+    serve_ssl_over_tcp,
+)
 from ._path import Path, PosixPath
 from ._signals import open_signal_receiver
+from ._ssl import NeedHandshakeError, SSLListener, SSLStream
 from ._subprocess import Process, run_process
 from ._sync import (
     CapacityLimiter,
@@ -88,11 +94,14 @@ __all__ = [
     "MemoryChannelStatistics",
     "MemoryReceiveChannel",
     "MemorySendChannel",
+    "NeedHandshakeError",
     "Nursery",
     "Path",
     "PosixPath",
     "Process",
     "RunFinishedError",
+    "SSLListener",
+    "SSLStream",
     "Semaphore",
     "SocketListener",
     "SocketStream",
@@ -117,12 +126,15 @@ __all__ = [
     "open_memory_channel",
     "open_nursery",
     "open_signal_receiver",
+    "open_ssl_over_tcp_listeners",
+    "open_ssl_over_tcp_stream",
     "open_tcp_listeners",
     "open_tcp_stream",
     "open_unix_socket",
     "run",
     "run_process",
     "serve_listeners",
+    "serve_ssl_over_tcp",
     "serve_tcp",
     "sleep",
     "sleep_forever",
