@@ -43,6 +43,7 @@ from ._highlevel_ssl_helpers import (
     serve_ssl_over_tcp,
 )
 from ._path import Path, PosixPath
+from ._safe_channel import as_safe_channel
 from ._signals import open_signal_receiver
 from ._ssl import NeedHandshakeError, SSLListener, SSLStream
 from ._subprocess import Process, run_process
@@ -114,6 +115,7 @@ __all__ = [
     "__version__",
     "abc",
     "aclose_forcefully",
+    "as_safe_channel",
     "current_effective_deadline",
     "current_time",
     "fail_after",
