@@ -2,6 +2,11 @@
 
 from ._cancel import CancelScope
 from ._context import current_task
+from ._detach import (
+    permanently_detach_coroutine_object,
+    reattach_detached_coroutine_object,
+    temporarily_detach_coroutine_object,
+)
 from ._exceptions import (
     BrokenResourceError,
     BusyResourceError,
@@ -92,10 +97,13 @@ __all__ = [
     "in_task",
     "notify_closing",
     "open_nursery",
+    "permanently_detach_coroutine_object",
+    "reattach_detached_coroutine_object",
     "remove_parking_lot_breaker",
     "reschedule",
     "run",
     "spawn_system_task",
+    "temporarily_detach_coroutine_object",
     "wait_all_tasks_blocked",
     "wait_readable",
     "wait_task_rescheduled",

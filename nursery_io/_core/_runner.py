@@ -38,6 +38,7 @@ from ._asyncgens import AsyncGenerators
 from ._cancel import Deadlines
 from ._clock import SystemClock
 from ._context import GLOBAL_RUN_CONTEXT, current_runner, current_task
+from ._detach import PermanentlyDetachCoroutineObject
 from ._exceptions import Cancelled, InternalError, RunFinishedError
 from ._instruments import Instruments
 from ._ki import enable_ki_protection, ki_protection_enabled
@@ -317,6 +318,8 @@ class Runner:
                     append(task)
                     if instruments and "task_scheduled" in instruments:
                         instruments.call("task_scheduled", task)
+                elif type(msg) is PermanentlyDetachCoroutineObject:
+                    self.task_exited(task, msg.final_outcome)
                 else:
                     task._next_send = _Throw(
                         TypeError(
