@@ -38,6 +38,7 @@ import ssl as _stdlib_ssl
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, overload
 
 from ._core import BrokenResourceError, BusyResourceError, ClosedResourceError
+from ._highlevel_generic import aclose_forcefully
 from ._sync import Event
 from .abc import Listener, Stream
 from .lowlevel import ParkingLot, cancel_shielded_checkpoint, checkpoint, checkpoint_if_cancelled
@@ -140,6 +141,7 @@ class SSLStream(Stream, Generic[T_Stream]):
     """
 
     __slots__ = (
+        "_answer_pending",
         "_draining",
         "_eof",
         "_failure",
@@ -152,6 +154,7 @@ class SSLStream(Stream, Generic[T_Stream]):
         "_incoming",
         "_out_lock",
         "_outgoing",
+        "_plaintext",
         "_receiving",
         "_sending",
         "_ssl_object",
@@ -204,6 +207,11 @@ class SSLStream(Stream, Generic[T_Stream]):
         # Counts transport reads, so a task that waited for the incoming lock can tell
         # whether new data arrived in the meantime.
         self._fills = 0
+        # Data already decrypted by a receive_some that was then interrupted (while it
+        # flushed the TLS object's answer to the peer): the next receive_some returns it.
+        self._plaintext = b""
+        # That answer, still in the outgoing buffer: the next read flushes it.
+        self._answer_pending = False
 
     def __repr__(self) -> str:
         side = "server" if self._ssl_object.server_side else "client"
@@ -491,6 +499,10 @@ class SSLStream(Stream, Generic[T_Stream]):
                 await cancel_shielded_checkpoint()
                 return b""
             self._check_state()
+            if self._plaintext:
+                data, self._plaintext = self._plaintext[:size], self._plaintext[size:]
+                await cancel_shielded_checkpoint()
+                return data
             try:
                 waited = await self._ensure_handshake()
             except BrokenResourceError:
@@ -526,9 +538,21 @@ class SSLStream(Stream, Generic[T_Stream]):
             if data:
                 data = self._read_more(data, size)
             # Reading can make the TLS object answer the peer (e.g. a post-handshake
-            # authentication request), and the peer may be waiting for that answer.
-            if self._outgoing.pending > before:
-                checkpointed |= await self._flush()
+            # authentication request), and the peer may be waiting for that answer. An
+            # answer an earlier, interrupted flush left behind goes out now too. (Not
+            # just anything pending: a TLS 1.3 server's tickets wait for its next send.)
+            if self._outgoing.pending > before or self._answer_pending:
+                self._answer_pending = False
+                try:
+                    checkpointed |= await self._flush()
+                except BaseException:
+                    # Interrupted (cancelled, say) after decrypting: keep the data for
+                    # the next receive_some rather than lose it, and the answer for the
+                    # next flush.
+                    self._answer_pending = True
+                    if data:
+                        self._plaintext = data
+                    raise
             if not want_read:
                 if not data:
                     # The ssl module reports the peer's close_notify as an empty read.
@@ -730,6 +754,18 @@ class SSLStream(Stream, Generic[T_Stream]):
         self._ssl_object.verify_client_post_handshake()
 
 
+def _check_server_context(ssl_context: object) -> None:
+    """Refuse what can never serve TLS, before anything is opened or accepted."""
+    if not isinstance(ssl_context, _stdlib_ssl.SSLContext):
+        raise TypeError(f"ssl_context must be an ssl.SSLContext, not {ssl_context!r}")
+    if ssl_context.protocol == _stdlib_ssl.PROTOCOL_TLS_CLIENT:
+        raise ValueError(
+            "this ssl_context is for clients (PROTOCOL_TLS_CLIENT, as from "
+            "ssl.create_default_context()); a server needs "
+            "ssl.create_default_context(ssl.Purpose.CLIENT_AUTH) or PROTOCOL_TLS_SERVER"
+        )
+
+
 class SSLListener(Listener[SSLStream[T_Stream]]):
     """A :class:`~nursery_io.abc.Listener` that wraps every connection accepted by
     ``transport_listener`` in a server-side :class:`SSLStream` using ``ssl_context``.
@@ -749,8 +785,7 @@ class SSLListener(Listener[SSLStream[T_Stream]]):
         *,
         https_compatible: bool = False,
     ) -> None:
-        if not isinstance(ssl_context, _stdlib_ssl.SSLContext):
-            raise TypeError(f"ssl_context must be an ssl.SSLContext, not {ssl_context!r}")
+        _check_server_context(ssl_context)
         self.transport_listener = transport_listener
         self._ssl_context = ssl_context
         self._https_compatible = https_compatible
@@ -761,12 +796,16 @@ class SSLListener(Listener[SSLStream[T_Stream]]):
     async def accept(self) -> SSLStream[T_Stream]:
         """Accept the next connection and return it as a server-side :class:`SSLStream`."""
         transport_stream = await self.transport_listener.accept()
-        return SSLStream(
-            transport_stream,
-            self._ssl_context,
-            server_side=True,
-            https_compatible=self._https_compatible,
-        )
+        try:
+            return SSLStream(
+                transport_stream,
+                self._ssl_context,
+                server_side=True,
+                https_compatible=self._https_compatible,
+            )
+        except BaseException:
+            await aclose_forcefully(transport_stream)
+            raise
 
     async def aclose(self) -> None:
         """Close the wrapped listener."""

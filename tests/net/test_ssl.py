@@ -996,3 +996,79 @@ async def test_ssl_listener_over_any_listener() -> None:
         await client.receive_some()
     await listener.aclose()
     assert transport_listener.closed
+
+
+# ----- regressions found in review -----
+
+
+async def test_cancelled_receive_keeps_data_it_already_decrypted() -> None:
+    # The client's receive_some decrypts application data and, from the same records, a
+    # TLS 1.3 certificate request it must answer; the answer can't go out yet (another
+    # task holds the outgoing side) and the receive is cancelled there. The data must
+    # come out of the next receive_some, and the answer must still reach the server.
+    client_ctx = client_context(ssl.TLSVersion.TLSv1_3)
+    CLIENT_CERT.configure_cert(client_ctx)
+    client_ctx.post_handshake_auth = True
+    server_ctx = server_context(ssl.TLSVersion.TLSv1_3)
+    CA.configure_trust(server_ctx)
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    server_ctx.post_handshake_auth = True
+    client, server = await handshaken_pair(
+        lockstep_stream_pair, client_ctx=client_ctx, server_ctx=server_ctx
+    )
+    received: list[bytes] = []
+    with fail_after(10):
+        async with open_nursery() as nursery:
+            # Holds the client's outgoing lock until the server next reads (lockstep).
+            nursery.start_soon(client.wait_send_all_might_not_block)
+            await wait_all_tasks_blocked()
+            server.verify_client_post_handshake()
+            scope = nursery_io.CancelScope()
+
+            async def reader() -> None:
+                with scope:
+                    received.append(await client.receive_some())
+
+            nursery.start_soon(reader)
+            await server.send_all(b"IMPORTANT")
+            await wait_all_tasks_blocked()
+            scope.cancel()
+            await wait_all_tasks_blocked()
+
+            async def server_reads() -> None:
+                received.append(await server.receive_some())
+
+            nursery.start_soon(server_reads)
+            received.append(await client.receive_some())
+            await wait_all_tasks_blocked()  # the server reading lets the other task finish
+            # Keep a reader on the client: having checked the certificate, the server sends
+            # a session ticket, which a lockstep transport delivers only to a reader.
+            nursery.start_soon(client.receive_some)
+            await client.send_all(b"reply")  # carries the certificate out first
+            while b"reply" not in received:
+                await wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()
+    assert received.count(b"IMPORTANT") == 1
+    assert b"reply" in received
+    assert server.getpeercert() is not None  # the certificate got through
+
+
+async def test_listener_helpers_check_the_context_before_binding() -> None:
+    import os
+
+    def sockets() -> int:
+        return sum(
+            os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+            for fd in os.listdir("/proc/self/fd")
+            if os.path.exists(f"/proc/self/fd/{fd}")
+        )
+
+    before = sockets()
+    with pytest.raises(TypeError):
+        await nursery_io.open_ssl_over_tcp_listeners(0, "not a context", host="127.0.0.1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="for clients"):
+        # The common mistake: a client-purpose context on a server.
+        await nursery_io.open_ssl_over_tcp_listeners(
+            0, ssl.create_default_context(), host="127.0.0.1"
+        )
+    assert sockets() == before
