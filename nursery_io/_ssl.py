@@ -443,7 +443,14 @@ class SSLStream(Stream, Generic[T_Stream]):
                     return
                 for start in range(0, len(view), _WRITE_PIECE):
                     with view[start : start + _WRITE_PIECE] as piece:
-                        await self._send_op(self._ssl_object.write, piece)
+                        try:
+                            await self._send_op(self._ssl_object.write, piece)
+                        except BaseException as exc:
+                            if start:
+                                # Earlier pieces went out, this one didn't: the peer got
+                                # part of the data, so the stream can't be used on.
+                                self._mark_broken(exc)
+                            raise
         finally:
             self._sending = False
 

@@ -1072,3 +1072,61 @@ async def test_listener_helpers_check_the_context_before_binding() -> None:
             0, ssl.create_default_context(), host="127.0.0.1"
         )
     assert sockets() == before
+
+
+class _HookedStream(Stream):
+    """A transport that calls ``after_send()`` after each completed ``send_all``."""
+
+    def __init__(self, inner: Stream) -> None:
+        self.inner = inner
+        self.after_send: Callable[[], object] = lambda: None
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+        self.after_send()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_send_all_cancelled_between_pieces_breaks_the_stream() -> None:
+    # A large send_all goes out in pieces. If it is cancelled after a piece went out but
+    # before the next one did (here: while another holder keeps the transport's outgoing
+    # side), the peer has part of the data: the stream must not pretend to be usable.
+    def hooked_pair() -> tuple[Stream, Stream]:
+        client_end, server_end = memory_stream_pair()
+        return _HookedStream(client_end), server_end
+
+    client, server = await handshaken_pair(hooked_pair)
+    transport = client.transport_stream
+    assert isinstance(transport, _HookedStream)
+    holder_ready = nursery_io.Event()
+
+    async def hold_the_outgoing_side() -> None:
+        await client._out_lock.acquire()
+        holder_ready.set()
+        await nursery_io.sleep_forever()
+
+    async def drain_server() -> None:
+        while await server.receive_some():
+            pass
+
+    with fail_after(10):
+        async with open_nursery() as nursery:
+            nursery.start_soon(drain_server)
+            # Once the first piece is out, someone else takes the outgoing side.
+            transport.after_send = lambda: (
+                None if holder_ready.is_set() else nursery.start_soon(hold_the_outgoing_side)
+            )
+            with move_on_after(0.2) as scope:
+                await client.send_all(b"x" * (3 * 256 * 1024))
+            assert scope.cancelled_caught and holder_ready.is_set()
+            with pytest.raises(BrokenResourceError):
+                await client.send_all(b"more")
+            nursery.cancel_scope.cancel()
