@@ -65,6 +65,11 @@ class NeedHandshakeError(Exception):
     before the handshake has completed: there is nothing to describe yet."""
 
 
+def _check_context(ssl_context: object) -> None:
+    if not isinstance(ssl_context, _stdlib_ssl.SSLContext):
+        raise TypeError(f"ssl_context must be an ssl.SSLContext, not {ssl_context!r}")
+
+
 class _State(enum.Enum):
     OK = "ok"
     BROKEN = "broken"
@@ -172,8 +177,7 @@ class SSLStream(Stream, Generic[T_Stream]):
         server_side: bool = False,
         https_compatible: bool = False,
     ) -> None:
-        if not isinstance(ssl_context, _stdlib_ssl.SSLContext):
-            raise TypeError(f"ssl_context must be an ssl.SSLContext, not {ssl_context!r}")
+        _check_context(ssl_context)
         if not server_side and ssl_context.check_hostname and not server_hostname:
             # ssl.SSLObject would quietly skip the hostname check; refuse, as SSLSocket does.
             raise ValueError("a client with check_hostname set needs a server_hostname")
@@ -763,8 +767,8 @@ class SSLStream(Stream, Generic[T_Stream]):
 
 def _check_server_context(ssl_context: object) -> None:
     """Refuse what can never serve TLS, before anything is opened or accepted."""
-    if not isinstance(ssl_context, _stdlib_ssl.SSLContext):
-        raise TypeError(f"ssl_context must be an ssl.SSLContext, not {ssl_context!r}")
+    _check_context(ssl_context)
+    assert isinstance(ssl_context, _stdlib_ssl.SSLContext)
     if ssl_context.protocol == _stdlib_ssl.PROTOCOL_TLS_CLIENT:
         raise ValueError(
             "this ssl_context is for clients (PROTOCOL_TLS_CLIENT, as from "

@@ -37,29 +37,16 @@ T = TypeVar("T")
 
 DEFAULT_THREAD_LIMIT: Final = 40
 
-_default_limiter: lowlevel.RunVar[CapacityLimiter] = lowlevel.RunVar("default thread limiter")
 
+class _RunThreads:
+    """The run's thread state: its default limiter, and how many ``to_thread.run_sync``
+    jobs are still running in a thread (abandoned ones included: they are still making
+    progress). One run-local lookup per call gets both."""
 
-def current_default_thread_limiter() -> CapacityLimiter:
-    """The run's default limiter for ``to_thread.run_sync``: 40 threads at once.
-
-    Change its ``total_tokens`` to change the default for the whole run.
-    """
-    try:
-        return _default_limiter.get()
-    except LookupError:
-        limiter = CapacityLimiter(DEFAULT_THREAD_LIMIT)
-        _default_limiter.set(limiter)
-        return limiter
-
-
-class _ActiveThreads:
-    """How many ``to_thread.run_sync`` jobs of this run are still running in a thread
-    (abandoned ones included: they are still making progress)."""
-
-    __slots__ = ("count", "idle")
+    __slots__ = ("count", "idle", "limiter")
 
     def __init__(self) -> None:
+        self.limiter = CapacityLimiter(DEFAULT_THREAD_LIMIT)
         self.count = 0
         self.idle = lowlevel.ParkingLot()  # tasks waiting for count to reach 0
 
@@ -69,22 +56,30 @@ class _ActiveThreads:
             self.idle.unpark_all()
 
 
-_active_threads: lowlevel.RunVar[_ActiveThreads] = lowlevel.RunVar("active to_thread jobs")
+_run_threads: lowlevel.RunVar[_RunThreads] = lowlevel.RunVar("to_thread state")
 
 
-def _active() -> _ActiveThreads:
+def _state() -> _RunThreads:
     try:
-        return _active_threads.get()
+        return _run_threads.get()
     except LookupError:
-        active = _ActiveThreads()
-        _active_threads.set(active)
-        return active
+        state = _RunThreads()
+        _run_threads.set(state)
+        return state
+
+
+def current_default_thread_limiter() -> CapacityLimiter:
+    """The run's default limiter for ``to_thread.run_sync``: 40 threads at once.
+
+    Change its ``total_tokens`` to change the default for the whole run.
+    """
+    return _state().limiter
 
 
 def active_thread_count() -> int:
     """How many ``to_thread.run_sync`` calls of this run have a thread still running their
     function, including calls whose task stopped waiting (``abandon_on_cancel=True``)."""
-    return _active().count
+    return _state().count
 
 
 async def wait_all_threads_completed() -> None:
@@ -95,9 +90,9 @@ async def wait_all_threads_completed() -> None:
     progress any more, neither in a task nor in a thread.
     """
     await lowlevel.checkpoint()
-    active = _active()
-    while active.count:
-        await active.idle.park()
+    state = _state()
+    while state.count:
+        await state.idle.park()
 
 
 class _WorkerLink:
@@ -165,8 +160,9 @@ async def to_thread_run_sync(
     waiting at once; the thread runs on and its result is discarded.
     """
     await lowlevel.checkpoint_if_cancelled()
+    state = _state()
     if limiter is None:
-        limiter = current_default_thread_limiter()
+        limiter = state.limiter
     task = lowlevel.current_task()
     token = lowlevel.current_token()
     # Each call borrows a token on behalf of a unique object, so one task can run several
@@ -181,8 +177,7 @@ async def to_thread_run_sync(
             await limiter.acquire_on_behalf_of(borrower)
     else:  # a limiter-like object (anyio's, for one): only the async API is assumed
         await limiter.acquire_on_behalf_of(borrower)
-    active = _active()
-    active.count += 1
+    state.count += 1
     try:
         context = contextvars.copy_context()
         context.run(sniffio.current_async_library_cvar.set, None)
@@ -203,14 +198,14 @@ async def to_thread_run_sync(
                 pass  # the run ended while an abandoned thread was still going
 
         def finish(result: outcome.Outcome[T]) -> None:
-            active.finished()
+            state.finished()
             limiter.release_on_behalf_of(borrower)
             if not borrower.abandoned:
                 lowlevel.reschedule(task, outcome.Value(_Finished(result)))
 
         lowlevel.start_thread_soon(in_worker, deliver, name)
     except BaseException:
-        active.finished()
+        state.finished()
         limiter.release_on_behalf_of(borrower)
         raise
 
