@@ -69,6 +69,7 @@ from ._timeouts import (
     sleep_forever,
     sleep_until,
 )
+from ._trio_mode import install_as_trio
 from ._version import __version__
 from .anyio_backend import _finder as _anyio_finder  # noqa: F401  (backend="nursery_io")
 
@@ -121,6 +122,7 @@ __all__ = [
     "fail_after",
     "fail_at",
     "from_thread",
+    "install_as_trio",
     "lowlevel",
     "move_on_after",
     "move_on_at",
