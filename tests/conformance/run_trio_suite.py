@@ -275,7 +275,7 @@ def build_tree(destination: Path) -> Path:
     (destination / "pytest.ini").write_text(
         "[pytest]\n"
         "addopts = -p no:cacheprovider -p no:nursery_io -p no:trio -p no:anyio "
-        "-p trio_suite._tests.pytest_plugin\n"
+        "-p trio_suite._tests.pytest_plugin --continue-on-collection-errors\n"
         "timeout = 60\n"
         "xfail_strict = true\n"
         "filterwarnings =\n"
