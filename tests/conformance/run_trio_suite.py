@@ -216,13 +216,18 @@ def _trio_package_dir() -> Path:
     return Path(spec.origin).parent
 
 
-_PRIVATE_ABSOLUTE = re.compile(r"\b(from|import)\s+trio\.(_\w+)")
-_TRIO_PRIVATE_FROM_TESTS = re.compile(r"\btrio\._tests\b")
+_PRIVATE_REFERENCE = re.compile(r"\btrio\.(_\w+)")
+_FUTURE_IMPORT = re.compile(r"^from __future__ import [^\n]+\n", re.M)
 
 
 def _rewrite(source: str) -> str:
-    """Send absolute imports of trio's private modules to the suite's stand-ins."""
-    source = _PRIVATE_ABSOLUTE.sub(r"\1 trio_suite.\2", source)
+    """Send every use of trio's private modules (imports, ``trio._x`` attribute access,
+    ``"trio._x.y"`` monkeypatch targets) to the suite's stand-ins, on both targets alike."""
+    source = _PRIVATE_REFERENCE.sub(r"trio_suite.\1", source)
+    if "trio_suite." in source:
+        future = list(_FUTURE_IMPORT.finditer(source))
+        at = future[-1].end() if future else 0
+        source = source[:at] + "import trio_suite  # noqa\n" + source[at:]
     return source
 
 
