@@ -34,10 +34,15 @@ import outcome
 import sniffio
 
 from .._kernel.kernel import Kernel
+from . import _context
 from ._asyncgens import AsyncGenerators
 from ._cancel import Deadlines
 from ._clock import SystemClock
-from ._context import GLOBAL_RUN_CONTEXT, current_runner, current_task
+from ._context import (
+    GLOBAL_RUN_CONTEXT,
+    current_runner,
+    current_task,
+)
 from ._detach import PermanentlyDetachCoroutineObject
 from ._exceptions import Cancelled, InternalError, RunFinishedError
 from ._instruments import Instruments
@@ -74,19 +79,6 @@ __all__ = [
 RetT = TypeVar("RetT")
 
 _BUSY_POLL_INTERVAL_NS: Final = 500_000
-# What sniffio reports inside a run: "nursery_io", or "trio" in trio mode (_trio_mode.py).
-_library_name = "nursery_io"
-
-
-def set_library_name(name: str) -> None:
-    """Set the name sniffio reports inside runs started from now on."""
-    global _library_name
-    _library_name = name
-
-
-def current_library_name() -> str:
-    """The name sniffio reports inside runs ("nursery_io", or "trio" in trio mode)."""
-    return _library_name
 
 
 class _ResumeCheckpoint:
@@ -584,7 +576,7 @@ def _new_runner(
 def _entered(runner: Runner) -> Iterator[None]:
     """Make ``runner`` the current run of this thread (and tell sniffio) while inside."""
     previous_library = sniffio.thread_local.name
-    sniffio.thread_local.name = _library_name
+    sniffio.thread_local.name = _context.library_name
     GLOBAL_RUN_CONTEXT.runner = runner
     try:
         yield
