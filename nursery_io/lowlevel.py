@@ -10,6 +10,8 @@ Beyond Trio: :func:`run_op` runs a disk operation built with the constructors in
 the run's file engine — io_uring when available, the worker pool otherwise.
 """
 
+import sys
+
 from ._core import (
     Abort,
     ParkingLot,
@@ -73,6 +75,10 @@ TrioToken = RunToken
 current_trio_token = current_token
 in_trio_run = in_run
 in_trio_task = in_task
+
+# ``import nursery_io.lowlevel.ops`` works too, as ``import os.path`` does: the module is
+# registered under its public dotted name (its own ``__name__`` stays the kernel's).
+sys.modules[__name__ + ".ops"] = ops
 
 __all__ = [
     "Abort",

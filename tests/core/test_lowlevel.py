@@ -847,3 +847,13 @@ async def test_wait_all_tasks_blocked_is_cancellable() -> None:
             nursery.start_soon(nursery_io.sleep, 0)
             await wait_all_tasks_blocked(10)
     assert scope.cancelled_caught
+
+
+def test_ops_is_importable_by_its_documented_name() -> None:
+    import importlib
+
+    ops = importlib.import_module("nursery_io.lowlevel.ops")
+    assert ops is nursery_io.lowlevel.ops
+    from nursery_io.lowlevel.ops import read  # the documented spelling
+
+    assert read is nursery_io.lowlevel.ops.read
