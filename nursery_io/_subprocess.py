@@ -89,7 +89,26 @@ class Process:
     encoding: Final = None
     errors: Final = None
 
-    def __init__(
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        # As in Trio: processes come from open_process / run_process only.
+        raise TypeError(
+            "nursery_io.Process has no public constructor; use "
+            "nursery_io.lowlevel.open_process or nursery_io.run_process"
+        )
+
+    @classmethod
+    def _create(
+        cls,
+        popen: subprocess.Popen[bytes],
+        stdin: SendStream | None,
+        stdout: ReceiveStream | None,
+        stderr: ReceiveStream | None,
+    ) -> Process:
+        self = cls.__new__(cls)
+        self._setup(popen, stdin, stdout, stderr)
+        return self
+
+    def _setup(
         self,
         popen: subprocess.Popen[bytes],
         stdin: SendStream | None,
@@ -318,7 +337,7 @@ async def open_process(
     finally:
         for fd in child_fds:
             os.close(fd)
-    process = Process(popen, stdin_stream, stdout_stream, stderr_stream)
+    process = Process._create(popen, stdin_stream, stdout_stream, stderr_stream)
     await cancel_shielded_checkpoint()
     return process
 

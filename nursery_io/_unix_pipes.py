@@ -98,7 +98,7 @@ class FdStream(Stream):
     is closed.
     """
 
-    __slots__ = ("_holder", "_receiving", "_sending")
+    __slots__ = ("__weakref__", "_holder", "_receiving", "_sending")
 
     def __init__(self, fd: int) -> None:
         self._holder = _FdHolder(fd)

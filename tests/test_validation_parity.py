@@ -559,6 +559,11 @@ async def open_process_accepts_binary_settings(lib: ModuleType) -> Any:
 
 
 @case
+def process_has_no_public_constructor(lib: ModuleType) -> Any:
+    return lib.Process(["true"])
+
+
+@case
 async def open_process_command_shapes(lib: ModuleType) -> Any:
     return [
         await _araises(lambda: lib.lowlevel.open_process("true")),
@@ -588,7 +593,7 @@ async def run_process_misuse(lib: ModuleType) -> Any:
 
 
 @case
-def primitives_can_be_weakly_referenced(lib: ModuleType) -> Any:
+async def primitives_can_be_weakly_referenced(lib: ModuleType) -> Any:
     objects = [
         lib.Event(),
         lib.Lock(),
@@ -598,8 +603,16 @@ def primitives_can_be_weakly_referenced(lib: ModuleType) -> Any:
         lib.CapacityLimiter(1),
         lib.lowlevel.ParkingLot(),
         *lib.open_memory_channel(0),
+        lib.StapledStream(*lib.testing.memory_stream_one_way_pair()),
     ]
-    return [weakref.ref(obj)() is obj for obj in objects]
+    read_fd, write_fd = os.pipe()
+    os.close(write_fd)
+    stream = lib.lowlevel.FdStream(read_fd)
+    objects.append(stream)
+    try:
+        return [weakref.ref(obj)() is obj for obj in objects]
+    finally:
+        stream.close()
 
 
 # ----- outside a run -----
