@@ -13,6 +13,7 @@ first used (see ``nursery_io.testing.__getattr__``).
 from __future__ import annotations
 
 import re
+import sys
 import types
 from collections.abc import Callable
 from re import Pattern
@@ -37,6 +38,19 @@ def _compile(match: str | Pattern[str] | None) -> Pattern[str] | None:
 
 def _pattern_repr(match: Pattern[str]) -> str:
     return repr(match.pattern if match.flags == _DEFAULT_FLAGS else match)
+
+
+def _repr_callable(fn: Callable[..., object]) -> str:
+    # Trio's hypothesis plugin makes Trio print `check` functions by their source once
+    # hypothesis is imported; do the same so reprs agree.
+    if "hypothesis" in sys.modules:
+        try:
+            from hypothesis.internal.reflection import get_pretty_function_description
+        except ImportError:  # pragma: no cover - a hypothesis without it
+            pass
+        else:
+            return repr(get_pretty_function_description(fn))
+    return repr(fn)
 
 
 class Matcher(pytest.RaisesExc[MatchE_co], Generic[MatchE_co]):  # type: ignore[misc]
@@ -69,7 +83,7 @@ class Matcher(pytest.RaisesExc[MatchE_co], Generic[MatchE_co]):  # type: ignore[
         if self.match is not None:
             parameters.append(f"match={_pattern_repr(self.match)}")
         if self.check is not None:
-            parameters.append(f"check={self.check!r}")
+            parameters.append(f"check={_repr_callable(self.check)}")
         return f"Matcher({', '.join(parameters)})"
 
 
@@ -136,6 +150,20 @@ class RaisesGroup(pytest.RaisesGroup[BaseExcT_co], Generic[BaseExcT_co]):  # typ
             match=_compile(match),
             check=check,
         )
+
+    def __repr__(self) -> str:
+        parameters = [
+            e.__name__ if isinstance(e, type) else repr(e) for e in self.expected_exceptions
+        ]
+        if self.allow_unwrapped:
+            parameters.append("allow_unwrapped=True")
+        if self.flatten_subgroups:
+            parameters.append("flatten_subgroups=True")
+        if self.match is not None:
+            parameters.append(f"match={_pattern_repr(self.match)}")
+        if self.check is not None:
+            parameters.append(f"check={_repr_callable(self.check)}")
+        return f"RaisesGroup({', '.join(parameters)})"
 
     @property
     def is_baseexceptiongroup(self) -> bool:

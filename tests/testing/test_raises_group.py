@@ -90,6 +90,8 @@ def test_not_listed_and_pytest_loaded_only_on_use() -> None:
         lambda RG, M: repr(RG(KeyError, allow_unwrapped=True)),
         lambda RG, M: repr(RG(KeyError, flatten_subgroups=True, match=re.compile("x", re.I))),
         lambda RG, M: repr(M(match="")),
+        lambda RG, M: repr(RG(ValueError, check=bool)),
+        lambda RG, M: repr(RG(ValueError, check=lambda g: True)),
         lambda RG, M: M(exception_type=KeyError).exception_type,
         lambda RG, M: RG(ValueError, M(KeyboardInterrupt)).is_baseexceptiongroup,
         lambda RG, M: RG(ValueError).is_baseexceptiongroup,
@@ -138,6 +140,15 @@ EG = ExceptionGroup
 def test_matches_like_trio(make: Callable[[Any, Any], Any], exc: BaseException) -> None:
     trio_result, our_result = _both(lambda RG, M: make(RG, M).matches(exc))
     assert our_result == trio_result
+
+
+def test_check_reprs_follow_trio_with_hypothesis_loaded() -> None:
+    # Trio's hypothesis plugin prints `check` callables by their source once hypothesis
+    # is imported; ours must agree either way.
+    import hypothesis  # noqa: F401
+
+    trio_result, our_result = _both(lambda RG, M: repr(RG(M(check=lambda e: True))))
+    assert our_result == trio_result == ("returned", "RaisesGroup(Matcher(check='lambda e: True'))")
 
 
 def test_fails_with_assertion_error_like_trio() -> None:
