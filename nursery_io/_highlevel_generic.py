@@ -38,7 +38,7 @@ class StapledStream(HalfCloseableStream, Generic[SendStreamT, ReceiveStreamT]):
     process as if it were one connection.
     """
 
-    __slots__ = ("receive_stream", "send_stream")
+    __slots__ = ("__weakref__", "receive_stream", "send_stream")
 
     def __init__(self, send_stream: SendStreamT, receive_stream: ReceiveStreamT) -> None:
         self.send_stream = send_stream

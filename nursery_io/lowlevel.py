@@ -69,6 +69,7 @@ from ._abc_clock import Instrument  # noqa: E402  (used in annotations above)
 
 # Last: _subprocess builds on modules that import this one.
 from ._subprocess import open_process  # noqa: E402
+from ._unbounded_queue import UnboundedQueue, UnboundedQueueStatistics  # noqa: E402
 
 # Trio spellings.
 TrioToken = RunToken
@@ -93,6 +94,8 @@ __all__ = [
     "SteppedRun",
     "Task",
     "TrioToken",
+    "UnboundedQueue",
+    "UnboundedQueueStatistics",
     "add_instrument",
     "add_parking_lot_breaker",
     "cancel_shielded_checkpoint",
