@@ -369,6 +369,10 @@ class Nursery:
         Returns the value passed to ``task_status.started()``. Until then the new task runs
         inside a temporary nursery owned by the caller: exceptions it raises propagate out of
         ``start()``, and cancelling the caller cancels it. Once started it moves here.
+
+        For a type checker, ``start()`` returns ``T`` when ``async_fn`` declares
+        ``task_status: TaskStatus[T]`` (with up to four positional arguments; ``Any`` past
+        that), and a function without a ``task_status`` parameter is an error.
         """
         if self._closed:
             raise RuntimeError("Nursery is closed to new arrivals")
