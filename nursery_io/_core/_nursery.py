@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, TypeVarTuple, overload
 
 import outcome
 
@@ -20,13 +20,35 @@ if TYPE_CHECKING:
 
 __all__ = ["TASK_STATUS_IGNORED", "Nursery", "NurseryManager", "TaskStatus", "open_nursery"]
 
-StatusT = TypeVar("StatusT")
-StatusT_contra = TypeVar("StatusT_contra", contravariant=True)
+if TYPE_CHECKING:
+    # A bare ``TaskStatus`` means ``TaskStatus[None]`` (PEP 696 defaults), as in Trio. Only
+    # the type checker needs the default; at run time these are plain TypeVars.
+    from typing_extensions import TypeVar as TypeVarWithDefault
+
+    StatusT = TypeVarWithDefault("StatusT", default=None)
+    StatusT_co = TypeVarWithDefault("StatusT_co", covariant=True, default=None)
+    StatusT_contra = TypeVarWithDefault("StatusT_contra", contravariant=True, default=None)
+else:
+    StatusT = TypeVar("StatusT")
+    StatusT_co = TypeVar("StatusT_co", covariant=True)
+    StatusT_contra = TypeVar("StatusT_contra", contravariant=True)
+
+PosArgT = TypeVarTuple("PosArgT")
+# The positional arguments of a function given to Nursery.start, one by one (see there).
+Arg1T_contra = TypeVar("Arg1T_contra", contravariant=True)
+Arg2T_contra = TypeVar("Arg2T_contra", contravariant=True)
+Arg3T_contra = TypeVar("Arg3T_contra", contravariant=True)
+Arg4T_contra = TypeVar("Arg4T_contra", contravariant=True)
+Arg5T_contra = TypeVar("Arg5T_contra", contravariant=True)
 
 
 class TaskStatus(Protocol[StatusT_contra]):
     """What a task started with :meth:`Nursery.start` uses to say it is ready."""
 
+    @overload
+    def started(self: TaskStatus[None]) -> None: ...
+    @overload
+    def started(self, value: StatusT_contra) -> None: ...
     def started(self, value: StatusT_contra | None = None) -> None:
         """Report readiness: ``start()`` returns ``value`` and the task moves to its nursery."""
 
@@ -44,6 +66,58 @@ class _TaskStatusIgnored:
 TASK_STATUS_IGNORED: Final[TaskStatus[Any]] = _TaskStatusIgnored()
 
 _NO_STATUS: Final = object()
+
+
+# What Nursery.start accepts: an async function taking the given positional arguments and a
+# ``task_status`` keyword. A type checker infers StatusT_co from that parameter's annotation,
+# which makes it start()'s return type. mypy drops keyword parameters when it matches a
+# callable against a TypeVarTuple (``*args: *PosArgT``), so the common arities spell their
+# arguments out one by one. Past four arguments, _StartableAnyArity checks the arguments but
+# not the status type (start() then returns Any). It must not accept fewer arguments: as a
+# fallback for a failed precise match it would hide that failure.
+class _Startable0(Protocol[StatusT_co]):
+    def __call__(self, *, task_status: TaskStatus[StatusT_co]) -> Awaitable[object]: ...
+
+
+class _Startable1(Protocol[Arg1T_contra, StatusT_co]):
+    def __call__(
+        self, a1: Arg1T_contra, /, *, task_status: TaskStatus[StatusT_co]
+    ) -> Awaitable[object]: ...
+
+
+class _Startable2(Protocol[Arg1T_contra, Arg2T_contra, StatusT_co]):
+    def __call__(
+        self, a1: Arg1T_contra, a2: Arg2T_contra, /, *, task_status: TaskStatus[StatusT_co]
+    ) -> Awaitable[object]: ...
+
+
+class _Startable3(Protocol[Arg1T_contra, Arg2T_contra, Arg3T_contra, StatusT_co]):
+    def __call__(
+        self,
+        a1: Arg1T_contra,
+        a2: Arg2T_contra,
+        a3: Arg3T_contra,
+        /,
+        *,
+        task_status: TaskStatus[StatusT_co],
+    ) -> Awaitable[object]: ...
+
+
+class _Startable4(Protocol[Arg1T_contra, Arg2T_contra, Arg3T_contra, Arg4T_contra, StatusT_co]):
+    def __call__(
+        self,
+        a1: Arg1T_contra,
+        a2: Arg2T_contra,
+        a3: Arg3T_contra,
+        a4: Arg4T_contra,
+        /,
+        *,
+        task_status: TaskStatus[StatusT_co],
+    ) -> Awaitable[object]: ...
+
+
+class _StartableAnyArity(Protocol[*PosArgT]):
+    def __call__(self, *args: *PosArgT, task_status: TaskStatus[Any]) -> Awaitable[object]: ...
 
 
 class _StartTaskStatus(Generic[StatusT]):
@@ -211,8 +285,8 @@ class Nursery:
 
     def start_soon(
         self,
-        async_fn: Callable[..., Awaitable[object]],
-        *args: object,
+        async_fn: Callable[[*PosArgT], Awaitable[object]],
+        *args: *PosArgT,
         name: object = None,
     ) -> None:
         """Create a child task running ``await async_fn(*args)`` and return immediately.
@@ -223,6 +297,67 @@ class Nursery:
         """
         GLOBAL_RUN_CONTEXT.runner.spawn_impl(async_fn, args, self, name)
 
+    @overload
+    async def start(
+        self, async_fn: _Startable0[StatusT_co], *, name: object = None
+    ) -> StatusT_co: ...
+    @overload
+    async def start(
+        self,
+        async_fn: _Startable1[Arg1T_contra, StatusT_co],
+        a1: Arg1T_contra,
+        /,
+        *,
+        name: object = None,
+    ) -> StatusT_co: ...
+    @overload
+    async def start(
+        self,
+        async_fn: _Startable2[Arg1T_contra, Arg2T_contra, StatusT_co],
+        a1: Arg1T_contra,
+        a2: Arg2T_contra,
+        /,
+        *,
+        name: object = None,
+    ) -> StatusT_co: ...
+    @overload
+    async def start(
+        self,
+        async_fn: _Startable3[Arg1T_contra, Arg2T_contra, Arg3T_contra, StatusT_co],
+        a1: Arg1T_contra,
+        a2: Arg2T_contra,
+        a3: Arg3T_contra,
+        /,
+        *,
+        name: object = None,
+    ) -> StatusT_co: ...
+    @overload
+    async def start(
+        self,
+        async_fn: _Startable4[Arg1T_contra, Arg2T_contra, Arg3T_contra, Arg4T_contra, StatusT_co],
+        a1: Arg1T_contra,
+        a2: Arg2T_contra,
+        a3: Arg3T_contra,
+        a4: Arg4T_contra,
+        /,
+        *,
+        name: object = None,
+    ) -> StatusT_co: ...
+    @overload
+    async def start(
+        self,
+        async_fn: _StartableAnyArity[
+            Arg1T_contra, Arg2T_contra, Arg3T_contra, Arg4T_contra, Arg5T_contra, *PosArgT
+        ],
+        a1: Arg1T_contra,
+        a2: Arg2T_contra,
+        a3: Arg3T_contra,
+        a4: Arg4T_contra,
+        a5: Arg5T_contra,
+        /,
+        *args: *PosArgT,
+        name: object = None,
+    ) -> Any: ...
     async def start(
         self,
         async_fn: Callable[..., Awaitable[object]],
@@ -234,6 +369,10 @@ class Nursery:
         Returns the value passed to ``task_status.started()``. Until then the new task runs
         inside a temporary nursery owned by the caller: exceptions it raises propagate out of
         ``start()``, and cancelling the caller cancels it. Once started it moves here.
+
+        For a type checker, ``start()`` returns ``T`` when ``async_fn`` declares
+        ``task_status: TaskStatus[T]`` (with up to four positional arguments; ``Any`` past
+        that), and a function without a ``task_status`` parameter is an error.
         """
         if self._closed:
             raise RuntimeError("Nursery is closed to new arrivals")

@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar, TypeVarTuple, cast
 
 import outcome
 import sniffio
@@ -77,6 +77,7 @@ __all__ = [
 ]
 
 RetT = TypeVar("RetT")
+PosArgT = TypeVarTuple("PosArgT")
 
 _BUSY_POLL_INTERVAL_NS: Final = 500_000
 
@@ -125,7 +126,7 @@ class RunToken:
         return f"<nursery_io.lowlevel.RunToken at {id(self):#x}>"
 
     def run_sync_soon(
-        self, sync_fn: Callable[..., object], *args: object, idempotent: bool = False
+        self, sync_fn: Callable[[*PosArgT], object], *args: *PosArgT, idempotent: bool = False
     ) -> None:
         """Schedule ``sync_fn(*args)`` to run in the run's thread, soon. Thread- and
         signal-safe.
@@ -645,8 +646,8 @@ def _finish(runner: Runner, failure: BaseException | None) -> Any:
 
 @enable_ki_protection
 def run(
-    async_fn: Callable[..., Awaitable[RetT]],
-    *args: object,
+    async_fn: Callable[[*PosArgT], Awaitable[RetT]],
+    *args: *PosArgT,
     clock: Clock | None = None,
     instruments: tuple[Instrument, ...] | list[Instrument] = (),
     restrict_keyboard_interrupt_to_checkpoints: bool = False,
@@ -737,8 +738,8 @@ def in_task() -> bool:
 
 
 def spawn_system_task(
-    async_fn: Callable[..., Awaitable[object]],
-    *args: object,
+    async_fn: Callable[[*PosArgT], Awaitable[object]],
+    *args: *PosArgT,
     name: object = None,
     context: contextvars.Context | None = None,
 ) -> Task:

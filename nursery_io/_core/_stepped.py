@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVarTuple
 
 import outcome
 
@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from .._abc_clock import Clock, Instrument
 
 __all__ = ["SteppedRun"]
+
+PosArgT = TypeVarTuple("PosArgT")
 
 
 class SteppedRun:
@@ -35,8 +37,8 @@ class SteppedRun:
 
     def __init__(
         self,
-        async_fn: Callable[..., Awaitable[object]],
-        *args: object,
+        async_fn: Callable[[*PosArgT], Awaitable[object]],
+        *args: *PosArgT,
         clock: Clock | None = None,
         instruments: tuple[Instrument, ...] | list[Instrument] = (),
         strict_exception_groups: bool = True,
