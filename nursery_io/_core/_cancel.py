@@ -448,7 +448,9 @@ class CancelScope:
         if self._relative_deadline != math.inf:
             # Not entered yet, so there is no absolute deadline. Inventing one ("now +
             # relative") would silently change meaning between read and entry.
-            raise RuntimeError("Unentered relative cancel scope does not have an absolute deadline.")
+            raise RuntimeError(
+                "Unentered relative cancel scope does not have an absolute deadline."
+            )
         return self._deadline
 
     @deadline.setter
@@ -456,7 +458,9 @@ class CancelScope:
         if math.isnan(new_deadline):
             raise ValueError("deadline must not be NaN")
         if self._relative_deadline != math.inf:
-            raise RuntimeError("Unentered relative cancel scope does not have an absolute deadline.")
+            raise RuntimeError(
+                "Unentered relative cancel scope does not have an absolute deadline."
+            )
         self._deadline = float(new_deadline)
         if self._cancel_status is not None:
             self._update_deadline_registration()

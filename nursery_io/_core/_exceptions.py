@@ -30,9 +30,10 @@ CancelReasonSource = Literal[
 class InternalError(Exception):
     """The runtime itself failed: a bug in nursery_io or in code that broke its invariants.
 
-    Any exception raised by an instrument or a ``run_sync_soon`` callback, or an
-    inconsistency in the scheduler, ends the run with this error; the original error is its
-    ``__cause__``.
+    An exception raised by a system task or a ``run_sync_soon`` callback, or an
+    inconsistency in the scheduler, ends the run with this error. Its ``__cause__`` is the
+    original error; for system tasks and callbacks, wrapped in the exception groups of the
+    run's internal nurseries, as in Trio.
     """
 
 
@@ -56,8 +57,10 @@ def final_class(cls: type[_T]) -> type[_T]:
     """Class decorator: subclassing ``cls`` raises TypeError, as it does for Trio's final
     classes (the message names the would-be subclass, like Trio's)."""
 
-    def refuse_subclass(subclass: type[object], **kwargs: object) -> None:
-        raise TypeError(f"{subclass.__module__}.{subclass.__qualname__} does not support subclassing")
+    def refuse_subclass(subclass: type[object], /, **kwargs: object) -> None:
+        raise TypeError(
+            f"{subclass.__module__}.{subclass.__qualname__} does not support subclassing"
+        )
 
     cls.__init_subclass__ = classmethod(refuse_subclass)  # type: ignore[assignment]
     return cls

@@ -254,9 +254,7 @@ class Runner:
             except RuntimeError as misnesting:
                 # The task's own error, if any, is the context (not the StopIteration that
                 # may be being handled while we get here).
-                misnesting.__context__ = (
-                    result.error if isinstance(result, outcome.Error) else None
-                )
+                misnesting.__context__ = result.error if isinstance(result, outcome.Error) else None
                 result = outcome.Error(misnesting)
         task._activate_cancel_status(None)
         self.tasks.remove(task)
@@ -743,9 +741,10 @@ def run(
             del failure
     # Unwrapped here rather than by a helper, so that a traceback out of run() shows just
     # this frame above the main task's own frames.
-    if type(final) is outcome.Value:
+    if isinstance(final, outcome.Value):
         return final.value  # type: ignore[no-any-return]
-    error = final.error  # type: ignore[union-attr]
+    assert isinstance(final, outcome.Error)
+    error = final.error
     del final
     raise error
 

@@ -118,6 +118,7 @@ class SteppedRun:
             raise RuntimeError("the run has not finished yet")
         # Unwrapped inline (no helper frames in the traceback), and with the traceback
         # the error had, however often this is called.
-        if type(result) is outcome.Value:
+        if isinstance(result, outcome.Value):
             return result.value
-        raise result.error.with_traceback(self._result_tb)  # type: ignore[union-attr]
+        assert isinstance(result, outcome.Error)
+        raise result.error.with_traceback(self._result_tb)

@@ -67,11 +67,12 @@ def describe(exc: BaseException | None, *, chain: bool = True) -> Any:
     """An exception as data: type and message, group members (sorted), cause and context."""
     if exc is None:
         return None
-    described: dict[str, Any] = {"type": _TYPE_NAMES.get(type(exc).__name__, type(exc).__name__), "message": text(exc)}
+    described: dict[str, Any] = {
+        "type": _TYPE_NAMES.get(type(exc).__name__, type(exc).__name__),
+        "message": text(exc),
+    }
     if isinstance(exc, BaseExceptionGroup):
-        described["members"] = sorted(
-            (describe(e, chain=chain) for e in exc.exceptions), key=repr
-        )
+        described["members"] = sorted((describe(e, chain=chain) for e in exc.exceptions), key=repr)
         described["message"] = text(exc.message)
     if type(exc).__name__ == "Cancelled":
         described["fields"] = (exc.source, text(exc.source_task), exc.reason)  # type: ignore[attr-defined]
@@ -254,9 +255,9 @@ def cancelled_object(lib: ModuleType) -> Trace:
 def final_classes_and_private_constructors(lib: ModuleType) -> Trace:
     trace: Trace = []
     for name, make in [
-        ("Cancelled()", lambda: lib.Cancelled()),
+        ("Cancelled()", lib.Cancelled),
         ("Cancelled(reason)", lambda: lib.Cancelled("why")),
-        ("Nursery()", lambda: lib.Nursery()),
+        ("Nursery()", lib.Nursery),
     ]:
         with pytest.raises(TypeError) as info:
             make()
@@ -308,8 +309,14 @@ def scope_state_and_repr(lib: ModuleType) -> Trace:
             scope.cancel()
             trace.append(("cancelled", state(scope)))
         for label, action in [
-            ("absolute deadline of a relative scope", lambda: lib.CancelScope(relative_deadline=1).deadline),
-            ("relative deadline of an absolute scope", lambda: lib.CancelScope(deadline=1).relative_deadline),
+            (
+                "absolute deadline of a relative scope",
+                lambda: lib.CancelScope(relative_deadline=1).deadline,
+            ),
+            (
+                "relative deadline of an absolute scope",
+                lambda: lib.CancelScope(deadline=1).relative_deadline,
+            ),
             ("NaN deadline", lambda: lib.CancelScope(deadline=math.nan)),
             ("NaN relative deadline", lambda: lib.CancelScope(relative_deadline=math.nan)),
             ("negative relative deadline", lambda: lib.CancelScope(relative_deadline=-1)),
