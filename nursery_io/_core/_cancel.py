@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ._task import Task
 
 __all__ = [
+    "MISNESTING_ADVICE",
     "NONSTRICT_EXCEPTIONGROUP_NOTE",
     "CancelScope",
     "CancelStatus",
@@ -159,7 +160,7 @@ class CancelStatus:
             status = parent
 
 
-_MISNESTING_ADVICE = """
+MISNESTING_ADVICE = """
 This is probably a bug in your code that has corrupted nursery_io's internal state. We'll
 do our best to recover, but from now on there are no guarantees.
 
@@ -336,7 +337,7 @@ class CancelScope:
                 # that really owns the scope can still exit it normally.
                 error = RuntimeError(
                     f"Cancel scope stack corrupted: attempted to exit {self!r} from "
-                    f"unrelated {task!r}\n{_MISNESTING_ADVICE}"
+                    f"unrelated {task!r}\n{MISNESTING_ADVICE}"
                 )
                 error.__context__ = exc
                 return error
@@ -346,7 +347,7 @@ class CancelScope:
                 error = RuntimeError(
                     f"Cancel scope stack corrupted: attempted to exit {self!r} in {task!r} "
                     f"that's still within its child {task._cancel_status.scope!r}\n"
-                    f"{_MISNESTING_ADVICE}"
+                    f"{MISNESTING_ADVICE}"
                 )
                 error.__context__ = exc
                 exc = error

@@ -263,9 +263,15 @@ class Nursery:
                     task._eventual_parent_nursery = self
             except BaseExceptionGroup as group:
                 # The temporary nursery is an implementation detail: a single failure comes
-                # out of start() as itself, the way the child raised it.
+                # out of start() as itself, the way the child raised it (context included).
                 if len(group.exceptions) == 1:
-                    raise group.exceptions[0] from None
+                    only = group.exceptions[0]
+                    context = only.__context__
+                    try:
+                        raise only
+                    finally:
+                        only.__context__ = context
+                        del only, context
                 raise
             if task_status._value is _NO_STATUS:
                 raise RuntimeError("child exited without calling task_status.started()")

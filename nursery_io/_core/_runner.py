@@ -35,7 +35,7 @@ import sniffio
 
 from .._kernel.kernel import Kernel
 from ._asyncgens import AsyncGenerators
-from ._cancel import _MISNESTING_ADVICE, Deadlines
+from ._cancel import MISNESTING_ADVICE, Deadlines
 from ._clock import SystemClock
 from ._context import GLOBAL_RUN_CONTEXT, current_runner, current_task
 from ._detach import PermanentlyDetachCoroutineObject
@@ -249,7 +249,7 @@ class Runner:
                 # Raised rather than just created, so the traceback shows where.
                 raise RuntimeError(
                     f"{what} stack corrupted: {what} surrounding {task!r} was closed before "
-                    f"the task exited\n{_MISNESTING_ADVICE}"
+                    f"the task exited\n{MISNESTING_ADVICE}"
                 )
             except RuntimeError as misnesting:
                 # The task's own error, if any, is the context (not the StopIteration that
@@ -746,7 +746,10 @@ def run(
     assert isinstance(final, outcome.Error)
     error = final.error
     del final
-    raise error
+    try:
+        raise error
+    finally:
+        del error  # no cycle through this frame's locals
 
 
 # ----- module-level API over the current runner -----

@@ -613,6 +613,68 @@ def coroutine_detached_with_a_scope_open(lib: ModuleType) -> Trace:
     return trace
 
 
+@scenario
+def scope_entered_while_detached(lib: ModuleType) -> Trace:
+    # The scope is entered while a foreign runner (here another task) drives the detached
+    # coroutine, and exited after the coroutine is back in its own task.
+    trace: Trace = []
+
+    async def detaches() -> None:
+        task = lib.lowlevel.current_task()
+        await lib.lowlevel.temporarily_detach_coroutine_object(lambda _: lib.lowlevel.Abort.FAILED)
+        try:
+            with lib.CancelScope():
+                await lib.lowlevel.reattach_detached_coroutine_object(task, "bye")
+                await lib.sleep(0)
+        except RuntimeError as exc:
+            trace.append(("exit in its own task", describe(exc)))
+
+    async def main() -> None:
+        async with lib.open_nursery() as nursery:
+            holder: list[Any] = []
+
+            async def target() -> None:
+                holder.append(lib.lowlevel.current_task())
+                await detaches()
+
+            nursery.start_soon(target, name="target")
+            await lib_testing(lib).wait_all_tasks_blocked()
+            assert holder[0].coro.send(None) == "bye"
+
+    trace.append(outcome_of(lib, main))
+    return trace
+
+
+@scenario
+def start_failing_before_started(lib: ModuleType) -> Trace:
+    # The temporary nursery around a starting task doesn't show: its one error comes out
+    # of start() as itself, with the context it had.
+    trace: Trace = []
+
+    async def fails_early(task_status: Any) -> None:
+        try:
+            raise KeyError("original context")
+        except KeyError:
+            raise ValueError("failed before started") from None
+
+    async def fails_with_context(task_status: Any) -> None:
+        try:
+            raise KeyError("context")
+        except KeyError:
+            raise ValueError("failed before started")  # noqa: B904 - the context is the point
+
+    async def main() -> None:
+        async with lib.open_nursery() as nursery:
+            for fn in (fails_early, fails_with_context):
+                try:
+                    await nursery.start(fn)
+                except ValueError as exc:
+                    trace.append((describe(exc), exc.__suppress_context__))
+
+    trace.append(outcome_of(lib, main))
+    return trace
+
+
 # ----- 6., 7., 8. what run() raises -----
 
 
