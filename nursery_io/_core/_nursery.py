@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, TypeVa
 
 import outcome
 
-from ._cancel import CancelScope
+from ._cancel import NONSTRICT_EXCEPTIONGROUP_NOTE, CancelScope
 from ._context import GLOBAL_RUN_CONTEXT, current_runner, current_task
-from ._exceptions import Cancelled
+from ._exceptions import Cancelled, CancelReason, final_class, no_public_constructor_error
 from ._ki import enable_ki_protection
 from ._traps import Abort, RaiseCancelT, cancel_shielded_checkpoint, wait_task_rescheduled
 
@@ -165,6 +165,7 @@ class _StartTaskStatus(Generic[StatusT]):
         old._check_nursery_closed()
 
 
+@final_class
 class Nursery:
     """A scope that owns child tasks; get one from ``async with open_nursery() as nursery``.
 
@@ -174,10 +175,8 @@ class Nursery:
     """
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        raise TypeError(
-            "Nursery has no public constructor: use 'async with nursery_io.open_nursery() "
-            "as nursery:'"
-        )
+        # Get one from 'async with nursery_io.open_nursery() as nursery:'.
+        raise no_public_constructor_error("nursery_io.Nursery")
 
     @classmethod
     def _create(
@@ -216,9 +215,13 @@ class Nursery:
         """The task that opened this nursery."""
         return self._parent_task
 
-    def _add_exc(self, exc: BaseException) -> None:
+    def _add_exc(self, exc: BaseException, why: Callable[[], CancelReason] | None) -> None:
         self._pending_excs.append(exc)
-        self.cancel_scope._cancel(source="nursery", reason="a child task raised an exception")
+        scope = self.cancel_scope
+        if not scope._cancel_called:
+            # The reason (with its exception repr) is only built if it can still matter:
+            # a scope keeps the first reason it gets.
+            scope._cancel(why() if why is not None and scope._cancel_reason is None else None)
 
     def _check_nursery_closed(self) -> None:
         if not any([self._nested_child_running, self._children, self._pending_starts]):
@@ -230,7 +233,14 @@ class Nursery:
     def _child_finished(self, task: Task, result: outcome.Outcome[Any]) -> None:
         self._children.remove(task)
         if isinstance(result, outcome.Error):
-            self._add_exc(result.error)
+            error = result.error
+            self._add_exc(
+                error,
+                lambda: CancelReason(
+                    "nursery", repr(task), f"child task raised exception {error!r}"
+                ),
+            )
+            del error
         self._check_nursery_closed()
 
     async def _nested_child_finished(
@@ -238,7 +248,16 @@ class Nursery:
     ) -> BaseException | None:
         """Called from ``__aexit__``: wait for the children, then build the combined error."""
         if nested_child_exc is not None:
-            self._add_exc(nested_child_exc)
+            parent = self._parent_task
+            self._add_exc(
+                nested_child_exc,
+                lambda: CancelReason(
+                    "nursery",
+                    repr(parent),
+                    "Code block inside nursery contextmanager raised exception "
+                    f"{nested_child_exc!r}",
+                ),
+            )
         self._nested_child_running = False
         self._check_nursery_closed()
 
@@ -250,7 +269,8 @@ class Nursery:
                 # keep it so it is raised with the children's errors.
                 error = outcome.capture(raise_cancel).error
                 if not isinstance(error, Cancelled):
-                    self._add_exc(error)
+                    parent = self._parent_task
+                    self._add_exc(error, lambda: CancelReason("KeyboardInterrupt", repr(parent)))
                 del error
                 return Abort.FAILED
 
@@ -261,27 +281,22 @@ class Nursery:
             try:
                 await cancel_shielded_checkpoint()
             except BaseException as exc:
-                self._add_exc(exc)
+                self._add_exc(exc, None)
 
         open_nurseries = self._parent_task._child_nurseries
-        if not open_nurseries or open_nurseries[-1] is not self:
-            # A user error (manual __aexit__ calls, or an async generator yielding inside a
-            # nursery), not an internal one: say so, rather than a bare assert that -O
-            # would strip and that would pop someone else's nursery.
-            if self in open_nurseries:
-                open_nurseries.remove(self)
-            raise RuntimeError(
-                "Nursery stack corrupted: this nursery was exited while a nursery opened "
-                "after it in the same task was still open. Nurseries must be exited in the "
-                "reverse order of entry, in the task that entered them."
-            )
-        open_nurseries.pop()
+        if not open_nurseries or open_nurseries.pop() is not self:
+            # Nurseries exited out of order. Like Trio, fail this exit; the task's exit
+            # then reports the nurseries it left open as "Nursery stack corrupted".
+            raise AssertionError("Nursery misnesting detected!")
         if not self._pending_excs:
             return None
         excs, self._pending_excs = self._pending_excs, []
         if not self._strict_exception_groups and len(excs) == 1:
             return excs[0]
-        return BaseExceptionGroup("Exceptions from nursery_io nursery", excs)
+        group = BaseExceptionGroup("Exceptions from nursery_io nursery", excs)
+        if not self._strict_exception_groups:
+            group.add_note(NONSTRICT_EXCEPTIONGROUP_NOTE)
+        return group
 
     def start_soon(
         self,
@@ -387,9 +402,15 @@ class Nursery:
                     task._eventual_parent_nursery = self
             except BaseExceptionGroup as group:
                 # The temporary nursery is an implementation detail: a single failure comes
-                # out of start() as itself, the way the child raised it.
+                # out of start() as itself, the way the child raised it (context included).
                 if len(group.exceptions) == 1:
-                    raise group.exceptions[0] from None
+                    only = group.exceptions[0]
+                    context = only.__context__
+                    try:
+                        raise only
+                    finally:
+                        only.__context__ = context
+                        del only, context
                 raise
             if task_status._value is _NO_STATUS:
                 raise RuntimeError("child exited without calling task_status.started()")
