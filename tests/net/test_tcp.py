@@ -13,7 +13,7 @@ import pytest
 import nursery_io
 import nursery_io.socket as nsocket
 from nursery_io import SocketListener, SocketStream
-from nursery_io._highlevel_open_tcp_stream import format_host_port, interleave_families
+from nursery_io._highlevel_open_tcp_stream import format_host_port, reorder_for_rfc_6555
 from nursery_io.abc import HostnameResolver, SocketFactory
 from nursery_io.testing import open_stream_to_socket_listener
 
@@ -281,8 +281,15 @@ def test_helpers() -> None:
     assert format_host_port(b"example.com", 80) == "example.com:80"
     six, four = stdlib_socket.AF_INET6, stdlib_socket.AF_INET
     targets = [(six, "a"), (six, "b"), (six, "c"), (four, "x"), (four, "y")]
-    assert [t[1] for t in interleave_families(targets)] == ["a", "x", "b", "y", "c"]
-    assert interleave_families([]) == []
+    # RFC 6555 section 5.4, as Trio does: only the other family's first address moves up.
+    reorder_for_rfc_6555(targets)
+    assert [t[1] for t in targets] == ["a", "x", "b", "c", "y"]
+    same_family = [(four, "x"), (four, "y")]
+    reorder_for_rfc_6555(same_family)
+    assert [t[1] for t in same_family] == ["x", "y"]
+    empty: list[Any] = []
+    reorder_for_rfc_6555(empty)
+    assert empty == []
 
 
 # ----- Happy Eyeballs, with a scripted resolver and scripted sockets -----
