@@ -2,9 +2,10 @@
 
 A name often resolves to several addresses, some IPv6 and some IPv4, and some of them may
 be unreachable in ways that only show up as a long connect timeout. Happy Eyeballs
-(RFC 6555, as Chrome and Trio do it) avoids paying that timeout: try the addresses in order, but start the next
-attempt as soon as the previous one fails or has had ``happy_eyeballs_delay`` seconds to
-succeed, keep the earlier attempts running, and take whichever connects first.
+(RFC 6555, as Chrome and Trio do it) avoids paying that timeout: try the addresses in
+order, but start the next attempt as soon as the previous one fails or has had
+``happy_eyeballs_delay`` seconds to succeed, keep the earlier attempts running, and take
+whichever connects first.
 """
 
 from __future__ import annotations
@@ -127,11 +128,15 @@ async def open_tcp_stream(
                 try:
                     await sock.bind((local_address, 0))
                 except OSError as exc:
-                    raise OSError(
-                        exc.errno,
+                    # Trio's message, plus the reason; a plain OSError as in Trio, but
+                    # keeping the errno.
+                    reason = f" ({exc.strerror})" if exc.strerror else ""
+                    error = OSError(
                         f"local_address={local_address!r} is incompatible with remote "
-                        f"address {sockaddr!r} ({exc.strerror})",
-                    ) from None
+                        f"address {sockaddr!r}{reason}"
+                    )
+                    error.errno = exc.errno
+                    raise error from None
             await sock.connect(sockaddr)
         except OSError as exc:
             failures.append(exc)
@@ -153,10 +158,12 @@ async def open_tcp_stream(
                     await failed.wait()
         if winner is None:
             message = f"all attempts to connect to {format_host_port(host, port)} failed"
+            # A plain OSError, as in Trio (not, say, ConnectionRefusedError); one errno
+            # shared by every attempt (typically ECONNREFUSED) is worth passing on.
+            error = OSError(message)
             codes = {exc.errno for exc in failures}
-            # One shared errno (typically ECONNREFUSED) is worth passing on as our own.
-            code = codes.pop() if len(codes) == 1 else None
-            error = OSError(code, message) if code is not None else OSError(message)
+            if len(codes) == 1:
+                error.errno = codes.pop()
             raise error from ExceptionGroup(message, failures)
         sockets.remove(winner)
         return SocketStream(winner)
