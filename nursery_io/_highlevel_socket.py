@@ -324,7 +324,7 @@ class SocketListener(Listener[SocketStream]):
             pass  # not every socket type answers; trust the caller
         else:
             if not listening:
-                raise ValueError("SocketListener requires a listening socket (call listen() first)")
+                raise ValueError("SocketListener requires a listening socket")
         self.socket = socket
 
     async def accept(self) -> SocketStream:

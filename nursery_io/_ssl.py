@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, overloa
 
 from ._core import BrokenResourceError, BusyResourceError, ClosedResourceError
 from ._highlevel_generic import aclose_forcefully
+from ._hostname import encode_hostname
 from ._sync import Event
 from .abc import Listener, Stream
 from .lowlevel import ParkingLot, cancel_shielded_checkpoint, checkpoint, checkpoint_if_cancelled
@@ -183,6 +184,9 @@ class SSLStream(Stream, Generic[T_Stream]):
         if not server_side and ssl_context.check_hostname and not server_hostname:
             # ssl.SSLObject would quietly skip the hostname check; refuse, as SSLSocket does.
             raise ValueError("a client with check_hostname set needs a server_hostname")
+        if isinstance(server_hostname, str):
+            # IDNA 2008, as for name lookups; the ssl module would use IDNA 2003.
+            server_hostname = encode_hostname(server_hostname)
         self.transport_stream: T_Stream = transport_stream
         self._https_compatible = https_compatible
         self._incoming = _stdlib_ssl.MemoryBIO()

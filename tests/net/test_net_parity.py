@@ -849,3 +849,32 @@ def test_raised_compares_by_containment() -> None:
     assert Raised("OSError", "no results found for x:1", 1) != Raised(
         "OSError", "no results found for x:1", 2, by_trio=True
     )
+
+
+async def test_messages_that_trio_tests_match_exactly() -> None:
+    # Trio's own tests anchor these patterns with ^...$: no additions allowed.
+    import nursery_io.socket as nsocket
+
+    with nsocket.socket(V4, stdlib_socket.SOCK_DGRAM) as udp:
+        with pytest.raises(ValueError, match=r"^SocketStream requires a SOCK_STREAM socket$"):
+            nursery_io.SocketStream(udp)
+        with pytest.raises(ValueError, match=r"^SocketListener requires a SOCK_STREAM socket$"):
+            nursery_io.SocketListener(udp)
+        address = r"^address should be a \(host, port(, \[flowinfo, \[scopeid\]\])*\) tuple$"
+        with pytest.raises(ValueError, match=address):
+            await udp.sendto(b"x", ("1.2.3.4",))
+    with nsocket.socket() as tcp:
+        with pytest.raises(ValueError, match=r"^SocketListener requires a listening socket$"):
+            nursery_io.SocketListener(tcp)
+    with pytest.raises(ValueError, match=r"^host must be str or bytes, not None$"):
+        await nursery_io.open_tcp_stream(None, 80)  # type: ignore[arg-type]
+    with stdlib_socket.socket() as not_listening:
+        not_listening.bind(("127.0.0.1", 0))
+        port = not_listening.getsockname()[1]
+        with pytest.raises(OSError, match=r"^all attempts to connect to 127\.0\.0\.1:\d+ failed$"):
+            await nursery_io.open_tcp_stream("127.0.0.1", port)
+        refused = r"^\[\w+ \d+\] Error connecting to \('127\.0\.0\.1', \d+\): Connection refused$"
+        with nsocket.socket() as client, pytest.raises(OSError, match=refused):
+            await client.connect(("127.0.0.1", port))
+    with nsocket.socket() as tcp, pytest.raises(TypeError, match="invalid value for argument"):
+        tcp.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_REUSEADDR, None)

@@ -471,6 +471,19 @@ async def ssl_listener(lib: ModuleType) -> Trace:
     return trace
 
 
+@scenario
+async def international_server_hostname(lib: ModuleType) -> Trace:
+    client_ctx, _ = contexts()
+    client_ctx.check_hostname = False
+    client_ctx.verify_mode = ssl.CERT_NONE
+    trace: Trace = []
+    for hostname in ("Straße.example", "localhost", b"bytes.example"):
+        left, _right = lib.testing.memory_stream_pair()
+        stream = lib.SSLStream(left, client_ctx, server_hostname=hostname)
+        trace.append(stream.server_hostname)
+    return trace
+
+
 def test_raised_comparison() -> None:
     trio_says = Raised("BrokenResourceError", "", None, by_trio=True)
     assert Raised("BrokenResourceError", "broken", "ValueError") == trio_says
