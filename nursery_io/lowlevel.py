@@ -50,6 +50,7 @@ from ._core import (
 )
 from ._core._context import current_runner as _current_runner
 from ._core._ops import read_at, run_op
+from ._hostname import encode_hostname
 from ._kernel import ops
 from ._kernel.workers import start_thread_soon
 from ._unix_pipes import FdStream
@@ -110,6 +111,7 @@ __all__ = [
     "currently_ki_protected",
     "disable_ki_protection",
     "enable_ki_protection",
+    "encode_hostname",
     "in_run",
     "in_task",
     "in_trio_run",
