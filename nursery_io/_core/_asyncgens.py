@@ -58,7 +58,11 @@ class AsyncGenerators:
             self._previous = None
 
     def _firstiter(self, agen: AsyncGenerator[Any, Any]) -> None:
-        if getattr(GLOBAL_RUN_CONTEXT, "runner", None) is self._runner:
+        # Ours only if first iterated by one of our tasks. Code that runs in our thread
+        # outside every task (a guest run's host loop, a run_sync_soon callback) belongs to
+        # whoever installed the hooks we replaced, e.g. asyncio hosting a guest run.
+        task = getattr(GLOBAL_RUN_CONTEXT, "task", None)
+        if task is not None and task._runner is self._runner:
             self.alive.add(agen)
         else:
             self._foreign.add(id(agen))
