@@ -58,11 +58,11 @@ class AsyncGenerators:
             self._previous = None
 
     def _firstiter(self, agen: AsyncGenerator[Any, Any]) -> None:
-        # Ours only if first iterated by one of our tasks. Code that runs in our thread
-        # outside every task (a guest run's host loop, a run_sync_soon callback) belongs to
-        # whoever installed the hooks we replaced, e.g. asyncio hosting a guest run.
-        task = getattr(GLOBAL_RUN_CONTEXT, "task", None)
-        if task is not None and task._runner is self._runner:
+        # Ours if first iterated inside our run: by a task, a run_sync_soon callback, ...
+        # A guest run's host runs its own code on our thread between our turns; what it
+        # iterates belongs to whoever installed the hooks we replaced (asyncio, say).
+        runner = self._runner
+        if getattr(GLOBAL_RUN_CONTEXT, "runner", None) is runner and not runner.host_owns_thread:
             self.alive.add(agen)
         else:
             self._foreign.add(id(agen))

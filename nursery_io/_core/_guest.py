@@ -214,6 +214,7 @@ class _GuestRun:
                     del GLOBAL_RUN_CONTEXT.runner
         finally:
             sniffio.thread_local.name = previous_library
+        runner.host_owns_thread = True
         self._run_sync_soon_not_threadsafe(partial(self._tick, outcome.Value([]), 0.0, 0))
 
     # ----- one loop turn, split around the kernel wait -----
@@ -224,6 +225,7 @@ class _GuestRun:
         runner = self._runner
         previous_library = sniffio.thread_local.name
         sniffio.thread_local.name = _LIBRARY_NAME
+        runner.host_owns_thread = False
         try:
             failure: BaseException | None = None
             try:
@@ -241,6 +243,7 @@ class _GuestRun:
             # Like trio, the done callback runs inside the tick (sniffio still says ours).
             self._done_callback(self._finish(failure))
         finally:
+            runner.host_owns_thread = True
             sniffio.thread_local.name = previous_library
 
     def _start_turn(self) -> None:

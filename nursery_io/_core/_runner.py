@@ -157,6 +157,10 @@ class Runner:
         # Upper bound on one kernel sleep; SteppedRun lowers it so its host gets control back.
         self.max_sleep = math.inf
         self.cancelled_by_host = False
+        # True while a guest run's host runs its own code on this thread, between the
+        # guest's callbacks: what happens then (an async generator's first iteration,
+        # say) isn't the run's, although the run is still the thread's current one.
+        self.host_owns_thread = False
         self.runq: list[Task] = []
         self.tasks: set[Task] = set()
         self.deadlines = Deadlines()
