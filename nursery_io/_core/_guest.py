@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     import contextvars
 
     from .._abc_clock import Clock, Instrument
+    from ._instruments import Instruments
     from ._nursery import Nursery
     from ._task import Task
 
@@ -101,7 +102,7 @@ class GuestRunner(Runner):
     def __init__(
         self,
         clock: Clock,
-        instruments: Any,
+        instruments: Instruments,
         restrict_ki: bool,
         strict_exception_groups: bool,
         *,
