@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 import warnings
 from collections.abc import Awaitable, Callable
@@ -176,6 +177,7 @@ class _GuestRun:
         self._done_callback = done_callback
         # The SIGINT handler, installed for the whole run as trio does.
         self._ki_handler = contextlib.ExitStack()
+        self._host_thread = threading.get_ident()
         self._finished = False
 
     # ----- start -----
@@ -208,10 +210,10 @@ class _GuestRun:
                     raise InternalError("the guest run took too long to initialize")
             except BaseException as exc:
                 self._finished = True
-                self._ki_handler.close()
                 try:
                     _finish(runner, exc)  # tears the run down and raises InternalError
                 finally:
+                    self._ki_handler.close()
                     del GLOBAL_RUN_CONTEXT.runner
         finally:
             sniffio.thread_local.name = previous_library
@@ -295,12 +297,13 @@ class _GuestRun:
         """Tear the run down; return what ``run`` would have returned or raised."""
         runner = self._runner
         self._finished = True
-        # Restored before the KeyboardInterrupt check in _finish, so none can slip between.
-        self._ki_handler.close()
         try:
             result: outcome.Outcome[Any] = outcome.capture(_finish, runner, failure)
             return result
         finally:
+            # As in run(): the handler stays ours until the teardown is over, so a Ctrl-C
+            # during it is recorded rather than raised in the middle of it.
+            self._ki_handler.close()
             if getattr(GLOBAL_RUN_CONTEXT, "runner", None) is runner:
                 del GLOBAL_RUN_CONTEXT.runner
 
@@ -308,11 +311,22 @@ class _GuestRun:
         if self._finished:
             return
         self._finished = True
-        warnings.warn(RuntimeWarning(_ABANDONED_MESSAGE), stacklevel=1)
+        try:
+            warnings.warn(RuntimeWarning(_ABANDONED_MESSAGE), stacklevel=1)
+        finally:  # even if warnings are errors
+            self._clean_up_abandoned_run()
+
+    def _clean_up_abandoned_run(self) -> None:
+        # Undo what the run changed in the process: the host is gone, and nothing else
+        # will. Signal handlers, async generator hooks and the current run belong to the
+        # host thread; the garbage collector may run us on another, which can only close
+        # the kernel's descriptors. Each step on its own, so one failure doesn't skip the
+        # rest.
         runner = self._runner
-        # Undo what the run changed in the process, as far as this thread can: the host is
-        # gone, and nothing else will. Each step on its own, so one failure (say, signal
-        # handlers can't be touched off the main thread) doesn't skip the rest.
+        if threading.get_ident() != self._host_thread:
+            with contextlib.suppress(Exception):
+                runner.kernel.close()
+            return
         with contextlib.suppress(Exception):
             self._ki_handler.close()
         if getattr(GLOBAL_RUN_CONTEXT, "runner", None) is runner:
@@ -321,7 +335,7 @@ class _GuestRun:
                 _close_leftover_coroutines(runner)
             del GLOBAL_RUN_CONTEXT.runner
         with contextlib.suppress(Exception):
-            runner.close()
+            runner.close()  # also puts the async generator hooks back
 
 
 def start_guest_run(

@@ -938,6 +938,24 @@ def test_abandoned_message_is_trios() -> None:
     assert not [w for w in caught if "never awaited" in str(w.message)]
 
 
+def test_abandoned_run_is_cleaned_up_even_when_warnings_are_errors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reported: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+    hooks_before = sys.get_asyncgen_hooks()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _abandon_a_guest_run(nursery_io, with_nursery=True)
+        for _ in range(3):
+            gc.collect()
+    assert [type(r.exc_value) for r in reported] == [RuntimeWarning]
+    assert not nursery_io.lowlevel.in_run()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert sys.get_asyncgen_hooks() == hooks_before
+    assert signal.set_wakeup_fd(-1) == -1
+
+
 def test_finished_run_is_collected_without_warning() -> None:
     async def main(in_host: InHost) -> None:
         await nursery_io.sleep(0.01)
