@@ -35,7 +35,9 @@ class KernelStatistics:
 
 
 class Kernel:
-    """Per-run kernel state. Everything except :meth:`call_soon_threadsafe` is loop-thread only."""
+    """Per-run kernel state. Loop-thread only, except :meth:`call_soon_threadsafe` and
+    :meth:`wakeup_threadsafe` (any thread) and :meth:`wait` (one thread at a time, while
+    the loop thread is not using the kernel: a guest run sleeps in a worker thread)."""
 
     def __init__(self, *, handle_signals: bool) -> None:
         self._epoll = select.epoll()
