@@ -822,6 +822,23 @@ def test_keyboard_interrupt(lib: ModuleType) -> None:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@pytest.mark.parametrize("lib", [trio, nursery_io], ids=lambda lib: lib.__name__)
+def test_ctrl_c_while_the_guest_sleeps(lib: ModuleType) -> None:
+    # The host thread is blocked waiting for callbacks and the run sleeps in a worker when
+    # SIGINT arrives: it must reach the main task, not be lost or raised in the host.
+    async def main(in_host: InHost) -> str:
+        threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+        try:
+            await lib.sleep(20)
+        except KeyboardInterrupt:
+            return "interrupted in the main task"
+        return "slept through it"  # pragma: no cover
+
+    start = time.monotonic()
+    assert run_on_callback_host(lib, main).unwrap() == "interrupted in the main task"
+    assert time.monotonic() - start < 10
+
+
 def test_keyboard_interrupt_restricted_to_checkpoints() -> None:
     async def main(in_host: InHost) -> str:
         # Not raised inside the task's own code: held until the next checkpoint.
