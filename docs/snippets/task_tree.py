@@ -33,7 +33,7 @@ async def wait_for_lock(lock: nursery_io.Lock) -> None:
 
 
 async def main() -> None:
-    send, receive = nursery_io.open_memory_channel[str](0)
+    _send, receive = nursery_io.open_memory_channel[str](0)  # kept open, never used
     lock = nursery_io.Lock()
     await lock.acquire()
     async with nursery_io.open_nursery() as nursery:
