@@ -84,6 +84,17 @@ class SignalWakeup:
         except BlockingIOError:
             pass
 
+    def renew_after_fork(self) -> SignalWakeup:
+        """In a forked child: a new socketpair installed in place of this one, whose sockets
+        are shared with the parent (a signal here would wake the parent, and the parent's
+        would wake us). The new one restores the same previous fd on close."""
+        new = SignalWakeup()
+        if self._old_fd is not None:
+            signal.set_wakeup_fd(new._write.fileno(), warn_on_full_buffer=False)
+            new._old_fd, self._old_fd = self._old_fd, None
+        self.close()  # our copies only: the parent's sockets stay open
+        return new
+
     def close(self) -> None:
         if self._old_fd is not None:
             signal.set_wakeup_fd(self._old_fd)
