@@ -10,6 +10,8 @@ Beyond Trio: :func:`run_op` runs a disk operation built with the constructors in
 the run's file engine — io_uring when available, the worker pool otherwise.
 """
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
 from ._core import (
     Abort,
     ParkingLot,
@@ -47,10 +49,41 @@ from ._core import (
     wait_writable,
 )
 from ._core._context import current_runner as _current_runner
-from ._core._ops import read_at, run_op
-from ._kernel import ops
-from ._kernel.workers import start_thread_soon
-from ._unix_pipes import FdStream
+
+if _TYPE_CHECKING:
+    from ._core._ops import read_at, run_op
+    from ._kernel import ops
+    from ._kernel.workers import start_thread_soon
+    from ._subprocess import open_process
+    from ._unix_pipes import FdStream
+
+# Loaded on first use (PEP 562): the file engine's op constructors (ctypes), the worker
+# threads, pipes and subprocesses are not needed to start a run.
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "read_at": ("._core._ops", "read_at"),
+    "run_op": ("._core._ops", "run_op"),
+    "ops": ("._kernel.ops", None),
+    "start_thread_soon": ("._kernel.workers", "start_thread_soon"),
+    "FdStream": ("._unix_pipes", "FdStream"),
+    "open_process": ("._subprocess", "open_process"),
+}
+
+
+def __getattr__(name: str) -> object:
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    module_name, attribute = where
+    module = importlib.import_module(module_name, __package__)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value  # later lookups don't come back here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY.keys())
 
 
 def add_instrument(instrument: "Instrument") -> None:
@@ -64,9 +97,6 @@ def remove_instrument(instrument: "Instrument") -> None:
 
 
 from ._abc_clock import Instrument  # noqa: E402  (used in annotations above)
-
-# Last: _subprocess builds on modules that import this one.
-from ._subprocess import open_process  # noqa: E402
 
 # Trio spellings.
 TrioToken = RunToken
