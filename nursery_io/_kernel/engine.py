@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import sys
 import time
 from collections import deque
@@ -109,10 +108,19 @@ _SKIPPED: Final = object()
 
 def kernel_version(release: str | None = None) -> tuple[int, int, int]:
     """``os.uname().release`` as a tuple: "6.18.44-fc-v669" -> (6, 18, 44)."""
-    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", release or os.uname().release)
-    if m is None:
+    # Plain string handling: the first engine of a process is made on the first file op,
+    # and compiling a regex there would be most of its cost.
+    numbers: list[int] = []
+    for part in (release or os.uname().release).split(".", 3)[:3]:
+        digits = len(part) - len(part.lstrip("0123456789"))
+        if digits == 0:
+            break
+        numbers.append(int(part[:digits]))
+        if digits < len(part):
+            break  # "18-fc": the version ends inside this part
+    if len(numbers) < 2:
         return (0, 0, 0)
-    return (int(m[1]), int(m[2]), int(m[3] or 0))
+    return (numbers[0], numbers[1], numbers[2] if len(numbers) > 2 else 0)
 
 
 # Kernel-version deny list, one table for all ops: (opcode, denied(version), reason).
