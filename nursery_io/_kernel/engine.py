@@ -361,12 +361,6 @@ class FileEngine:
         """``"io_uring"`` or ``"threads"`` (what was chosen; unchanged by ``close()``)."""
         return self._engine_name
 
-    def after_fork_in_child(self) -> None:
-        """Start over now rather than on the next call (for an owner's at-fork hook, which
-        must already watch a new epoll set: ``on_ring`` is called with the new ring)."""
-        if self._pid != _pid:
-            self._after_fork()
-
     def _after_fork(self) -> None:
         # Forked child: everything we hold describes the parent's ring and threads. Close
         # our copies (munmap + close touch only this process) and start over. The parent's
@@ -839,6 +833,8 @@ class FileEngine:
     # --- statistics ---------------------------------------------------------------------------
 
     def statistics(self) -> IOStatistics:
+        if self._pid != _pid:
+            self._after_fork()  # a forked child's numbers, not the parent's
         ring = self._ring
         enter_calls = self._enter_calls
         sqes = self._sqes_submitted

@@ -118,11 +118,10 @@ class Kernel:
             self._signal_fd = self._signal_wakeup.fileno()
             epoll.register(self._signal_fd, select.EPOLLIN)
         self.registry.move_to(epoll)
-        # The engine drops the parent's ring and ops and sets up its own ring, which
-        # _watch_ring then adds to the new set.
+        # On its next call (the next poll at the latest) the engine drops the parent's ring
+        # and ops and sets up a ring of its own, which _watch_ring adds to the new set. Not
+        # now: a child that only execs or exits never pays for a ring.
         self._ring_fd = -1
-        if self._engine is not None:
-            self._engine.after_fork_in_child()
         # Callbacks queued before the fork stay: they are completions that really happened.
 
     def flush_and_reap(self) -> None:
