@@ -5,7 +5,7 @@ Trio's documentation. Sockets use epoll, files use io_uring (falling back to wor
 where it is unavailable), and the run's statistics say which engine did what.
 """
 
-from typing import TYPE_CHECKING as _TYPE_CHECKING
+import typing as _typing
 
 # The core (runs, cancellation, nurseries) is imported at once: every program needs it.
 from ._core import (
@@ -31,7 +31,7 @@ from ._version import __version__
 # Everything else is loaded on first use (PEP 562 ``__getattr__`` below), so a program pays
 # only for what it touches: TLS, subprocesses, sockets, files, ... The imports below are for
 # type checkers and IDEs; at run time _LAZY says where each name lives.
-if _TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from . import abc, from_thread, lowlevel, socket, to_thread
     from ._channel import (
         MemoryChannelStatistics,
@@ -132,18 +132,22 @@ _LAZY_MODULES: dict[str, tuple[str, ...]] = {
 _LAZY: dict[str, str] = {name: module for module, names in _LAZY_MODULES.items() for name in names}
 
 
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
+# Hidden from type checkers: a visible module __getattr__ would make them accept any
+# attribute name, typos included.
+if not _typing.TYPE_CHECKING:
 
-    if module:
-        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    else:
-        value = importlib.import_module(f"{__name__}.{name}")
-    globals()[name] = value  # later lookups don't come back here
-    return value
+    def __getattr__(name: str) -> object:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import importlib
+
+        if module:
+            value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        else:
+            value = importlib.import_module(f"{__name__}.{name}")
+        globals()[name] = value  # later lookups don't come back here
+        return value
 
 
 def __dir__() -> list[str]:

@@ -59,14 +59,18 @@ if TYPE_CHECKING:
     from ._file_text import AsyncTextFile
 
 
-def __getattr__(name: str) -> object:
-    # Text files and FIFOs are loaded when first opened: a program reading bytes never
-    # compiles or imports them.
-    if name == "AsyncTextFile":
-        from ._file_text import AsyncTextFile
+# Hidden from type checkers: a visible module __getattr__ would make them accept any
+# attribute name, typos included.
+if not TYPE_CHECKING:
 
-        return AsyncTextFile
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def __getattr__(name: str) -> object:
+        # Text files and FIFOs are loaded when first opened: a program reading bytes never
+        # compiles or imports them.
+        if name == "AsyncTextFile":
+            from ._file_text import AsyncTextFile
+
+            return AsyncTextFile
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

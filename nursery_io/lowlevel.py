@@ -10,7 +10,7 @@ Beyond Trio: :func:`run_op` runs a disk operation built with the constructors in
 the run's file engine — io_uring when available, the worker pool otherwise.
 """
 
-from typing import TYPE_CHECKING as _TYPE_CHECKING
+import typing as _typing
 
 from ._core import (
     Abort,
@@ -50,7 +50,7 @@ from ._core import (
 )
 from ._core._context import current_runner as _current_runner
 
-if _TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from ._core._ops import read_at, run_op
     from ._kernel import ops
     from ._kernel.workers import start_thread_soon
@@ -69,17 +69,21 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 }
 
 
-def __getattr__(name: str) -> object:
-    where = _LAZY.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
+# Hidden from type checkers: a visible module __getattr__ would make them accept any
+# attribute name, typos included.
+if not _typing.TYPE_CHECKING:
 
-    module_name, attribute = where
-    module = importlib.import_module(module_name, __package__)
-    value = module if attribute is None else getattr(module, attribute)
-    globals()[name] = value  # later lookups don't come back here
-    return value
+    def __getattr__(name: str) -> object:
+        where = _LAZY.get(name)
+        if where is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import importlib
+
+        module_name, attribute = where
+        module = importlib.import_module(module_name, __package__)
+        value = module if attribute is None else getattr(module, attribute)
+        globals()[name] = value  # later lookups don't come back here
+        return value
 
 
 def __dir__() -> list[str]:
