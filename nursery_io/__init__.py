@@ -5,13 +5,9 @@ Trio's documentation. Sockets use epoll, files use io_uring (falling back to wor
 where it is unavailable), and the run's statistics say which engine did what.
 """
 
-from . import abc, from_thread, lowlevel, socket, to_thread
-from ._channel import (
-    MemoryChannelStatistics,
-    MemoryReceiveChannel,
-    MemorySendChannel,
-    open_memory_channel,
-)
+import typing as _typing
+
+# The core (runs, cancellation, nurseries) is imported at once: every program needs it.
 from ._core import (
     TASK_STATUS_IGNORED,
     BrokenResourceError,
@@ -30,49 +26,141 @@ from ._core import (
     open_nursery,
     run,
 )
-from ._deprecate import TrioDeprecationWarning
-from ._file_io import open_file, wrap_file
-from ._highlevel_generic import StapledStream, aclose_forcefully
-from ._highlevel_open_tcp_listeners import open_tcp_listeners, serve_tcp
-from ._highlevel_open_tcp_stream import open_tcp_stream
-from ._highlevel_open_unix_stream import open_unix_socket
-from ._highlevel_serve_listeners import serve_listeners
-from ._highlevel_socket import SocketListener, SocketStream
-from ._highlevel_ssl_helpers import (
-    open_ssl_over_tcp_listeners,
-    open_ssl_over_tcp_stream,
-    serve_ssl_over_tcp,
-)
-from ._path import Path, PosixPath
-from ._safe_channel import as_safe_channel
-from ._signals import open_signal_receiver
-from ._ssl import NeedHandshakeError, SSLListener, SSLStream
-from ._subprocess import Process, run_process
-from ._sync import (
-    CapacityLimiter,
-    CapacityLimiterStatistics,
-    Condition,
-    ConditionStatistics,
-    Event,
-    EventStatistics,
-    Lock,
-    LockStatistics,
-    Semaphore,
-    StrictFIFOLock,
-)
-from ._timeouts import (
-    TooSlowError,
-    fail_after,
-    fail_at,
-    move_on_after,
-    move_on_at,
-    sleep,
-    sleep_forever,
-    sleep_until,
-)
-from ._trio_mode import install_as_trio
 from ._version import __version__
-from .anyio_backend import _finder as _anyio_finder  # noqa: F401  (backend="nursery_io")
+
+# Everything else is loaded on first use (PEP 562 ``__getattr__`` below), so a program pays
+# only for what it touches: TLS, subprocesses, sockets, files, ... The imports below are for
+# type checkers and IDEs; at run time _LAZY says where each name lives.
+if _typing.TYPE_CHECKING:
+    from . import abc, from_thread, lowlevel, socket, to_thread
+    from ._channel import (
+        MemoryChannelStatistics,
+        MemoryReceiveChannel,
+        MemorySendChannel,
+        open_memory_channel,
+    )
+    from ._deprecate import TrioDeprecationWarning
+    from ._file_io import open_file, wrap_file
+    from ._highlevel_generic import StapledStream, aclose_forcefully
+    from ._highlevel_open_tcp_listeners import open_tcp_listeners, serve_tcp
+    from ._highlevel_open_tcp_stream import open_tcp_stream
+    from ._highlevel_open_unix_stream import open_unix_socket
+    from ._highlevel_serve_listeners import serve_listeners
+    from ._highlevel_socket import SocketListener, SocketStream
+    from ._highlevel_ssl_helpers import (
+        open_ssl_over_tcp_listeners,
+        open_ssl_over_tcp_stream,
+        serve_ssl_over_tcp,
+    )
+    from ._path import Path, PosixPath
+    from ._safe_channel import as_safe_channel
+    from ._signals import open_signal_receiver
+    from ._ssl import NeedHandshakeError, SSLListener, SSLStream
+    from ._subprocess import Process, run_process
+    from ._sync import (
+        CapacityLimiter,
+        CapacityLimiterStatistics,
+        Condition,
+        ConditionStatistics,
+        Event,
+        EventStatistics,
+        Lock,
+        LockStatistics,
+        Semaphore,
+        StrictFIFOLock,
+    )
+    from ._timeouts import (
+        TooSlowError,
+        fail_after,
+        fail_at,
+        move_on_after,
+        move_on_at,
+        sleep,
+        sleep_forever,
+        sleep_until,
+    )
+    from ._trio_mode import install_as_trio
+
+_LAZY_MODULES: dict[str, tuple[str, ...]] = {
+    # submodules, loaded as attributes: nursery_io.socket, ...
+    "": ("abc", "from_thread", "lowlevel", "socket", "to_thread"),
+    "_channel": (
+        "MemoryChannelStatistics",
+        "MemoryReceiveChannel",
+        "MemorySendChannel",
+        "open_memory_channel",
+    ),
+    "_deprecate": ("TrioDeprecationWarning",),
+    "_file_io": ("open_file", "wrap_file"),
+    "_highlevel_generic": ("StapledStream", "aclose_forcefully"),
+    "_highlevel_open_tcp_listeners": ("open_tcp_listeners", "serve_tcp"),
+    "_highlevel_open_tcp_stream": ("open_tcp_stream",),
+    "_highlevel_open_unix_stream": ("open_unix_socket",),
+    "_highlevel_serve_listeners": ("serve_listeners",),
+    "_highlevel_socket": ("SocketListener", "SocketStream"),
+    "_highlevel_ssl_helpers": (
+        "open_ssl_over_tcp_listeners",
+        "open_ssl_over_tcp_stream",
+        "serve_ssl_over_tcp",
+    ),
+    "_path": ("Path", "PosixPath"),
+    "_safe_channel": ("as_safe_channel",),
+    "_signals": ("open_signal_receiver",),
+    "_ssl": ("NeedHandshakeError", "SSLListener", "SSLStream"),
+    "_subprocess": ("Process", "run_process"),
+    "_sync": (
+        "CapacityLimiter",
+        "CapacityLimiterStatistics",
+        "Condition",
+        "ConditionStatistics",
+        "Event",
+        "EventStatistics",
+        "Lock",
+        "LockStatistics",
+        "Semaphore",
+        "StrictFIFOLock",
+    ),
+    "_timeouts": (
+        "TooSlowError",
+        "fail_after",
+        "fail_at",
+        "move_on_after",
+        "move_on_at",
+        "sleep",
+        "sleep_forever",
+        "sleep_until",
+    ),
+    "_trio_mode": ("install_as_trio",),
+}
+# name -> the module (relative to this package) that defines it; "" for a submodule.
+_LAZY: dict[str, str] = {name: module for module, names in _LAZY_MODULES.items() for name in names}
+
+
+# Hidden from type checkers: a visible module __getattr__ would make them accept any
+# attribute name, typos included.
+if not _typing.TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import importlib
+
+        if module:
+            value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        else:
+            value = importlib.import_module(f"{__name__}.{name}")
+        globals()[name] = value  # later lookups don't come back here
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY.keys())
+
+
+# ``anyio.run(..., backend="nursery_io")`` works once nursery_io is imported: this installs a
+# meta-path finder that answers only that backend's module name (anyio isn't imported).
+from .anyio_backend import _finder as _anyio_finder  # noqa: E402, F401
 
 #: Trio's name for :class:`InternalError`.
 TrioInternalError = InternalError

@@ -49,14 +49,29 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, overload
 
 from . import lowlevel
 from ._core import CancelScope
-from ._fifo import open_fifo_end
 from ._file_buffered import AsyncBufferedFile
 from ._file_raw import AsyncFileIO
-from ._file_text import AsyncTextFile
 from .abc import AsyncResource
 
 if TYPE_CHECKING:
     from _typeshed import OpenBinaryMode, OpenTextMode, StrOrBytesPath
+
+    from ._file_text import AsyncTextFile
+
+
+# Hidden from type checkers: a visible module __getattr__ would make them accept any
+# attribute name, typos included.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        # Text files and FIFOs are loaded when first opened: a program reading bytes never
+        # compiles or imports them.
+        if name == "AsyncTextFile":
+            from ._file_text import AsyncTextFile
+
+            return AsyncTextFile
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AsyncBufferedFile",
@@ -259,6 +274,8 @@ async def open_file(
                     raise
                 # A non-blocking write-only open of a FIFO with no reader fails with ENXIO
                 # where open() would wait for a reader. Wait in a thread, as open() would.
+                from ._fifo import open_fifo_end
+
                 fd = await open_fifo_end(path, spec.flags)
         else:
             op = _ops.pool_only(opener, path, spec.flags, name="opener")
@@ -283,6 +300,8 @@ async def open_file(
             # end-of-file before any writer arrived; open() waits for a writer. Wait in a
             # thread, keeping this first fd open meanwhile so that a writer connecting now
             # has a reader and its data stays in the pipe (see _fifo).
+            from ._fifo import open_fifo_end
+
             first = fd
             fd = -1  # nothing for the handler below to close if this fails
             try:
@@ -330,6 +349,8 @@ async def open_file(
         if spec.binary:
             return buffered
         assert encoding is not None and errors is not None
+        from ._file_text import AsyncTextFile
+
         return AsyncTextFile(buffered, encoding, errors, newline, line_buffering, mode)
     except BaseException:
         raw._fd = -1

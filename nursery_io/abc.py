@@ -8,13 +8,16 @@ stream or a :class:`~nursery_io.StapledStream` alike.
 
 from __future__ import annotations
 
-import socket as _stdlib_socket
 from abc import ABCMeta, abstractmethod
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from ._abc_clock import Clock, Instrument
 from ._core import EndOfChannel
+
+if TYPE_CHECKING:
+    # Annotations only: a program that uses files but no sockets doesn't import socket.
+    import socket as _stdlib_socket
 
 __all__ = [
     "AsyncResource",

@@ -11,6 +11,7 @@ the run's file engine — io_uring when available, the worker pool otherwise.
 """
 
 import sys
+import typing as _typing
 
 from ._core import (
     Abort,
@@ -43,18 +44,56 @@ from ._core import (
     remove_parking_lot_breaker,
     reschedule,
     spawn_system_task,
-    start_guest_run,
     temporarily_detach_coroutine_object,
     wait_readable,
     wait_task_rescheduled,
     wait_writable,
 )
 from ._core._context import current_runner as _current_runner
-from ._core._ops import read_at, run_op
-from ._hostname import encode_hostname
-from ._kernel import ops
-from ._kernel.workers import start_thread_soon
-from ._unix_pipes import FdStream
+
+if _typing.TYPE_CHECKING:
+    from ._core._guest import start_guest_run
+    from ._core._ops import read_at, run_op
+    from ._hostname import encode_hostname
+    from ._kernel.workers import start_thread_soon
+    from ._subprocess import open_process
+    from ._unbounded_queue import UnboundedQueue, UnboundedQueueStatistics
+    from ._unix_pipes import FdStream
+
+# Loaded on first use (PEP 562): the file engine's op constructors (ctypes), the worker
+# threads, pipes and subprocesses are not needed to start a run.
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "start_guest_run": ("._core._guest", "start_guest_run"),
+    "read_at": ("._core._ops", "read_at"),
+    "run_op": ("._core._ops", "run_op"),
+    "start_thread_soon": ("._kernel.workers", "start_thread_soon"),
+    "FdStream": ("._unix_pipes", "FdStream"),
+    "open_process": ("._subprocess", "open_process"),
+    "encode_hostname": ("._hostname", "encode_hostname"),
+    "UnboundedQueue": ("._unbounded_queue", "UnboundedQueue"),
+    "UnboundedQueueStatistics": ("._unbounded_queue", "UnboundedQueueStatistics"),
+}
+
+
+# Hidden from type checkers: a visible module __getattr__ would make them accept any
+# attribute name, typos included.
+if not _typing.TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        where = _LAZY.get(name)
+        if where is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import importlib
+
+        module_name, attribute = where
+        module = importlib.import_module(module_name, __package__)
+        value = module if attribute is None else getattr(module, attribute)
+        globals()[name] = value  # later lookups don't come back here
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY.keys())
 
 
 def add_instrument(instrument: "Instrument") -> None:
@@ -69,15 +108,13 @@ def remove_instrument(instrument: "Instrument") -> None:
 
 from ._abc_clock import Instrument  # noqa: E402  (used in annotations above)
 
-# Last: _subprocess builds on modules that import this one.
-from ._subprocess import open_process  # noqa: E402
-from ._unbounded_queue import UnboundedQueue, UnboundedQueueStatistics  # noqa: E402
-
 # Trio spellings.
 TrioToken = RunToken
 current_trio_token = current_token
 in_trio_run = in_run
 in_trio_task = in_task
+
+from ._kernel import ops  # noqa: E402
 
 # ``import nursery_io.lowlevel.ops`` works too, as ``import os.path`` does: the module is
 # registered under its public dotted name (its own ``__name__`` stays the kernel's).

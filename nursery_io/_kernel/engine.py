@@ -34,17 +34,20 @@ Buffers stay referenced by the op (``op.keep``) until its own CQE has been reape
 CQE is not enough, because the kernel may still be writing.
 
 Fork: a forked child must never touch the parent's ring (a shared SQ/CQ would lose the
-parent's completions). The engine notices it is in a child on its next call and starts
-over: it drops its view of the parent's ring without any syscall on it, forgets the parent's
-in-flight ops, and sets up a fresh ring, so ``ring_fd`` changes and whoever registered the
-old one in epoll must register the new one.
+parent's completions), and must never run the parent's queued pool ops (a write would
+happen twice). The engine notices it is in a child on its next call and starts over: it
+drops its view of the parent's ring without any syscall on it, sets up a fresh ring (so
+``ring_fd`` changes: ``on_ring`` is called with the new one, for whoever watches it in
+epoll), and forgets the parent's in-flight ops. A forgotten op never runs in the child; its
+waiter gets a completion only if it was already decided before the fork (a pool result or
+a cancellation waiting to be delivered), or as ``cancelled`` once it asks ``cancel()`` (or
+at once, if it had asked before the fork). Forgotten ops don't count in ``in_flight``.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import re
 import sys
 import time
 from collections import deque
@@ -60,7 +63,13 @@ from .errors import ClosedResourceError
 from .inline import INLINE_ENV_VAR, InlineOps
 from .ops import NO_OPCODE, Op
 from .uring import abi
-from .uring.ring import Ring, UnsupportedPlatformError, validated_architecture
+from .uring.ring import (
+    SETUP_STEP,
+    Ring,
+    UnsupportedPlatformError,
+    failed_step,
+    validated_architecture,
+)
 
 __all__ = ["ENV_VAR", "INLINE_ENV_VAR", "FileEngine", "IOStatistics"]
 
@@ -91,6 +100,7 @@ _POOL_QUEUED: Final = 2  # waiting for one of our thread slots
 _POOL_HANDED: Final = 3  # handed to a worker that hasn't claimed it yet
 _POOL_RUNNING: Final = 4
 _DONE: Final = 5
+_FORGOTTEN: Final = 6  # in flight in the parent at a fork; never runs in this process
 
 # A pool job that found its op cancelled before it started.
 _SKIPPED: Final = object()
@@ -98,10 +108,19 @@ _SKIPPED: Final = object()
 
 def kernel_version(release: str | None = None) -> tuple[int, int, int]:
     """``os.uname().release`` as a tuple: "6.18.44-fc-v669" -> (6, 18, 44)."""
-    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", release or os.uname().release)
-    if m is None:
+    # Plain string handling: the first engine of a process is made on the first file op,
+    # and compiling a regex there would be most of its cost.
+    numbers: list[int] = []
+    for part in (release or os.uname().release).split(".", 3)[:3]:
+        digits = len(part) - len(part.lstrip("0123456789"))
+        if digits == 0:
+            break
+        numbers.append(int(part[:digits]))
+        if digits < len(part):
+            break  # "18-fc": the version ends inside this part
+    if len(numbers) < 2:
         return (0, 0, 0)
-    return (int(m[1]), int(m[2]), int(m[3] or 0))
+    return (numbers[0], numbers[1], numbers[2] if len(numbers) > 2 else 0)
 
 
 # Kernel-version deny list, one table for all ops: (opcode, denied(version), reason).
@@ -193,6 +212,9 @@ class FileEngine:
     architecture, or any setup failure -> threads, with the reason in :meth:`statistics`);
     True requires the ring and raises if it can't be set up; False uses threads.
 
+    ``on_ring(fd)`` is called whenever a ring is set up (at creation, and again in a forked
+    child), so the caller can watch the new ring fd in its epoll set.
+
     The ``_setup_hook``, ``_probe_hook`` and ``_cqe_hook`` arguments are for tests only: the
     first runs just before ring setup and may raise ``OSError`` to simulate EPERM/ENOSYS; the
     second filters the set of probed opcodes; the third may rewrite each ring result
@@ -209,6 +231,7 @@ class FileEngine:
         inline_reads: bool | None = None,
         entries: int = 256,
         max_threads: int = DEFAULT_MAX_THREADS,
+        on_ring: Callable[[int], object] | None = None,
         _setup_hook: Callable[[], object] | None = None,
         _probe_hook: Callable[[frozenset[int]], frozenset[int]] | None = None,
         _cqe_hook: Callable[[Op, int], int] | None = None,
@@ -227,10 +250,14 @@ class FileEngine:
         self.inline_reads = self._inline.enabled
         self._entries = entries
         self._max_threads = max_threads
+        self._on_ring = on_ring
         self._setup_hook = _setup_hook
         self._probe_hook = _probe_hook
         self._cqe_hook = _cqe_hook
         self._closed = False
+        self._seq = 0
+        self._deferred: dict[int, Op] = {}  # completions waiting for call_soon_threadsafe
+        self._forgotten: dict[int, Op] = {}  # the parent's ops, in a forked child
         self._reset_state()
         self._setup()
 
@@ -244,12 +271,11 @@ class FileEngine:
         # Opcodes that go to the ring; everything else has a reason in _op_reasons.
         self._ring_ops: set[int] = set()
         self._op_reasons: dict[int, str] = {}
-        self._seq = 0
+        # _seq, _deferred and _forgotten survive a fork (see _after_fork).
         self._inflight: dict[int, Op] = {}  # ring ops by user_data
-        self._deferred: dict[int, Op] = {}  # completions waiting for call_soon_threadsafe
         self._pool_queue: deque[Op] = deque()
         self._unclaimed: dict[int, Op] = {}  # handed to a worker, not started
-        self._pool_active = 0  # ops holding one of our thread slots (handed or running)
+        self._pool_ops: dict[int, Op] = {}  # holding one of our thread slots (handed or running)
         self._pool_skipping = 0  # of those, cancelled ones whose worker will skip them
         self._pool_peak = 0
         self._n_ring = 0
@@ -287,9 +313,16 @@ class FileEngine:
         except OSError as exc:
             if use:
                 raise
+            step = failed_step(exc)  # the test hook's errors count as io_uring_setup's
             code = _errname(exc.errno)
-            reason = f"io_uring_setup failed: {code} ({os.strerror(exc.errno or 0)})"
-            if exc.errno in _PERMANENT_SETUP_ERRNOS and self._setup_hook is None:
+            reason = f"{step} failed: {code} ({os.strerror(exc.errno or 0)})"
+            # Only io_uring_setup's own refusal is a property of the process (seccomp,
+            # sysctl, no io_uring): an mmap or probe failure may not happen next time.
+            if (
+                step == SETUP_STEP
+                and exc.errno in _PERMANENT_SETUP_ERRNOS
+                and self._setup_hook is None
+            ):
                 _cached_setup_failure = reason
             self.fallback_reason = reason
             return
@@ -320,6 +353,8 @@ class FileEngine:
         self._ring = ring
         self.ring_fd = ring.fd
         self._engine_name = ENGINE_URING
+        if self._on_ring is not None:
+            self._on_ring(ring.fd)
 
     @property
     def engine(self) -> str:
@@ -328,10 +363,24 @@ class FileEngine:
 
     def _after_fork(self) -> None:
         # Forked child: everything we hold describes the parent's ring and threads. Close
-        # our copies (munmap + close touch only this process) and start over.
+        # our copies (munmap + close touch only this process) and start over. The parent's
+        # ops are forgotten (see the module docstring); _seq keeps counting so that their
+        # user_data never collides with a new op's.
         ring = self._ring
         if ring is not None:
             ring.close()
+        forgotten = self._forgotten
+        for op in (*self._inflight.values(), *self._pool_queue, *self._pool_ops.values()):
+            if op._state == _DONE:  # cancelled while handed to a worker: already deferred
+                continue
+            if op.cancel_requested:
+                # Its abort already ran, so nothing else would ever end its wait.
+                op.cancelled = True
+                op.keep = None
+                self._defer(op)
+            else:
+                op._state = _FORGOTTEN
+                forgotten[op.user_data] = op
         self._reset_state()
         if not self._closed:
             self._setup()
@@ -384,11 +433,13 @@ class FileEngine:
     def flush(self) -> None:
         """Submit every prepared SQE with one ``io_uring_enter`` (the loop calls this once
         per turn, before it sleeps)."""
+        if self._pid != _pid:
+            # Checked first: a threads-only engine must notice a fork here too, or a
+            # cancel its child's tasks asked for before the fork is never delivered.
+            self._after_fork()
+            return
         ring = self._ring
         if ring is None or not ring.sq_pending:
-            return
-        if self._pid != _pid:
-            self._after_fork()
             return
         try:
             ring.submit()
@@ -513,7 +564,7 @@ class FileEngine:
         if reason is not None:
             self._fallbacks[reason] = self._fallbacks.get(reason, 0) + 1
         self._n_threads += 1
-        if self._pool_active < self._max_threads:
+        if len(self._pool_ops) < self._max_threads:
             self._start_pool(op)
         else:
             op._state = _POOL_QUEUED
@@ -524,8 +575,9 @@ class FileEngine:
         unclaimed = self._unclaimed
         op._state = _POOL_HANDED
         unclaimed[ud] = op
-        self._pool_active += 1
-        self._pool_peak = max(self._pool_peak, self._pool_active)
+        pool_ops = self._pool_ops
+        pool_ops[ud] = op
+        self._pool_peak = max(self._pool_peak, len(pool_ops))
 
         def job() -> object:
             # dict.pop is atomic: either this worker or cancel() takes the op, never both.
@@ -549,24 +601,43 @@ class FileEngine:
             workers.start_thread_soon(job, deliver)
         except BaseException as exc:  # e.g. RuntimeError("can't start new thread")
             unclaimed.pop(ud, None)
-            self._pool_active -= 1
+            del pool_ops[ud]
             op.error = exc
             op.engine = ENGINE_THREADS
             self._defer(op)
 
     def _pool_done(self, op: Op, result: outcome.Outcome[object]) -> None:
-        self._pool_active -= 1
+        if self._pid != _pid:
+            self._after_fork()
+        pool_ops = self._pool_ops
+        if pool_ops.pop(op.user_data, None) is None:
+            # Not holding one of this process's slots: a forked child got the parent's
+            # pool result (queued before the fork). Starting queued ops here would run
+            # the parent's ops a second time.
+            self._forgotten_pool_done(op, result)
+            return
         queue = self._pool_queue
-        while queue and self._pool_active < self._max_threads and not self._closed:
+        while queue and len(pool_ops) < self._max_threads and not self._closed:
             self._start_pool(queue.popleft())
         if type(result) is outcome.Value and result.value is _SKIPPED:
             self._pool_skipping -= 1
             return  # cancelled before it started; already delivered by cancel()
-        if self._closed or self._pid != _pid:
+        if self._closed:
             self._abandon_pool_result(op, result)
             return
         self._record_pool_result(op, result)
         self._deliver(op)
+
+    def _forgotten_pool_done(self, op: Op, result: outcome.Outcome[object]) -> None:
+        if type(result) is outcome.Value and result.value is _SKIPPED:
+            return
+        if not self._closed and self._forgotten.pop(op.user_data, None) is op:
+            # It ran before the fork, so the result is true in this process too: its
+            # waiter is still waiting for it.
+            self._record_pool_result(op, result)
+            self._deliver(op)
+        else:
+            self._abandon_pool_result(op, result)
 
     def _record_pool_result(self, op: Op, result: outcome.Outcome[object]) -> None:
         if type(result) is outcome.Value:
@@ -621,13 +692,17 @@ class FileEngine:
         happened or could not be stopped."""
         if self._pid != _pid:
             self._after_fork()
-            return
         state = op._state
         if op.cancel_requested or state in (_DONE, _NEW):
             op.cancel_requested = True
             return
         op.cancel_requested = True
-        if state == _RING:
+        if state == _FORGOTTEN:
+            if self._forgotten.pop(op.user_data, None) is op:
+                op.cancelled = True
+                op.keep = None
+                self._defer(op)
+        elif state == _RING:
             ring = self._ring
             if ring is None:
                 return
@@ -671,12 +746,15 @@ class FileEngine:
         """
         if self._closed:
             return
-        if self._pid != _pid:
-            self._closed = True
-            self._after_fork()  # drops the parent's ring without touching it
-            return
         self._closed = True
+        if self._pid != _pid:
+            self._after_fork()  # drops the parent's ring without touching it; no new one
         finished: list[Op] = []
+        for op in self._forgotten.values():
+            op.cancel_requested = op.cancelled = True
+            op.keep = None
+            finished.append(op)
+        self._forgotten.clear()
         for op in self._pool_queue:
             op.cancel_requested = op.cancelled = True
             op.engine = ENGINE_THREADS
@@ -755,6 +833,8 @@ class FileEngine:
     # --- statistics ---------------------------------------------------------------------------
 
     def statistics(self) -> IOStatistics:
+        if self._pid != _pid:
+            self._after_fork()  # a forked child's numbers, not the parent's
         ring = self._ring
         enter_calls = self._enter_calls
         sqes = self._sqes_submitted
@@ -809,7 +889,7 @@ class FileEngine:
         return (
             len(self._inflight)
             + len(self._pool_queue)
-            + self._pool_active
+            + len(self._pool_ops)
             - self._pool_skipping
             + len(self._deferred)
         )

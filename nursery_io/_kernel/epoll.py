@@ -126,6 +126,15 @@ class EpollRegistry:
         if writer is not None:
             writer(None)
 
+    def move_to(self, epoll: select.epoll) -> None:
+        """Use ``epoll`` from now on, arming in it every fd that has a waiter (a forked child
+        moves to an epoll set of its own: registrations in the inherited one are the
+        parent's too)."""
+        self._epoll = epoll
+        for fd, waiters in list(self._fds.items()):
+            waiters.armed = 0
+            self._rearm_quietly(fd, waiters)
+
     def watched_count(self) -> int:
         return len(self._fds)
 

@@ -69,13 +69,25 @@ def _at_end_of_file(fd: int, position: int) -> bool:
         return False
 
 
+_openat2_works: bool | None = None
+# No openat2 (old kernel, seccomp: ENOSYS or EPERM), or no RESOLVE_CACHED (EINVAL).
+_OPENAT2_UNSUPPORTED: Final = frozenset({errno.ENOSYS, errno.EPERM, errno.EINVAL})
+
+
 def _probe_openat2() -> bool:
-    how = _OpenHow(os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECTORY, 0, _RESOLVE_CACHED)
-    fd = _openat2(_SYS_OPENAT2, abi.AT_FDCWD, b"/", ctypes.addressof(how), ctypes.sizeof(how))
-    if fd >= 0:
-        os.close(fd)
-        return True
-    return False  # ENOSYS (old kernel, seccomp), EINVAL (no RESOLVE_CACHED), ...
+    # Once per process: the answer depends on the kernel and seccomp, not on the run.
+    global _openat2_works
+    if _openat2_works is None:
+        how = _OpenHow(os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECTORY, 0, _RESOLVE_CACHED)
+        fd = _openat2(_SYS_OPENAT2, abi.AT_FDCWD, b"/", ctypes.addressof(how), ctypes.sizeof(how))
+        if fd >= 0:
+            os.close(fd)
+            _openat2_works = True
+        elif ctypes.get_errno() in _OPENAT2_UNSUPPORTED:
+            _openat2_works = False
+        else:
+            return False  # EMFILE, ENOMEM, ...: may work next time
+    return _openat2_works
 
 
 class InlineOps:

@@ -2,11 +2,20 @@
 
 The process sleeps in exactly one place, :meth:`Kernel.poll`: sockets, the ring fd, the
 eventfd used by other threads and the signal wake-up socket all live in one epoll set.
+
+Fork: an epoll set, an eventfd and a socketpair are shared with the parent after ``fork()``
+(the child's fds refer to the same kernel objects), so a child that kept them would steal
+the parent's wake-ups and change its registrations. Right after a fork made by a run's own
+thread, the child's kernel gets its own epoll set and wake-up fds, re-arms the fds its tasks
+wait on, and watches the fresh ring its file engine sets up (see ``engine.py``).
 """
 
 from __future__ import annotations
 
+import os
 import select
+import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,6 +71,8 @@ class Kernel:
         self.polls = 0
         self._closed = False
         self.sleep_interrupted_by: BaseException | None = None
+        self._thread_ident = threading.get_ident()
+        _live_kernels.add(self)
 
     # ----- cross-thread entry queue -----
 
@@ -94,11 +105,34 @@ class Kernel:
         if engine is None:
             from .engine import FileEngine
 
-            engine = self._engine = FileEngine(self.call_soon_threadsafe)
-            if engine.ring_fd is not None:
-                self._ring_fd = engine.ring_fd
-                self._epoll.register(self._ring_fd, select.EPOLLIN)
+            engine = self._engine = FileEngine(self.call_soon_threadsafe, on_ring=self._watch_ring)
         return engine
+
+    def _watch_ring(self, fd: int) -> None:
+        # The engine set up a ring (at creation, or a fresh one in a forked child).
+        self._ring_fd = fd
+        self._epoll.register(fd, select.EPOLLIN)
+
+    def _after_fork_in_child(self) -> None:
+        if self._closed or threading.get_ident() != self._thread_ident:
+            return  # another thread forked: this run's thread doesn't exist in the child
+        old_epoll = self._epoll
+        self._epoll = epoll = select.epoll()
+        old_epoll.close()  # our reference only; the parent's set and registrations stay
+        self._wakeup.close()
+        self._wakeup = WakeupFd()
+        self._wakeup_fd = self._wakeup.fileno()
+        epoll.register(self._wakeup_fd, select.EPOLLIN)
+        if self._signal_wakeup is not None:
+            self._signal_wakeup = self._signal_wakeup.renew_after_fork()
+            self._signal_fd = self._signal_wakeup.fileno()
+            epoll.register(self._signal_fd, select.EPOLLIN)
+        self.registry.move_to(epoll)
+        # On its next call (the next poll at the latest) the engine drops the parent's ring
+        # and ops and sets up a ring of its own, which _watch_ring adds to the new set. Not
+        # now: a child that only execs or exits never pays for a ring.
+        self._ring_fd = -1
+        # Callbacks queued before the fork stay: they are completions that really happened.
 
     def flush_and_reap(self) -> None:
         """Submit pending ring work and collect finished work without sleeping.
@@ -224,3 +258,15 @@ class Kernel:
             self._signal_wakeup.close()
         self._wakeup.close()
         self._epoll.close()
+        _live_kernels.discard(self)
+
+
+_live_kernels: weakref.WeakSet[Kernel] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for kernel in list(_live_kernels):
+        kernel._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -4,16 +4,17 @@ Two fds, both living in the run's epoll set:
 
 * :class:`WakeupFd` — an ``eventfd`` for wake-ups from other threads. Writes from many
   threads coalesce into one counter, so a burst of completions costs one wake-up.
-* :class:`SignalWakeup` — a socketpair handed to :func:`signal.set_wakeup_fd`. It cannot be
-  the eventfd: CPython's C-level signal handler writes a single byte per signal, and an
-  eventfd rejects any write shorter than eight bytes (``EINVAL``).
+* :class:`SignalWakeup` — a non-blocking pipe handed to :func:`signal.set_wakeup_fd`. It
+  cannot be the eventfd: CPython's C-level signal handler writes a single byte per signal,
+  and an eventfd rejects any write shorter than eight bytes (``EINVAL``). A pipe rather
+  than a socketpair: on Linux both work, and a pipe spares a program that uses no sockets
+  the import of :mod:`socket`.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 
 __all__ = ["SignalWakeup", "WakeupFd"]
@@ -54,28 +55,27 @@ class WakeupFd:
 
 
 class SignalWakeup:
-    """A socketpair installed as the process's signal wake-up fd while a run is active.
+    """A pipe installed as the process's signal wake-up fd while a run is active.
 
     Only possible in the main thread. The previous wake-up fd is restored on :meth:`close`.
     """
 
-    __slots__ = ("_old_fd", "_read", "_write")
+    __slots__ = ("_closed", "_old_fd", "_read", "_write")
 
     def __init__(self) -> None:
-        self._read, self._write = socket.socketpair()
-        self._read.setblocking(False)
-        self._write.setblocking(False)
+        self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._old_fd: int | None = None
+        self._closed = False
 
     @staticmethod
     def available() -> bool:
         return threading.current_thread() is threading.main_thread()
 
     def install(self) -> None:
-        self._old_fd = signal.set_wakeup_fd(self._write.fileno(), warn_on_full_buffer=False)
+        self._old_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
 
     def fileno(self) -> int:
-        return self._read.fileno()
+        return self._read
 
     @property
     def replaced_fd(self) -> int:
@@ -84,14 +84,27 @@ class SignalWakeup:
 
     def drain(self) -> None:
         try:
-            while self._read.recv(4096):
+            while os.read(self._read, 4096):
                 pass
         except BlockingIOError:
             pass
+
+    def renew_after_fork(self) -> SignalWakeup:
+        """In a forked child: a new pipe installed in place of this one, which is shared with
+        the parent (a signal here would wake the parent, and the parent's would wake us).
+        The new one restores the same previous fd on close."""
+        new = SignalWakeup()
+        if self._old_fd is not None:
+            signal.set_wakeup_fd(new._write, warn_on_full_buffer=False)
+            new._old_fd, self._old_fd = self._old_fd, None
+        self.close()  # our copies only: the parent's ends stay open
+        return new
 
     def close(self) -> None:
         if self._old_fd is not None:
             signal.set_wakeup_fd(self._old_fd)
             self._old_fd = None
-        self._read.close()
-        self._write.close()
+        if not self._closed:
+            self._closed = True
+            os.close(self._read)
+            os.close(self._write)

@@ -29,7 +29,10 @@ _CHILD = textwrap.dedent(
     """
     import json, os, sys
     import nursery_io
-    from nursery_io import lowlevel
+    # nursery_io loads most of its API on first use. This interpreter lives under /root,
+    # which "nobody" can't read: resolve what the test uses while still root, as a program
+    # that drops privileges (or chroots) must.
+    from nursery_io import Path, lowlevel
 
     private = sys.argv[1]  # a root-only directory
     nobody = int(sys.argv[2])
@@ -49,7 +52,7 @@ _CHILD = textwrap.dedent(
         os.setgroups([])
         os.setresgid(nobody, nobody, nobody)
         os.setresuid(nobody, nobody, nobody)
-        p = nursery_io.Path(private)
+        p = Path(private)
         results = {
             "open": await attempt("open", lambda: nursery_io.open_file(p / "secret", "rb")),
             "create": await attempt("create", lambda: nursery_io.open_file(p / "new", "wb")),

@@ -1076,3 +1076,247 @@ def test_fork(uring_drv, tmp_path):
     finally:
         os.close(r)
         os.close(w)
+
+
+def _fork_and_check(child_checks: Callable[[], int], timeout: float = 10.0) -> int:
+    """Fork; the child runs ``child_checks`` and exits with its code (99 on an exception,
+    98 if it hangs). Returns the child's exit code."""
+    pid = os.fork()
+    if pid == 0:
+        code = 99
+        try:
+            signal_alarm = int(timeout) + 1
+            import signal
+
+            signal.signal(signal.SIGALRM, lambda *_: os._exit(98))
+            signal.alarm(signal_alarm)
+            code = child_checks()
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_fork_child_never_reruns_the_parents_queued_pool_ops(tmp_path):
+    # One thread slot: op A has run and its result waits in the loop's queue; two writes wait
+    # for the slot. The child must neither run those writes (the parent runs them: they would
+    # happen twice) nor count them; A's result, which happened before the fork, is delivered.
+    d = Driver(use_uring=False, max_threads=1)
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        first = d.submit(ops.fstat(fd))
+        writes = [d.submit(ops.write(fd, b"one\n")), d.submit(ops.write(fd, b"two\n"))]
+        deadline = time.monotonic() + 10
+        while not d.queue:  # first's completion is queued, not yet run
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        assert d.engine.statistics().ops_in_flight == 3
+
+        def child() -> int:
+            for _ in range(5):
+                d.turn(0.01)
+            if [op for op in d.done] != [first] or first.result.st_ino != os.fstat(fd).st_ino:
+                return 1
+            if path.read_bytes() != b"" or any(w.engine is not None for w in writes):
+                return 2  # a write ran in the child
+            st = d.engine.statistics()
+            if st.ops_in_flight != 0 or st.ops_by_engine["threads"] != 0:
+                return 3
+            # A forgotten op never completes by itself; cancelling it ends the wait.
+            for w in writes:
+                d.engine.cancel(w)
+            d.wait(writes)
+            if not all(w.cancelled for w in writes) or path.read_bytes() != b"":
+                return 4
+            # The child's own ops run, on its own threads.
+            if d.value(ops.write(fd, b"child\n")) != 6 or path.read_bytes() != b"child\n":
+                return 5
+            st = d.engine.statistics()
+            if st.ops_in_flight != 0 or st.ops_by_engine["threads"] != 1:
+                return 6
+            d.close()
+            return 0
+
+        assert _fork_and_check(child) == 0
+        # The parent runs each write exactly once, after the child's.
+        d.wait([first, *writes])
+        assert [w.result for w in writes] == [4, 4]
+        assert path.read_bytes() == b"child\none\ntwo\n"
+        assert d.engine.statistics().ops_in_flight == 0
+    finally:
+        d.close()
+        os.close(fd)
+
+
+def test_fork_child_delivers_a_cancel_requested_before_the_fork(drv):
+    # A read blocked in the pool (or on the ring) whose cancel was asked for before the fork:
+    # in the child its abort has already run, so the engine must end the wait itself.
+    r, w = os.pipe()
+    try:
+        blocked = drv.submit(ops.read(r, 5))
+        drv.turn(0)
+        deadline = time.monotonic() + 10
+        while blocked._state == engine_mod._POOL_HANDED:  # let the worker claim it
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        drv.engine.cancel(blocked)
+        drv.turn(0)
+
+        def child() -> int:
+            drv.wait([blocked])
+            if drv.engine.engine == "threads" and not blocked.cancelled:
+                return 1  # the pool can't interrupt the read: only the child's copy ends
+            if not blocked.cancelled and blocked.result is not None:
+                return 2
+            if drv.engine.statistics().ops_in_flight != 0:
+                return 3
+            drv.close()
+            return 0
+
+        assert _fork_and_check(child) == 0
+        os.write(w, b"hello")
+        drv.wait([blocked])
+        if drv.engine.engine == "threads":
+            assert blocked.result == b"hello"  # ran to completion in the parent
+        else:
+            assert blocked.cancelled
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+@needs_uring
+def test_fork_child_forgets_the_parents_ring_ops(uring_drv, tmp_path):
+    d = uring_drv
+    r, w = os.pipe()
+    try:
+        pending = d.submit(ops.read(r, 5))
+        d.turn(0)
+        ring_fds: list[int] = []
+
+        def child() -> int:
+            engine = d.engine
+            engine._on_ring = ring_fds.append
+            d.turn(0.01)  # the engine starts over with a ring of its own
+            if not ring_fds or ring_fds != [engine.ring_fd] or pending._state != 6:
+                return 1
+            if engine.statistics().ops_in_flight != 0:
+                return 2
+            os.write(w, b"hello")  # only the parent's ring is reading the pipe
+            d.turn(0.05)
+            if pending in d.done:
+                return 3
+            engine.cancel(pending)
+            d.wait([pending])
+            if not pending.cancelled:
+                return 4
+            fd = os.open(tmp_path / "c", os.O_RDWR | os.O_CREAT, 0o644)
+            if d.value(ops.write(fd, b"abc", 0)) != 3 or d.value(ops.read(fd, 3, 0)) != b"abc":
+                return 5
+            os.close(fd)
+            if engine.statistics().ops_by_engine["io_uring"] != 2:
+                return 6
+            d.close()
+            return 0
+
+        assert _fork_and_check(child) == 0
+        d.wait([pending])
+        # The child's write went to the pipe: the parent's read, still on its ring, gets it.
+        assert pending.result == b"hello"
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+# --- precise fallback reasons -------------------------------------------------------------------
+
+
+@needs_uring
+def test_mmap_failure_is_named_and_not_cached(monkeypatch):
+    class FailingMmap:
+        PROT_READ = ring_mod.mmap.PROT_READ
+        PROT_WRITE = ring_mod.mmap.PROT_WRITE
+        MAP_SHARED = ring_mod.mmap.MAP_SHARED
+        MAP_POPULATE = ring_mod.mmap.MAP_POPULATE
+
+        @staticmethod
+        def mmap(*args: object, **kwargs: object) -> None:
+            raise OSError(errno.ENOMEM, os.strerror(errno.ENOMEM))
+
+    monkeypatch.delenv("NURSERY_IO_URING", raising=False)
+    monkeypatch.setattr(engine_mod, "_cached_setup_failure", None)
+    before = open_fds()
+    monkeypatch.setattr(ring_mod, "mmap", FailingMmap)
+    d = Driver()
+    d.close()
+    assert open_fds() == before  # the ring fd was closed
+    assert d.engine.fallback_reason == (
+        f"io_uring mmap failed: ENOMEM ({os.strerror(errno.ENOMEM)})"
+    )
+    assert engine_mod._cached_setup_failure is None
+    monkeypatch.undo()
+    monkeypatch.delenv("NURSERY_IO_URING", raising=False)
+    d = Driver()
+    d.close()
+    assert d.engine.engine == "io_uring"
+
+
+@needs_uring
+@pytest.mark.parametrize("err", [errno.EPERM, errno.ENOSYS, errno.EFAULT])
+def test_probe_failure_is_named_and_not_cached(monkeypatch, err):
+    def probe(self: object) -> frozenset[int]:
+        raise OSError(err, f"io_uring_register: {os.strerror(err)}")
+
+    monkeypatch.delenv("NURSERY_IO_URING", raising=False)
+    monkeypatch.setattr(engine_mod, "_cached_setup_failure", None)
+    before = open_fds()
+    monkeypatch.setattr(ring_mod.Ring, "_probe", probe)
+    d = Driver()
+    d.close()
+    assert open_fds() == before
+    name = errno.errorcode[err]
+    assert d.engine.fallback_reason == f"io_uring probe failed: {name} ({os.strerror(err)})"
+    assert d.engine.statistics().fallback_reason == d.engine.fallback_reason
+    # Only a refused io_uring_setup is remembered for the process.
+    assert engine_mod._cached_setup_failure is None
+    monkeypatch.undo()
+    monkeypatch.delenv("NURSERY_IO_URING", raising=False)
+    d = Driver()
+    d.close()
+    assert d.engine.engine == "io_uring"
+
+
+@needs_uring
+@pytest.mark.parametrize("err", [errno.EPERM, errno.ENOSYS])
+def test_setup_refusal_is_named_and_cached(monkeypatch, err):
+    def refused(entries: int, params: bytearray) -> int:
+        raise OSError(err, f"io_uring_setup: {os.strerror(err)}")
+
+    monkeypatch.delenv("NURSERY_IO_URING", raising=False)
+    monkeypatch.setattr(engine_mod, "_cached_setup_failure", None)
+    monkeypatch.setattr(ring_mod, "io_uring_setup", refused)
+    d = Driver()
+    d.close()
+    reason = f"io_uring_setup failed: {errno.errorcode[err]} ({os.strerror(err)})"
+    assert d.engine.fallback_reason == reason
+    assert engine_mod._cached_setup_failure == reason
+
+
+@needs_uring
+def test_unsupported_opcode_reason_names_the_opcode(monkeypatch):
+    monkeypatch.delenv("NURSERY_IO_URING", raising=False)
+    d = Driver(_probe_hook=lambda s: s - {abi.OP_WRITE})
+    try:
+        r, w = os.pipe()
+        d.value(ops.write(w, b"x"))
+        os.close(r)
+        os.close(w)
+        st = d.engine.statistics()
+        assert st.engine == "io_uring" and st.fallback_reason is None
+        assert st.fallbacks_by_reason == {"opcode unsupported: WRITE": 1}
+    finally:
+        d.close()

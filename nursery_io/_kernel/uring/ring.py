@@ -46,7 +46,16 @@ from typing import Final
 
 from . import abi
 
-__all__ = ["DEFAULT_SETUP_FLAGS", "Ring", "UnsupportedPlatformError", "validated_architecture"]
+__all__ = [
+    "DEFAULT_SETUP_FLAGS",
+    "MMAP_STEP",
+    "PROBE_STEP",
+    "SETUP_STEP",
+    "Ring",
+    "UnsupportedPlatformError",
+    "failed_step",
+    "validated_architecture",
+]
 
 _U32: Final = 0xFFFFFFFF
 
@@ -69,6 +78,24 @@ _VALIDATED_MACHINES: Final = frozenset({"x86_64"})
 
 class UnsupportedPlatformError(RuntimeError):
     """The pure-Python ring has not been validated on this CPU architecture."""
+
+
+#: The steps of setting up a ring, as :attr:`RingSetupError.step` names them.
+SETUP_STEP: Final = "io_uring_setup"
+MMAP_STEP: Final = "io_uring mmap"
+PROBE_STEP: Final = "io_uring probe"
+
+
+_STEP_ATTR: Final = "_nursery_io_ring_step"
+
+
+def failed_step(exc: OSError) -> str:
+    """Which step of ``Ring()`` raised ``exc``: ``SETUP_STEP``, ``MMAP_STEP`` or ``PROBE_STEP``.
+
+    It matters because only a refused ``io_uring_setup`` says something lasting about the
+    process. The exception keeps its own type (``PermissionError``, ...) and message."""
+    step = getattr(exc, _STEP_ATTR, SETUP_STEP)
+    return step if isinstance(step, str) else SETUP_STEP
 
 
 def validated_architecture() -> str | None:
@@ -272,12 +299,14 @@ class Ring:
             self._sqe_mm = mmap.mmap(
                 fd, self.sq_entries * abi.SQE_SIZE, mflags, prot, offset=abi.OFF_SQES
             )
-        except BaseException:
+        except BaseException as exc:
             for name in ("_sqe_mm", "_cq_mm", "_sq_mm"):
                 mm = getattr(self, name, None)
                 if mm is not None:
                     mm.close()
             os.close(fd)
+            if isinstance(exc, OSError):
+                setattr(exc, _STEP_ATTR, MMAP_STEP)
             raise
         # u32 views for the shared indices (4-byte aligned loads/stores are single
         # instructions: atomic on x86).
@@ -314,6 +343,7 @@ class Ring:
         except OSError as exc:
             if exc.errno != errno.EINVAL:  # EINVAL: pre-5.6 kernel without the probe
                 self.close()
+                setattr(exc, _STEP_ATTR, PROBE_STEP)
                 raise
 
     # --- probe --------------------------------------------------------------------------------
