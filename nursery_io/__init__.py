@@ -45,6 +45,7 @@ from ._highlevel_ssl_helpers import (
 )
 from ._path import Path, PosixPath
 from ._safe_channel import as_safe_channel
+from ._sendfile import send_file
 from ._signals import open_signal_receiver
 from ._ssl import NeedHandshakeError, SSLListener, SSLStream
 from ._subprocess import Process, run_process
@@ -139,6 +140,7 @@ __all__ = [
     "open_unix_socket",
     "run",
     "run_process",
+    "send_file",
     "serve_listeners",
     "serve_ssl_over_tcp",
     "serve_tcp",
