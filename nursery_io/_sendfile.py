@@ -249,6 +249,7 @@ async def sock_sendfile(
     fd = _file_fd(file)
     size = None
     if fd is not None:
+        await _prepare_file(file)
         try:
             st = os.fstat(fd)  # an open fd's inode is in memory: never waits for the disk
         except OSError:
@@ -261,7 +262,6 @@ async def sock_sendfile(
                 size = st.st_size
     if fd is None or size is None or offset < 0:
         return await _sock_sendfile_by_send(sock, file, offset, count)
-    await _prepare_file(file)
     todo = max(0, size - offset)
     if count:
         todo = min(todo, count)
@@ -360,21 +360,19 @@ async def send_file(stream: Stream, file: Any, offset: int = 0, count: int | Non
     todo = max(0, size - offset) if regular else _MAX_COUNT * 1024
     if count:
         todo = min(todo, count)
-    sent = 0
+    progress = _Transfer(None, -1, fd, offset, todo)
     try:
         if type(stream) is SocketStream:
-            sent = await _send_file_zero_copy(stream, fd, offset, todo, regular)
+            await _send_file_zero_copy(stream, progress, regular)
         else:
-            sent = await _send_file_by_reading(stream, fd, offset, todo, regular)
+            await _send_file_by_reading(stream, progress, regular)
     finally:
-        if sent:
-            await _set_position(file, offset + sent)
-    return sent
+        if progress.sent:
+            await _set_position(file, offset + progress.sent)
+    return progress.sent
 
 
-async def _send_file_zero_copy(
-    stream: SocketStream, fd: int, offset: int, todo: int, regular: bool
-) -> int:
+async def _send_file_zero_copy(stream: SocketStream, transfer: _Transfer, regular: bool) -> None:
     if stream._send_broken:
         raise BrokenResourceError(_BROKEN_BY_SEND_FILE)
     if stream.socket.did_shutdown_SHUT_WR:
@@ -384,11 +382,13 @@ async def _send_file_zero_copy(
     sock = stream.socket
     if sock.fileno() == -1:
         raise ClosedResourceError("this socket was already closed")
-    if not regular or not todo:
-        return await _send_file_by_reading(stream, fd, offset, todo, regular)
+    if not regular or not transfer.count:
+        await _send_file_by_reading(stream, transfer, regular)
+        return
     stream._sending = True
     raw = stream._raw
-    transfer = _Transfer(raw if raw is not None else sock, sock.fileno(), fd, offset, todo)
+    transfer.sock = raw if raw is not None else sock
+    transfer.sock_fd = sock.fileno()
     try:
         await transfer.run()
     except OSError as exc:
@@ -404,23 +404,19 @@ async def _send_file_zero_copy(
         raise
     finally:
         stream._sending = False
-    return transfer.sent
 
 
-async def _send_file_by_reading(
-    stream: Stream, fd: int, offset: int, todo: int, regular: bool
-) -> int:
-    sent = 0
-    while sent < todo:
-        size = min(todo - sent, _STREAM_CHUNK)
+async def _send_file_by_reading(stream: Stream, transfer: _Transfer, regular: bool) -> None:
+    fd = transfer.in_fd
+    while transfer.sent < transfer.count:
+        size = min(transfer.count - transfer.sent, _STREAM_CHUNK)
         if regular:
-            data = await read_at(fd, size, offset + sent)
+            data = await read_at(fd, size, transfer.offset + transfer.sent)
         else:
             data = await run_op(_ops.read(fd, size, None))
         if not data:
             break
         await stream.send_all(data)
-        sent += len(data)
-    if not sent:
+        transfer.sent += len(data)
+    if not transfer.sent:
         await checkpoint()
-    return sent
