@@ -225,7 +225,7 @@ def test_sock_sendfile_results_and_position_match_the_stdlib(
 @pytest.mark.parametrize(
     "opener",
     [
-        pytest.param(lambda p: open(p), id="text mode"),  # noqa: SIM115
+        pytest.param(open, id="text mode"),
         pytest.param(lambda p: open(os.devnull, "rb"), id="empty"),  # noqa: SIM115
         pytest.param(lambda p: open(p.parent / "empty", "wb+"), id="empty file"),  # noqa: SIM115
     ],
