@@ -101,17 +101,29 @@ class StaticServer:
         except OSError:
             peer = "-"
         if self._active >= self.max_connections:
-            conn = h11.Connection(h11.SERVER)
-            await self._send_error(stream, conn, HTTPError(HTTPStatus.SERVICE_UNAVAILABLE), None)
-            await stream.aclose()
+            await self._reject(stream, peer)
             return
         self._active += 1
         try:
             await self._serve(stream, peer)
+            await _lingering_close(stream)
         except (nursery_io.BrokenResourceError, nursery_io.ClosedResourceError):
             pass  # the client went away
         finally:
             self._active -= 1
+            await stream.aclose()
+
+    async def _reject(self, stream: nursery_io.SocketStream, peer: str) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        try:
+            with nursery_io.move_on_after(self.timeout):
+                request = await self._next_request(stream, conn)
+                error = HTTPError(HTTPStatus.SERVICE_UNAVAILABLE, [("Retry-After", "1")])
+                await self._send_error(stream, conn, error, request, peer)
+                await _lingering_close(stream)
+        except (h11.RemoteProtocolError, nursery_io.BrokenResourceError):
+            pass
+        finally:
             await stream.aclose()
 
     async def _serve(self, stream: nursery_io.SocketStream, peer: str) -> None:
@@ -131,6 +143,7 @@ class StaticServer:
                 status = HTTPStatus(exc.error_status_hint)  # 400, or 431 for huge headers
                 await self._send_error(stream, conn, HTTPError(status), request, peer)
                 return
+            _finish_request(conn)
             if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
                 conn.start_next_cycle()
             else:
@@ -161,6 +174,9 @@ class StaticServer:
         method = request.method.decode("ascii", "replace")
         if len(request.target) > MAX_TARGET_BYTES:
             raise HTTPError(HTTPStatus.REQUEST_URI_TOO_LONG)
+        # h11 limits incomplete headers only: complete ones that arrived at once count too.
+        if sum(len(name) + len(value) + 4 for name, value in request.headers) > MAX_HEADER_BYTES:
+            raise HTTPError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
         if method not in ("GET", "HEAD"):
             # Never "100 Continue": we won't read the body (h11 then closes the connection).
             raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, [("Allow", "GET, HEAD")])
@@ -250,7 +266,8 @@ class StaticServer:
             parsed = _parse_range(byte_range.decode("latin-1"), size)
             if parsed == "unsatisfiable":
                 raise HTTPError(
-                    HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE, [("Content-Range", f"bytes */{size}")]
+                    HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE,
+                    [("Content-Range", f"bytes */{size}")],
                 )
             if parsed is not None:
                 start, length = parsed
@@ -339,9 +356,7 @@ class StaticServer:
         raw_path: str,
         peer: str,
     ) -> None:
-        names = sorted(
-            [p.name + ("/" if await p.is_dir() else "") for p in await path.iterdir()]
-        )
+        names = sorted([p.name + ("/" if await p.is_dir() else "") for p in await path.iterdir()])
         title = html.escape(raw_path)
         items = "".join(
             f'<li><a href="{quote(name)}">{html.escape(name)}</a></li>\n' for name in names
@@ -353,6 +368,28 @@ class StaticServer:
         if request.method == b"GET":
             await stream.send_all(conn.send(h11.Data(data=data)))
         await stream.send_all(conn.send(h11.EndOfMessage()))
+
+
+async def _lingering_close(stream: nursery_io.SocketStream) -> None:
+    """Send EOF, then read (and drop) what the client still sends, for up to a second: closing
+    with unread data makes the kernel send a reset, which can destroy our last response
+    before the client has read it."""
+    await stream.send_eof()
+    with nursery_io.move_on_after(1):
+        while await stream.receive_some(RECEIVE_SIZE):
+            pass
+
+
+def _finish_request(conn: h11.Connection) -> None:
+    """Take the end of the request we answered from what was already received (a GET's
+    EndOfMessage, usually), so the connection can be kept alive. A body still to come is
+    never waited for: the connection is closed instead."""
+    while conn.their_state is h11.SEND_BODY:
+        event = conn.next_event()
+        if event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
+            return
+        if isinstance(event, h11.Data) and len(event.data) > 65536:
+            return
 
 
 # --- conditional and range requests -----------------------------------------------------------
@@ -378,7 +415,7 @@ def _if_range_holds(headers: dict[str, bytes], etag: str, last_modified: str) ->
     if if_range is None:
         return True
     value = if_range.decode("latin-1").strip()
-    return value == etag or value == last_modified
+    return value in (etag, last_modified)
 
 
 def _parse_range(value: str, size: int) -> tuple[int, int] | str | None:
@@ -401,10 +438,10 @@ def _parse_range(value: str, size: int) -> tuple[int, int] | str | None:
         end = int(last) if last else size - 1
     except ValueError:
         return None
-    if start < 0 or end < start:
-        return None
     if start >= size:
         return "unsatisfiable"
+    if end < start:
+        return None
     end = min(end, size - 1)
     return start, end - start + 1
 
@@ -476,10 +513,11 @@ def main(argv: list[str] | None = None) -> int:
         error: BaseException = exc
         while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
             error = error.exceptions[0]
-        if not isinstance(error, OSError):
+        if isinstance(error, OSError):
+            print(f"static_server: {error}", file=sys.stderr)  # e.g. the port is in use
+            return 1
+        if not isinstance(error, KeyboardInterrupt):
             raise
-        print(f"static_server: {error}", file=sys.stderr)  # e.g. the port is in use
-        return 1
     stats = server.stats
     print(
         f"{stats.requests} requests on {stats.connections} connections, "
