@@ -36,6 +36,8 @@ def _response_head(size: int) -> bytes:
 
 
 def run_trio_like(lib: Any, root: Path, zero_copy: bool) -> None:
+    import socket
+
     async def handle(stream: Any) -> None:
         buf = b""
         try:
@@ -58,9 +60,14 @@ def run_trio_like(lib: Any, root: Path, zero_copy: bool) -> None:
             pass
 
     async def main() -> None:
-        listeners = await lib.open_tcp_listeners(0, host="127.0.0.1", backlog=1024)
-        print("port", listeners[0].socket.getsockname()[1], flush=True)
-        await lib.serve_listeners(handle, listeners)
+        # A socket of our own, not open_tcp_listeners: no getaddrinfo, so no worker thread
+        # left over from start-up in the thread counts.
+        sock = lib.socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        await sock.bind(("127.0.0.1", 0))
+        sock.listen(1024)
+        print("port", sock.getsockname()[1], flush=True)
+        await lib.serve_listeners(handle, [lib.SocketListener(sock)])
 
     lib.run(main)
 
