@@ -58,6 +58,7 @@ HOL_VARIANTS = (
     "uvloop-read-write",
 )
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+PF_IO_WORKER = 0x10  # include/linux/sched.h: an io_uring worker thread
 
 
 # --- files ------------------------------------------------------------------------------------
@@ -143,19 +144,25 @@ class ServerProcess:
         return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime, all threads
 
     def _sample(self) -> None:
+        # io-wq workers are told apart by PF_IO_WORKER in the task flags, not by name: a
+        # new worker is named after the process ("python") until it renames itself.
         try:
             tasks = os.listdir(f"/proc/{self.proc.pid}/task")
-            names = []
-            for tid in tasks:
-                try:
-                    names.append(Path(f"/proc/{self.proc.pid}/task/{tid}/comm").read_text())
-                except OSError:
-                    pass
         except OSError:
             return
-        workers = sum(1 for n in names if n.startswith("iou-wrk"))
+        workers = threads = 0
+        for tid in tasks:
+            try:
+                stat = Path(f"/proc/{self.proc.pid}/task/{tid}/stat").read_text()
+            except OSError:
+                continue
+            flags = int(stat.rsplit(")", 1)[1].split()[6])
+            if flags & PF_IO_WORKER:
+                workers += 1
+            else:
+                threads += 1
         self.peak_io_workers = max(self.peak_io_workers, workers)
-        self.peak_threads = max(self.peak_threads, len(names) - workers)
+        self.peak_threads = max(self.peak_threads, threads)
 
     def _sample_loop(self) -> None:
         while not self._stop.wait(0.01):
