@@ -54,6 +54,7 @@ if _typing.TYPE_CHECKING:
     )
     from ._path import Path, PosixPath
     from ._safe_channel import as_safe_channel
+    from ._sendfile import send_file
     from ._signals import open_signal_receiver
     from ._ssl import NeedHandshakeError, SSLListener, SSLStream
     from ._subprocess import Process, run_process
@@ -105,6 +106,7 @@ _LAZY_MODULES: dict[str, tuple[str, ...]] = {
     ),
     "_path": ("Path", "PosixPath"),
     "_safe_channel": ("as_safe_channel",),
+    "_sendfile": ("send_file",),
     "_signals": ("open_signal_receiver",),
     "_ssl": ("NeedHandshakeError", "SSLListener", "SSLStream"),
     "_subprocess": ("Process", "run_process"),
@@ -227,6 +229,7 @@ __all__ = [
     "open_unix_socket",
     "run",
     "run_process",
+    "send_file",
     "serve_listeners",
     "serve_ssl_over_tcp",
     "serve_tcp",

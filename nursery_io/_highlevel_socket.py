@@ -25,6 +25,10 @@ __all__ = ["SocketListener", "SocketStream"]
 #: What ``receive_some()`` asks the kernel for when the caller gives no size.
 DEFAULT_RECEIVE_SIZE: Final = 65536
 
+_BROKEN_BY_SEND_FILE: Final = (
+    "this SocketStream is broken: a send_file() on it stopped part-way through the file"
+)
+
 # errnos that mean "this fd is not (any longer) an open socket".
 _CLOSED_ERRNOS: Final = frozenset({errno.EBADF, errno.ENOTSOCK})
 
@@ -75,7 +79,7 @@ class SocketStream(HalfCloseableStream):
     :class:`~nursery_io.ClosedResourceError` (the socket was closed).
     """
 
-    __slots__ = ("_raw", "_receiving", "_sending", "socket")
+    __slots__ = ("_raw", "_receiving", "_send_broken", "_sending", "socket")
 
     def __init__(self, socket: SocketType) -> None:
         if not isinstance(socket, SocketType):
@@ -94,6 +98,8 @@ class SocketStream(HalfCloseableStream):
         )
         self._sending = False
         self._receiving = False
+        # Set when nursery_io.send_file() stopped part-way (see there): sends then fail.
+        self._send_broken = False
         try:
             # Fails with EOPNOTSUPP on Unix-domain sockets, where it means nothing anyway.
             self.setsockopt(_stdlib_socket.IPPROTO_TCP, _stdlib_socket.TCP_NODELAY, True)
@@ -114,6 +120,8 @@ class SocketStream(HalfCloseableStream):
             raise ClosedResourceError("can't send data after sending EOF")
         if self._sending:
             raise BusyResourceError("another task is currently sending data on this SocketStream")
+        if self._send_broken:
+            raise BrokenResourceError(_BROKEN_BY_SEND_FILE)
         self._sending = True
         try:
             raw = self._raw
@@ -199,6 +207,8 @@ class SocketStream(HalfCloseableStream):
         """
         if self._sending:
             raise BusyResourceError("another task is currently sending data on this SocketStream")
+        if self._send_broken:
+            raise BrokenResourceError(_BROKEN_BY_SEND_FILE)
         self._sending = True
         try:
             await checkpoint()

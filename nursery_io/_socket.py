@@ -462,6 +462,23 @@ class SocketType:
     async def sendto(self, *args: Any) -> int:
         return _raise_abstract()  # type: ignore[no-any-return]
 
+    async def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        """Send ``file`` until end of file (or ``count`` bytes) from ``offset``; returns the
+        number of bytes sent, like :meth:`socket.socket.sendfile`, whose rules it follows:
+        ``file`` must be opened in binary mode, its position ends up at ``offset`` + the
+        bytes sent (also when an error or ``Cancelled`` interrupts the transfer; left alone
+        if nothing was sent), an empty file sends nothing, and an object that is not a
+        regular file is read and sent with :meth:`send`.
+
+        ``file`` may also be one of nursery_io's async files or a plain file descriptor
+        (whose position is never moved). The data goes from the page cache to the socket
+        without passing through Python: linked SPLICE ops through a pipe on io_uring, or
+        ``os.sendfile`` in a worker thread; the loop thread never waits for the disk.
+        Unlike the stdlib's, this works on non-blocking sockets (every nursery_io socket
+        is one). Without ``count`` it sends up to the file's size when the call starts.
+        """
+        return _raise_abstract()  # type: ignore[no-any-return]
+
     async def sendmsg(
         self,
         buffers: Iterable[Buffer],
@@ -727,6 +744,25 @@ class _SocketType(SocketType):
             raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args)} given)")
         address = await _resolve_address(self._sock, address, local=False)
         return await self._nonblocking(wait_writable, self._sock.sendto, data, flags, address)
+
+    async def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        """Send ``file`` until end of file (or ``count`` bytes) from ``offset``; returns the
+        number of bytes sent, like :meth:`socket.socket.sendfile`, whose rules it follows:
+        ``file`` must be opened in binary mode, its position ends up at ``offset`` + the
+        bytes sent (also when an error or ``Cancelled`` interrupts the transfer; left alone
+        if nothing was sent), an empty file sends nothing, and an object that is not a
+        regular file is read and sent with :meth:`send`.
+
+        ``file`` may also be one of nursery_io's async files or a plain file descriptor
+        (whose position is never moved). The data goes from the page cache to the socket
+        without passing through Python: linked SPLICE ops through a pipe on io_uring, or
+        ``os.sendfile`` in a worker thread; the loop thread never waits for the disk.
+        Unlike the stdlib's, this works on non-blocking sockets (every nursery_io socket
+        is one). Without ``count`` it sends up to the file's size when the call starts.
+        """
+        from ._sendfile import sock_sendfile
+
+        return await sock_sendfile(self, file, offset, count)
 
     async def sendmsg(
         self,

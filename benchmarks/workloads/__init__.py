@@ -33,6 +33,7 @@ WORKLOADS: tuple[str, ...] = (
     "to_thread",
     "tcp_echo",
     "file_random_read",
+    "file_random_read_cold",
     "small_files",
     "open_read_close",
 )

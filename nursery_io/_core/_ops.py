@@ -14,7 +14,7 @@ completion, which says what really happened:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import outcome
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from ._runner import Runner
     from ._task import Task
 
-__all__ = ["read_at", "run_op"]
+__all__ = ["read_at", "run_linked", "run_op"]
 
 _Value = outcome.Value
 
@@ -152,3 +152,73 @@ async def read_at(fd: int, length: int, offset: int) -> bytes:
         await cancel_shielded_checkpoint()
         return data
     return await run_op(_kernel_ops.read(fd, length, offset))  # type: ignore[no-any-return]
+
+
+class _ChainWaiter:
+    """Connects a chain of Ops (``FileEngine.submit_linked``) to the task waiting for all of
+    them; the task is rescheduled once every op has completed."""
+
+    __slots__ = ("engine", "ops", "pending", "raise_cancel", "runner", "task")
+
+    def __init__(self, task: Task, runner: Runner, engine: FileEngine, ops: Sequence[Op]) -> None:
+        self.task = task
+        self.runner = runner
+        self.engine = engine
+        self.ops = ops
+        self.pending = len(ops)
+        self.raise_cancel: RaiseCancelT | None = None
+
+    def on_complete(self, op: Op) -> None:
+        self.pending -= 1
+        if self.pending:
+            return
+        raise_cancel = self.raise_cancel
+        self.raise_cancel = None
+        result: outcome.Outcome[Any] = _Value(None)
+        if raise_cancel is not None and any(o.cancelled for o in self.ops):
+            result = outcome.capture(raise_cancel)
+        self.runner.reschedule(self.task, result)
+
+    def abort(self, raise_cancel: RaiseCancelT) -> Abort:
+        self.raise_cancel = raise_cancel
+        for op in self.ops:  # the head first: cancelling it cancels the rest of the chain
+            self.engine.cancel(op)
+        return Abort.FAILED
+
+
+async def run_linked(ops: Sequence[Op]) -> None:
+    """Run ``ops`` as one chain: each starts when the one before completed in full; an
+    error or a short count ends the chain and the ops after it don't run
+    (``op.cancelled``). Returns once all have completed; read each op's ``result`` /
+    ``error`` / ``cancelled``. On the ring this is one batch of linked SQEs; elsewhere (no
+    ring, or no room for the chain) the ops run one after the other with the same rule.
+
+    A checkpoint. If the task is cancelled meanwhile, every op is asked to stop and the
+    task still waits for all of them; ``Cancelled`` is raised if any op was cancelled
+    (the ops keep their outcomes, so the caller can see what happened before that).
+    """
+    try:
+        task = GLOBAL_RUN_CONTEXT.task
+    except AttributeError:
+        raise RuntimeError(NOT_IN_RUN_MESSAGE) from None
+    runner = task._runner
+    if task._cancel_status.effectively_cancelled or runner.ki_pending:
+        await checkpoint_if_cancelled()
+    engine = runner.kernel.engine
+    waiter = _ChainWaiter(task, runner, engine, ops)
+    if engine.submit_linked(ops, waiter.on_complete):
+        await wait_task_rescheduled(waiter.abort)
+        return
+    # One at a time, with the ring's link rule: stop after an error or a short count.
+    for i, op in enumerate(ops):
+        try:
+            await run_op(op)
+        except BaseException as exc:
+            if exc is not op.error:  # Cancelled, KeyboardInterrupt: not the op's outcome
+                for later in ops[i + 1 :]:
+                    later.cancelled = True
+                raise
+        if op.error is not None or op.result != op.length:
+            for later in ops[i + 1 :]:
+                later.cancelled = True
+            return

@@ -51,7 +51,7 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Final
@@ -61,7 +61,8 @@ import outcome
 from . import workers
 from .errors import ClosedResourceError
 from .inline import INLINE_ENV_VAR, InlineOps
-from .ops import NO_OPCODE, Op
+from .ops import NO_OPCODE, Op, SpliceOp
+from .pipes import PipePool
 from .uring import abi
 from .uring.ring import (
     SETUP_STEP,
@@ -258,6 +259,7 @@ class FileEngine:
         self._seq = 0
         self._deferred: dict[int, Op] = {}  # completions waiting for call_soon_threadsafe
         self._forgotten: dict[int, Op] = {}  # the parent's ops, in a forked child
+        self._pipes: PipePool | None = None
         self._reset_state()
         self._setup()
 
@@ -283,6 +285,7 @@ class FileEngine:
         self._fallbacks: dict[str, int] = {}
         self._enter_calls = 0  # of rings already closed
         self._sqes_submitted = 0
+        self._splice_on_ring = False
 
     # --- engine choice ------------------------------------------------------------------------
 
@@ -349,6 +352,12 @@ class FileEngine:
         for opcode in abi.OPCODE_NAMES:
             if opcode not in ring_ops and opcode not in self._op_reasons:
                 self._op_reasons[opcode] = f"opcode unsupported: {_opname(opcode)}"
+        if abi.OP_SPLICE in ring_ops:
+            # SPLICE needs a field prep() doesn't write (splice_fd_in): it reaches the ring
+            # only through submit_linked().
+            self._splice_on_ring = True
+            ring_ops.discard(abi.OP_SPLICE)
+            self._op_reasons[abi.OP_SPLICE] = "SPLICE runs on the ring only in linked chains"
         self._ring_ops = ring_ops
         self._ring = ring
         self.ring_fd = ring.fd
@@ -429,6 +438,67 @@ class FileEngine:
         else:
             reason = self._op_reasons.get(opcode) or f"opcode unsupported: {_opname(opcode)}"
             self._to_pool(op, reason)
+
+    @property
+    def splice_on_ring(self) -> bool:
+        """Whether :meth:`submit_linked` can run SPLICE chains on the ring."""
+        return self._splice_on_ring and self._ring is not None and self._pid == _pid
+
+    @property
+    def pipes(self) -> PipePool:
+        """The run's pool of pipe pairs for splice transfers (created on first use, closed
+        with the engine)."""
+        pool = self._pipes
+        if pool is None:
+            if self._closed:
+                raise ClosedResourceError("the file engine is closed")
+            pool = self._pipes = PipePool()
+        return pool
+
+    def submit_linked(self, ops: Sequence[Op], on_complete: Callable[[Op], None]) -> bool:
+        """Start ``ops`` as one io_uring link chain: each starts only after the previous one
+        completed in full (an error or a short count ends the chain, and the rest complete
+        as cancelled). ``on_complete(op)`` runs once per op, as for :meth:`submit`.
+
+        False, with nothing submitted, if the chain can't go to the ring now (no ring, an
+        opcode it can't run, or no room for the whole chain at once); the caller then runs
+        the ops one at a time with :meth:`submit`. SPLICE reaches the ring only this way.
+        """
+        if self._pid != _pid:
+            self._after_fork()
+        if self._closed:
+            raise ClosedResourceError("the file engine is closed")
+        ring = self._ring
+        if ring is None or not ops:
+            return False
+        ring_ops = self._ring_ops
+        entries = []
+        seq = self._seq
+        for op in ops:
+            if op._state:
+                raise RuntimeError(f"{op!r} was already submitted; an Op runs once")
+            opcode = op.opcode
+            if opcode == abi.OP_SPLICE:
+                if not self._splice_on_ring or not isinstance(op, SpliceOp):
+                    return False
+                fd_in = op.fd_in
+            elif opcode in ring_ops:
+                fd_in = 0
+            else:
+                return False
+            seq += 1
+            entries.append((opcode, op.fd, op.off, op.addr, op.length, op.op_flags, seq, fd_in))
+        if not ring.prep_linked(entries):
+            return False
+        inflight = self._inflight
+        for op, entry in zip(ops, entries, strict=True):
+            op._on_complete = on_complete
+            op.user_data = entry[6]
+            op._state = _RING
+            inflight[entry[6]] = op
+        self._seq = seq
+        self._n_ring += len(ops)
+        return True
 
     def flush(self) -> None:
         """Submit every prepared SQE with one ``io_uring_enter`` (the loop calls this once
@@ -779,6 +849,8 @@ class FileEngine:
                 ring.close()
                 self._ring = None
                 self.ring_fd = None
+        if self._pipes is not None:  # after the drain: no splice uses them any more
+            self._pipes.close()
         first_error: BaseException | None = None
         for op in finished:
             try:
@@ -845,7 +917,11 @@ class FileEngine:
             engine=self.engine,
             fallback_reason=self.fallback_reason,
             supported_opcodes=tuple(
-                sorted(name for code, name in abi.OPCODE_NAMES.items() if code in self._ring_ops)
+                sorted(
+                    name
+                    for code, name in abi.OPCODE_NAMES.items()
+                    if code in self._ring_ops or (code == abi.OP_SPLICE and self._splice_on_ring)
+                )
             )
             if ring is not None
             else (),

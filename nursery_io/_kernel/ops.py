@@ -29,6 +29,7 @@ from .uring import abi
 __all__ = [
     "NO_OPCODE",
     "Op",
+    "SpliceOp",
     "close",
     "fallocate",
     "fdatasync",
@@ -46,6 +47,8 @@ __all__ = [
     "readinto",
     "rename",
     "rmdir",
+    "sendfile",
+    "splice",
     "stat",
     "symlink",
     "unlink",
@@ -750,3 +753,60 @@ def pool_only(fn: Callable[..., Any], *args: Any, name: str | None = None) -> Op
     becomes the result and whatever it raises becomes ``op.error``."""
     label = name or getattr(fn, "__name__", None) or "pool op"
     return Op(NO_OPCODE, label, -1, 0, 0, 0, 0, None, fn, args)
+
+
+# --- splice / sendfile ------------------------------------------------------------------------
+
+
+class SpliceOp(Op):
+    """A SPLICE op: it needs one SQE field more than other ops (``splice_fd_in``), so the
+    engine runs it on the ring only in a chain (``FileEngine.submit_linked``); submitted
+    alone it runs ``os.splice`` on the worker pool."""
+
+    __slots__ = ("fd_in",)
+
+    fd_in: int
+
+
+def _os_splice(fd_in: int, off_in: int | None, fd_out: int, off_out: int | None, n: int,
+               flags: int) -> int:  # fmt: skip
+    return os.splice(fd_in, fd_out, n, off_in, off_out, flags)
+
+
+def splice(
+    fd_in: int,
+    off_in: int | None,
+    fd_out: int,
+    off_out: int | None,
+    nbytes: int,
+    flags: int = 0,
+) -> SpliceOp:
+    """``os.splice(fd_in, fd_out, nbytes, off_in, off_out, flags)`` -> bytes moved.
+
+    One side must be a pipe; an offset is None for a pipe or socket (io_uring's -1). The
+    ring's SPLICE always runs in a kernel worker thread (io-wq), which may block on the
+    disk or on a full pipe: give the pipe side ``abi.SPLICE_F_NONBLOCK`` where it must not.
+    """
+    if nbytes < 0:
+        raise ValueError("negative length")
+    op = SpliceOp(
+        abi.OP_SPLICE,
+        "SPLICE",
+        fd_out,
+        _off(off_out),
+        _off(off_in),  # splice_off_in travels in the addr field
+        min(nbytes, _MAX_RW),
+        flags,
+        None,
+        _os_splice,
+        (fd_in, off_in, fd_out, off_out, nbytes, flags),
+    )
+    op.fd_in = fd_in
+    return op
+
+
+def sendfile(out_fd: int, in_fd: int, offset: int, count: int) -> Op:
+    """``os.sendfile(out_fd, in_fd, offset, count)`` -> bytes sent, on the worker pool (no
+    ring opcode: the ring's way is a SPLICE chain through a pipe)."""
+    return Op(NO_OPCODE, "sendfile", -1, 0, 0, 0, 0, None, os.sendfile,
+              (out_fd, in_fd, offset, count))  # fmt: skip

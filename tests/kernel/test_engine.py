@@ -1320,3 +1320,89 @@ def test_unsupported_opcode_reason_names_the_opcode(monkeypatch):
         assert st.fallbacks_by_reason == {"opcode unsupported: WRITE": 1}
     finally:
         d.close()
+
+
+# --- splice chains --------------------------------------------------------------------------
+
+
+def test_splice_alone_runs_on_the_pool_with_the_same_result(drv, data_file):
+    # A lone SpliceOp can't go to the ring (prep() has no splice_fd_in): the pool runs it.
+    path, data = data_file
+    fd = os.open(path, os.O_RDONLY)
+    r, w = os.pipe()
+    try:
+        op = drv.run(ops.splice(fd, 100, w, None, 5000))
+        assert op.result == 5000
+        assert op.engine == "threads"
+        assert os.read(r, 10000) == data[100:5100]
+    finally:
+        for x in (fd, r, w):
+            os.close(x)
+
+
+def test_submit_linked_chain_and_its_statistics(uring_drv, data_file):
+    path, data = data_file
+    fd = os.open(path, os.O_RDONLY)
+    r1, w1 = os.pipe()
+    r2, w2 = os.pipe()
+    try:
+        assert "SPLICE" in uring_drv.engine.statistics().supported_opcodes
+        assert uring_drv.engine.splice_on_ring
+        chain = [
+            ops.splice(fd, 0, w1, None, 8192),
+            ops.splice(r1, None, w2, None, 8192, abi.SPLICE_F_NONBLOCK),
+        ]
+        before = uring_drv.engine.statistics().ops_by_engine["io_uring"]
+        assert uring_drv.engine.submit_linked(chain, uring_drv.on_complete)
+        uring_drv.wait(chain)
+        assert [op.result for op in chain] == [8192, 8192]
+        assert all(op.engine == "io_uring" for op in chain)
+        assert uring_drv.engine.statistics().ops_by_engine["io_uring"] == before + 2
+        assert os.read(r2, 10000) == data[:8192]
+        # Cancelling the head cancels the chain; the target's own completions tell.
+        chain = [
+            ops.read(r1, 10),  # an empty pipe: waits
+            ops.splice(r1, None, w2, None, 10, abi.SPLICE_F_NONBLOCK),
+        ]
+        assert uring_drv.engine.submit_linked(chain, uring_drv.on_complete)
+        uring_drv.turn(0)
+        for op in chain:
+            uring_drv.engine.cancel(op)
+        uring_drv.wait(chain)
+        assert all(op.cancelled for op in chain)
+        # Already submitted ops are refused; a chain with a non-ring op is not started.
+        with pytest.raises(RuntimeError, match="already submitted"):
+            uring_drv.engine.submit_linked(chain, uring_drv.on_complete)
+        lone = ops.pool_only(int)
+        assert not uring_drv.engine.submit_linked([lone], uring_drv.on_complete)
+        assert lone._state == 0
+    finally:
+        for x in (fd, r1, w1, r2, w2):
+            os.close(x)
+
+
+def test_submit_linked_without_a_ring_says_no(data_file):
+    d = Driver(use_uring=False)
+    try:
+        assert not d.engine.splice_on_ring
+        assert not d.engine.submit_linked([ops.nop()], d.on_complete)
+    finally:
+        d.close()
+
+
+def test_pipe_pool_reuses_only_empty_pipes_and_closes_them():
+    from nursery_io._kernel.pipes import PipePool
+
+    before = open_fds()
+    pool = PipePool(size=256 * 1024)
+    a = pool.take()
+    assert a[2] == 256 * 1024
+    pool.give_back(a, empty=True)
+    assert pool.take() == a
+    os.write(a[1], b"left over")
+    pool.give_back(a, empty=False)  # closed, not kept
+    b = pool.take()
+    assert pool.created == 2
+    pool.give_back(b, empty=True)
+    pool.close()
+    assert open_fds() == before

@@ -335,3 +335,75 @@ def test_nop_throughput_sanity(ring):
     assert n == 3200
     assert ring.enter_calls == 200
     assert elapsed / n < 50e-6
+
+
+# --- linked SPLICE chains -------------------------------------------------------------------
+
+
+def test_linked_splice_chain_moves_a_file_to_a_socket(tmp_path):
+    import socket
+
+    data = os.urandom(200_000)
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    r, w = os.pipe()
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    ring = Ring(16)
+    try:
+        assert abi.OP_SPLICE in ring.supported_ops
+        assert ring.prep_linked(
+            [
+                (abi.OP_SPLICE, w, 2**64 - 1, 1000, 50_000, 0, 1, fd),
+                (abi.OP_SPLICE, a.fileno(), 2**64 - 1, 2**64 - 1, 50_000, 0, 2, r),
+            ]
+        )
+        ring.submit()
+        cqes = []
+        while len(cqes) < 2:
+            ring.wait_readable(5)
+            cqes += ring.reap()
+        assert sorted(cqes) == [(1, 50_000, 0), (2, 50_000, 0)]
+        got = b""
+        while len(got) < 50_000:
+            got += b.recv(65536)
+        assert got == data[1000:51_000]
+        # A short first splice (end of file) ends the chain: the second is cancelled and
+        # what was read stays in the pipe.
+        assert ring.prep_linked(
+            [
+                (abi.OP_SPLICE, w, 2**64 - 1, 199_000, 4096, 0, 3, fd),
+                (abi.OP_SPLICE, a.fileno(), 2**64 - 1, 2**64 - 1, 4096, 0, 4, r),
+            ]
+        )
+        ring.submit()
+        cqes = []
+        while len(cqes) < 2:
+            ring.wait_readable(5)
+            cqes += ring.reap()
+        assert sorted(cqes) == [(3, 1000, 0), (4, -errno.ECANCELED, 0)]
+        assert os.read(r, 5000) == data[199_000:]
+    finally:
+        ring.close()
+        for x in (fd, r, w):
+            os.close(x)
+        a.close()
+        b.close()
+
+
+def test_prep_linked_refuses_what_would_not_fit_in_one_batch():
+    ring = Ring(4)
+    try:
+        entry = (abi.OP_NOP, -1, 0, 0, 0, 0, 1, 0)
+        assert not ring.prep_linked([])
+        assert not ring.prep_linked([entry] * 5)  # more than the SQ holds
+        assert ring.prep_linked([entry] * 3)
+        ring.max_in_flight = 4
+        assert not ring.prep_linked([entry] * 2)  # in-flight cap: nothing prepared
+        assert ring.sq_pending == 3
+    finally:
+        ring.submit()
+        ring.wait_readable(5)
+        ring.reap()
+        ring.close()

@@ -108,6 +108,7 @@ OP_CLOSE: Final = 19
 OP_STATX: Final = 21
 OP_READ: Final = 22
 OP_WRITE: Final = 23
+OP_SPLICE: Final = 30  # 5.7; needs splice_fd_in, so only Ring.prep_linked() prepares it
 OP_RENAMEAT: Final = 35  # 5.11
 OP_UNLINKAT: Final = 36  # 5.11
 OP_MKDIRAT: Final = 37  # 5.15
@@ -126,6 +127,7 @@ OPCODE_NAMES: Final[dict[int, str]] = {
     OP_STATX: "STATX",
     OP_READ: "READ",
     OP_WRITE: "WRITE",
+    OP_SPLICE: "SPLICE",
     OP_RENAMEAT: "RENAMEAT",
     OP_UNLINKAT: "UNLINKAT",
     OP_MKDIRAT: "MKDIRAT",
@@ -137,6 +139,12 @@ OPCODE_NAMES: Final[dict[int, str]] = {
 # --- op-specific flags ------------------------------------------------------------------------
 
 FSYNC_DATASYNC: Final = 1 << 0
+
+# splice(2) flags (os.SPLICE_F_* on Python >= 3.10); SPLICE_F_FD_IN_FIXED is io_uring's own.
+SPLICE_F_MOVE: Final = 1 << 0
+SPLICE_F_NONBLOCK: Final = 1 << 1
+SPLICE_F_MORE: Final = 1 << 2
+SPLICE_F_FD_IN_FIXED: Final = 1 << 31
 
 ASYNC_CANCEL_ALL: Final = 1 << 0
 ASYNC_CANCEL_FD: Final = 1 << 1

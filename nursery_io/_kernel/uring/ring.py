@@ -42,6 +42,7 @@ import mmap
 import os
 import select
 from collections import deque
+from collections.abc import Sequence
 from typing import Final
 
 from . import abi
@@ -469,6 +470,45 @@ class Ring:
         # fmt: on
         self._sq_tail = tail + 1
         self.in_flight += 1
+        return True
+
+    def prep_linked(self, entries: Sequence[tuple[int, int, int, int, int, int, int, int]]) -> bool:
+        """Prepare a chain of SQEs linked with ``IOSQE_IO_LINK``; False if it can't be done now.
+
+        Each entry is ``(opcode, fd, off, addr, length, op_flags, user_data, fd_in)``, where
+        ``fd_in`` goes to ``splice_fd_in`` (byte 44; 0 for other ops). The kernel starts each
+        SQE only after the one before it completed in full: an error or a short result
+        (fewer bytes than ``length``) ends the chain, and the rest complete with
+        ``-ECANCELED``.
+
+        A chain must reach the kernel whole, in one SQ batch (a batch boundary would cut it),
+        so it never goes to the backlog: with the in-flight cap reached, a backlog queued,
+        or no SQ room even after submitting what is pending, nothing is prepared and the
+        caller runs the ops one at a time instead.
+        """
+        n = len(entries)
+        if not n or self._backlog or self.in_flight + n > self.max_in_flight or self.pid != _pid:
+            return False
+        if ((self._sq_tail - self._sq_head) & _U32) + n > self.sq_entries:
+            try:
+                self.submit()
+            except OSError:
+                return False
+            if ((self._sq_tail - self._sq_head) & _U32) + n > self.sq_entries:
+                return False
+        tail = self._sq_tail
+        mask = self._sq_mask
+        last = n - 1
+        for i, (opcode, fd, off, addr, length, op_flags, user_data, fd_in) in enumerate(entries):
+            # fmt: off
+            abi.SQE.pack_into(
+                self._sqes, ((tail + i) & mask) << 6,
+                opcode, abi.IOSQE_IO_LINK if i < last else 0, 0, fd, off, addr, length,
+                op_flags, user_data, 0, 0, fd_in, 0, 0,
+            )
+            # fmt: on
+        self._sq_tail = tail + n
+        self.in_flight += n
         return True
 
     def prep_cancel(self, target: int, cancel_flags: int = 0, user_data: int = 0) -> None:
