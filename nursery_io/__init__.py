@@ -31,6 +31,7 @@ from ._core import (
     run,
 )
 from ._deprecate import TrioDeprecationWarning
+from ._dtls import DTLSChannel, DTLSChannelStatistics, DTLSEndpoint  # pyOpenSSL: lazily
 from ._file_io import open_file, wrap_file
 from ._highlevel_generic import StapledStream, aclose_forcefully
 from ._highlevel_open_tcp_listeners import open_tcp_listeners, serve_tcp
@@ -88,6 +89,9 @@ __all__ = [
     "ClosedResourceError",
     "Condition",
     "ConditionStatistics",
+    "DTLSChannel",
+    "DTLSChannelStatistics",
+    "DTLSEndpoint",
     "EndOfChannel",
     "Event",
     "EventStatistics",
