@@ -36,7 +36,7 @@ import socket as _stdlib_socket
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError, dataclass
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeAlias, TypeVarTuple, final
 
 from ._channel import MemoryReceiveChannel, MemorySendChannel, open_memory_channel
@@ -442,16 +442,43 @@ def _route_key(address: Any) -> Any:
 # ----- the public classes ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@final
 class DTLSChannelStatistics:
-    """Statistics of one :class:`DTLSChannel`.
+    """Statistics of one :class:`DTLSChannel` (immutable).
 
     ``incoming_packets_dropped_in_trio``: datagrams from this peer that arrived while the
     channel's incoming buffer (``incoming_packets_buffer``) was full, and were dropped.
     (The name is Trio's.)
     """
 
+    __slots__ = ("incoming_packets_dropped_in_trio",)
+    __match_args__ = ("incoming_packets_dropped_in_trio",)
+
     incoming_packets_dropped_in_trio: int
+
+    def __init__(self, incoming_packets_dropped_in_trio: int) -> None:
+        object.__setattr__(
+            self, "incoming_packets_dropped_in_trio", incoming_packets_dropped_in_trio
+        )
+
+    def __repr__(self) -> str:
+        dropped = self.incoming_packets_dropped_in_trio
+        return f"DTLSChannelStatistics(incoming_packets_dropped_in_trio={dropped!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not DTLSChannelStatistics:
+            return NotImplemented
+        return self.incoming_packets_dropped_in_trio == other.incoming_packets_dropped_in_trio
+
+    def __hash__(self) -> int:
+        return hash((DTLSChannelStatistics, self.incoming_packets_dropped_in_trio))
+
+    # Trio's (attrs) wording for an attempt to change a frozen instance.
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError("can't set attribute")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError("can't set attribute")
 
 
 _REPLACED_MESSAGE: Final = "peer tore down this connection to start a new one"
@@ -479,6 +506,8 @@ class DTLSChannel(Channel[bytes]):
     _handshake_done: bool
     _handshake_lock: Lock
     _packer: _FlightPacker
+    # The handshake flight we are waiting for an answer to.
+    _current_flight: list[_FlightPart]
     # Our last handshake flight, kept to resend if the peer shows it never got it.
     _final_flight: list[_FlightPart]
     _replaced: bool
@@ -504,6 +533,7 @@ class DTLSChannel(Channel[bytes]):
         self._handshake_done = False
         self._handshake_lock = Lock()
         self._packer = _FlightPacker()
+        self._current_flight = []
         self._final_flight = []
         self._replaced = False
         self._closed = False
@@ -611,14 +641,19 @@ class DTLSChannel(Channel[bytes]):
             timeout = initial_retransmit_timeout
             # Consecutive transmissions of the current flight that got no answer in time.
             losses = 0
-            # A client produces its ClientHello here; a server, fed the ClientHello by
-            # DTLSEndpoint, its first flight.
-            with contextlib.suppress(SSL.WantReadError):
-                self._conn.do_handshake()
-            flight = self._take_flight(None)
-            if not flight:  # pragma: no cover - OpenSSL reports its failures itself
-                raise SSL.Error("OpenSSL produced no handshake messages")
+            self._raise_if_replaced()
+            flight = self._current_flight
+            if not flight:
+                # A client produces its ClientHello here; a server, fed the ClientHello
+                # by DTLSEndpoint, its first flight.
+                with contextlib.suppress(SSL.WantReadError):
+                    self._conn.do_handshake()
+                flight = self._take_flight(None)
+                if not flight:  # pragma: no cover - OpenSSL reports its failures itself
+                    raise SSL.Error("OpenSSL produced no handshake messages")
+            # (An earlier call that was cancelled left its flight here: resume with it.)
             while True:
+                self._current_flight = flight
                 self._raise_if_replaced()
                 await self._transmit(flight)
                 self.endpoint._ensure_reader()
@@ -633,6 +668,7 @@ class DTLSChannel(Channel[bytes]):
                             pass
                         else:
                             self._handshake_done = True
+                            self._current_flight = []
                             # Kept to answer the peer if it never got it (see
                             # DTLSEndpoint._dispatch); may well be empty.
                             self._final_flight = self._take_flight(flight)
