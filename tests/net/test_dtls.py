@@ -11,9 +11,13 @@ record parsers against malformed input, garbage collection of a forgotten endpoi
 from __future__ import annotations
 
 import gc
+import os
 import random
 import socket as stdlib_socket
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -980,3 +984,31 @@ async def test_cancelled_handshake_can_be_resumed() -> None:
                     await channel.send(b"resumed")
                     assert await channel.receive() == b"resumed"
             nursery.cancel_scope.cancel()
+
+
+def test_pyopenssl_is_imported_only_by_dtls_users() -> None:
+    code = (
+        "import sys, nursery_io\n"
+        "assert 'OpenSSL' not in sys.modules, 'imported eagerly'\n"
+        "sys.modules['OpenSSL'] = None  # as if not installed\n"
+        "async def main():\n"
+        "    sock = nursery_io.socket.socket(type=nursery_io.socket.SOCK_DGRAM)\n"
+        "    with sock:\n"
+        "        try:\n"
+        "            nursery_io.DTLSEndpoint(sock)\n"
+        "        except ImportError:\n"
+        "            print('needs pyOpenSSL')\n"
+        "nursery_io.run(main)\n"
+    )
+    # The nursery_io under test, whatever the environment's PYTHONPATH says.
+    root = str(Path(nursery_io.__file__).resolve().parents[1])
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        env={**os.environ, "PYTHONPATH": root},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "needs pyOpenSSL\n"
