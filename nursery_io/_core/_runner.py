@@ -25,6 +25,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -81,6 +82,8 @@ PosArgT = TypeVarTuple("PosArgT")
 
 _BUSY_POLL_INTERVAL_NS: Final = 500_000
 INTERNAL_ERROR_MESSAGE: Final = "internal error in nursery_io - please file a bug!"
+# Longest single kernel sleep: a huge timeout would overflow epoll_wait's milliseconds.
+_MAX_SLEEP: Final = 86400.0
 
 
 class _ResumeCheckpoint:
@@ -160,6 +163,10 @@ class Runner:
         # Upper bound on one kernel sleep; SteppedRun lowers it so its host gets control back.
         self.max_sleep = math.inf
         self.cancelled_by_host = False
+        # True while a guest run's host runs its own code on this thread, between the
+        # guest's callbacks: what happens then (an async generator's first iteration,
+        # say) isn't the run's, although the run is still the thread's current one.
+        self.host_owns_thread = False
         self.runq: list[Task] = []
         self.tasks: set[Task] = set()
         self.deadlines = Deadlines()
@@ -400,20 +407,33 @@ class Runner:
         instruments = self.instruments
         if instruments and "before_io_wait" in instruments:
             instruments.call("before_io_wait", timeout)
-        events = kernel.poll(-1 if timeout == math.inf else min(timeout, 86400.0))
+        events = kernel.poll(-1 if timeout == math.inf else min(timeout, _MAX_SLEEP))
+        self.finish_turn(timeout, primed, events)
+
+    def finish_turn(self, timeout: float, primed: int, events: int) -> None:
+        """The rest of a loop turn once the kernel poll is done and dispatched: expire
+        deadlines, wake idle waiters or autojump if nothing happened, run a batch.
+
+        ``timeout``/``primed`` are what :meth:`_sleep_timeout` planned for the poll and
+        ``events`` is what the poll's dispatch returned.
+        """
         self._last_poll_ns = time.monotonic_ns()
+        instruments = self.instruments
         if instruments and "after_io_wait" in instruments:
             instruments.call("after_io_wait", timeout)
         if self.deadlines and self.deadlines.expire(self.clock.current_time()):
             primed = 0
+        # Both checks are needed: in a guest run the poll can end early with nothing
+        # runnable (the host moved a deadline), or hit its timeout while host code made a
+        # task runnable meanwhile.
         if primed and not self.runq and not events:
-            if primed == 1:
+            if primed == 1 and self.waiting_for_idle:
                 cushion = min(self.waiting_for_idle)[0]
                 for key in sorted(self.waiting_for_idle):
                     if key[0] != cushion:
                         break
                     self.reschedule(self.waiting_for_idle.pop(key))
-            else:
+            elif primed == 2:
                 autojump = getattr(self.clock, "_autojump", None)
                 if autojump is not None:
                     autojump()
@@ -608,13 +628,14 @@ def _new_runner(
     restrict_keyboard_interrupt_to_checkpoints: bool,
     strict_exception_groups: bool,
     handle_signals: bool,
+    runner_type: type[Runner] = Runner,
 ) -> Runner:
     if hasattr(GLOBAL_RUN_CONTEXT, "runner"):
         raise RuntimeError(
             "Attempted to call nursery_io.run() from inside a run. Await the function "
             "directly, or start it in a nursery, instead of starting a second loop."
         )
-    return Runner(
+    return runner_type(
         clock if clock is not None else SystemClock(),
         Instruments(instruments),
         restrict_keyboard_interrupt_to_checkpoints,
@@ -639,6 +660,17 @@ def _entered(runner: Runner) -> Iterator[None]:
 def _start(
     runner: Runner, async_fn: Callable[..., Awaitable[object]], args: tuple[object, ...]
 ) -> None:
+    if runner.kernel.replaced_signal_wakeup_fd != -1:
+        # Signals that the other owner of the wake-up fd relied on now wake us instead.
+        warnings.warn(
+            RuntimeWarning(
+                "It looks like nursery_io's signal handling code might have collided with "
+                "another library you're using. If you're running nursery_io in guest mode, "
+                "then this might mean you should set host_uses_signal_set_wakeup_fd=True. "
+                "Otherwise, please report it to nursery_io's developers."
+            ),
+            stacklevel=3,
+        )
     runner.clock.start_clock()
     if "before_run" in runner.instruments:
         runner.instruments.call("before_run")
