@@ -40,6 +40,7 @@ if _typing.TYPE_CHECKING:
         open_memory_channel,
     )
     from ._deprecate import TrioDeprecationWarning
+    from ._dtls import DTLSChannel, DTLSChannelStatistics, DTLSEndpoint
     from ._file_io import open_file, wrap_file
     from ._highlevel_generic import StapledStream, aclose_forcefully
     from ._highlevel_open_tcp_listeners import open_tcp_listeners, serve_tcp
@@ -92,6 +93,7 @@ _LAZY_MODULES: dict[str, tuple[str, ...]] = {
         "open_memory_channel",
     ),
     "_deprecate": ("TrioDeprecationWarning",),
+    "_dtls": ("DTLSChannel", "DTLSChannelStatistics", "DTLSEndpoint"),
     "_file_io": ("open_file", "wrap_file"),
     "_highlevel_generic": ("StapledStream", "aclose_forcefully"),
     "_highlevel_open_tcp_listeners": ("open_tcp_listeners", "serve_tcp"),
@@ -178,6 +180,9 @@ __all__ = [
     "ClosedResourceError",
     "Condition",
     "ConditionStatistics",
+    "DTLSChannel",
+    "DTLSChannelStatistics",
+    "DTLSEndpoint",
     "EndOfChannel",
     "Event",
     "EventStatistics",

@@ -217,6 +217,10 @@ def _trio_package_dir() -> Path:
 
 
 _PRIVATE_REFERENCE = re.compile(r"\btrio\.(_\w+)")
+# Private modules inside public ones (``trio.testing._fake_net``) are trio-internal too.
+_PRIVATE_SUBMODULE_REFERENCE = re.compile(
+    r"\btrio\.((?:%s)\._\w+)" % "|".join(PUBLIC_MODULES)  # noqa: UP031
+)
 _FUTURE_IMPORT = re.compile(r"^from __future__ import [^\n]+\n", re.M)
 
 
@@ -224,6 +228,7 @@ def _rewrite(source: str) -> str:
     """Send every use of trio's private modules (imports, ``trio._x`` attribute access,
     ``"trio._x.y"`` monkeypatch targets) to the suite's stand-ins, on both targets alike."""
     source = _PRIVATE_REFERENCE.sub(r"trio_suite.\1", source)
+    source = _PRIVATE_SUBMODULE_REFERENCE.sub(r"trio_suite.\1", source)
     if "trio_suite." in source:
         future = list(_FUTURE_IMPORT.finditer(source))
         at = future[-1].end() if future else 0
