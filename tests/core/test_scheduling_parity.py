@@ -157,10 +157,38 @@ def test_seeding_the_scheduler_random_reproduces_the_clock_offset() -> None:
 
 
 def test_hypothesis_plugin_setup_makes_scheduling_deterministic() -> None:
-    pytest.importorskip("hypothesis")
+    hypothesis = pytest.importorskip("hypothesis")
+    traces: list[list[tuple[str, int]]] = []
+
+    async def main() -> None:
+        trace: list[tuple[str, int]] = []
+
+        async def worker(name: str) -> None:
+            for i in range(4):
+                trace.append((name, i))
+                await nursery_io.lowlevel.checkpoint()
+
+        async with nursery_io.open_nursery() as nursery:
+            for name in "abcdefgh":
+                nursery.start_soon(worker, name)
+        traces.append(trace)
+
+    @hypothesis.settings(max_examples=5, database=None, derandomize=True)
+    @hypothesis.given(hypothesis.strategies.integers())
+    def under_hypothesis(_: int) -> None:
+        nursery_io.run(main)
+
     with scheduler_random(deterministic=False):
+        # What the ``hypothesis`` entry point runs when Hypothesis is imported.
         _run._hypothesis_plugin_setup()
         assert _run._ALLOW_DETERMINISTIC_SCHEDULING is True
+        under_hypothesis()
+    # Hypothesis reseeds the registered random for every example: same schedule each time,
+    # and a shuffled one (not merely spawn order or its reverse).
+    assert len(traces) >= 2
+    assert all(trace == traces[0] for trace in traces)
+    first_round = [name for name, i in traces[0] if i == 0]
+    assert first_round not in (list("abcdefgh"), list("hgfedcba"))
 
 
 # ----- 2. run_sync_soon can't be starved -----
