@@ -30,6 +30,7 @@ from ._core import (
     open_nursery,
     run,
 )
+from ._deprecate import TrioDeprecationWarning
 from ._file_io import open_file, wrap_file
 from ._highlevel_generic import StapledStream, aclose_forcefully
 from ._highlevel_open_tcp_listeners import open_tcp_listeners, serve_tcp
@@ -69,6 +70,7 @@ from ._timeouts import (
     sleep_forever,
     sleep_until,
 )
+from ._trio_mode import install_as_trio
 from ._version import __version__
 from .anyio_backend import _finder as _anyio_finder  # noqa: F401  (backend="nursery_io")
 
@@ -110,6 +112,7 @@ __all__ = [
     "StrictFIFOLock",
     "TaskStatus",
     "TooSlowError",
+    "TrioDeprecationWarning",
     "TrioInternalError",
     "WouldBlock",
     "__version__",
@@ -121,6 +124,7 @@ __all__ = [
     "fail_after",
     "fail_at",
     "from_thread",
+    "install_as_trio",
     "lowlevel",
     "move_on_after",
     "move_on_at",

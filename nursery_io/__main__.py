@@ -1,8 +1,8 @@
-"""``python -m nursery_io``: what the runtime found on this machine, and a live demo."""
+"""``python -m nursery_io``: the capability report and demo, or ``run`` a program (see _cli)."""
 
 import sys
 
-from ._showcase import main
+from ._cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -151,7 +151,10 @@ class AsyncGenerators:
                         break
                     for agen in batch:
                         with CancelScope(shield=True) as scope:
-                            scope._cancel(source="shutdown", reason="the run is finishing")
+                            scope.cancel(
+                                reason="disallow async work when closing async generators "
+                                "during nursery_io shutdown"
+                            )
                             await self._aclose(agen)
                     del batch, agen
         finally:

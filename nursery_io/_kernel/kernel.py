@@ -66,6 +66,7 @@ class Kernel:
         self._ring_fd = -1
         self.polls = 0
         self._closed = False
+        self.sleep_interrupted_by: BaseException | None = None
 
     # ----- cross-thread entry queue -----
 
@@ -137,6 +138,11 @@ class Kernel:
         self.polls += 1
         try:
             events = self._epoll.poll(timeout)
+        except BaseException as exc:
+            # Raised by a Python signal handler that ran while we slept: it belongs to
+            # whoever installed the handler, and the runner passes it on unchanged.
+            self.sleep_interrupted_by = exc
+            raise
         finally:
             self._sleeping = False
         registry = self.registry
