@@ -632,3 +632,21 @@ def test_iter_await_frames_goes_through_async_generators() -> None:
         ["_through_asend", "_agen", "_innermost"],
         ["_through_athrow", "cleanup_gen", "_innermost"],
     ]
+
+
+async def _start_traps_as_tasks(lib: ModuleType) -> list[str]:
+    started = []
+    async with lib.open_nursery() as nursery:
+        for trap in (
+            lib.lowlevel.checkpoint,
+            lib.lowlevel.cancel_shielded_checkpoint,
+            lib.lowlevel.checkpoint_if_cancelled,
+        ):
+            nursery.start_soon(trap)
+            started.append(trap.__name__)
+    return started
+
+
+def test_checkpoints_can_be_started_as_tasks() -> None:
+    # Trio's are async functions; nursery_io's are generator-based but must start alike.
+    side_by_side(_start_traps_as_tasks)
