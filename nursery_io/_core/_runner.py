@@ -309,7 +309,7 @@ class Runner:
             if _run._ALLOW_DETERMINISTIC_SCHEDULING:
                 batch.sort(key=_spawn_order)
                 _run._r.shuffle(batch)
-            elif _run._r.random() < 0.5:
+            elif _run._r.getrandbits(1):
                 batch.reverse()
         append = runq.append
         ctx = GLOBAL_RUN_CONTEXT
