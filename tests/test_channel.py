@@ -105,9 +105,9 @@ async def test_nowait_and_statistics() -> None:
     with pytest.raises(WouldBlock):
         s0.send_nowait(1)
     async with nursery_io.open_nursery() as nursery:
-        nursery.start_soon(s0.send, 1)
-        nursery.start_soon(s0.send, 2)
-        await wait_all_tasks_blocked()
+        for value in (1, 2):
+            nursery.start_soon(s0.send, value)
+            await wait_all_tasks_blocked()  # queue up in a known order
         stats = r0.statistics()
         assert (stats.tasks_waiting_send, stats.current_buffer_used) == (2, 0)
         assert r0.receive_nowait() == 1

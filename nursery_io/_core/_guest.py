@@ -233,8 +233,7 @@ class _GuestRun:
             failure: BaseException | None = None
             try:
                 if polled is None:
-                    runner.kernel.flush_and_reap()
-                    runner.run_batch()
+                    runner.busy_turn()
                 else:
                     events = runner.kernel.dispatch(polled.unwrap())
                     runner.finish_turn(timeout, primed, events)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -25,11 +26,18 @@ HOOK_NAMES = (
 logger = logging.getLogger("nursery_io.instruments")
 
 
+# Under this key every installed instrument is listed, hooks or not.
+_ALL = ""
+
+
 class Instruments(dict[str, dict["Instrument", None]]):
     """Maps hook name → instruments that define it (insertion-ordered).
 
     The runner tests ``"hook" in instruments`` before calling, so an empty mapping costs a
-    single dict lookup per hook site and nothing else.
+    single dict lookup per hook site and nothing else. Which hooks an instrument has is
+    decided when it is added (as in Trio): giving an installed instrument a new hook takes
+    effect once it is removed and added again, while replacing a hook it already had takes
+    effect at once, since hooks are looked up on every call.
     """
 
     __slots__ = ()
@@ -40,37 +48,41 @@ class Instruments(dict[str, dict["Instrument", None]]):
             self.add_instrument(instrument)
 
     def add_instrument(self, instrument: Instrument) -> None:
-        if any(instrument in hooks for hooks in self.values()):
+        everyone = self.setdefault(_ALL, {})
+        if instrument in everyone:
             return
-        installed = False
-        for name in HOOK_NAMES:
-            # Only hooks the instrument overrides: calling the base class's no-ops would
-            # put every instrumented run on the slow path for nothing.
-            if _overrides(instrument, name):
-                self.setdefault(name, {})[instrument] = None
-                installed = True
-        if not installed:
-            # Remember it anyway so remove_instrument() works symmetrically.
-            self.setdefault("", {})[instrument] = None
+        everyone[instrument] = None
+        try:
+            present = set(dir(instrument))
+            for name in HOOK_NAMES:
+                # Only hooks the instrument overrides: calling the base class's no-ops would
+                # put every instrumented run on the slow path for nothing. Reading the
+                # attribute may run the instrument's code, which may raise: then the
+                # instrument isn't installed at all, and the error propagates.
+                if name in present and _overrides(getattr(instrument, name), name):
+                    self.setdefault(name, {})[instrument] = None
+        except BaseException:
+            self.remove_instrument(instrument)
+            raise
 
     def remove_instrument(self, instrument: Instrument) -> None:
-        found = False
-        for name in list(self):
-            hooks = self[name]
+        everyone = self.get(_ALL)
+        if everyone is None or instrument not in everyone:
+            raise KeyError(instrument)
+        for name, hooks in list(self.items()):
             if instrument in hooks:
-                found = True
                 del hooks[instrument]
                 if not hooks:
                     del self[name]
-        if not found:
-            raise KeyError(f"instrument {instrument!r} is not installed")
 
     def call(self, hookname: str, *args: Any) -> None:
         for instrument in list(self[hookname]):
             try:
                 getattr(instrument, hookname)(*args)
             except BaseException:
-                self.remove_instrument(instrument)
+                # (It may have removed itself before raising.)
+                if instrument in self.get(_ALL, ()):
+                    self.remove_instrument(instrument)
                 logger.exception(
                     "Exception raised when calling %r on instrument %r. "
                     "Instrument has been disabled.",
@@ -79,10 +91,8 @@ class Instruments(dict[str, dict["Instrument", None]]):
                 )
 
 
-def _overrides(instrument: object, name: str) -> bool:
-    method = getattr(type(instrument), name, None)
-    if method is None:
-        return name in getattr(instrument, "__dict__", {})
+def _overrides(impl: object, name: str) -> bool:
     from .._abc_clock import Instrument as Base
 
-    return method is not getattr(Base, name, None)
+    # A bound method of the base class's no-op is the only thing that doesn't count.
+    return not (isinstance(impl, types.MethodType) and impl.__func__ is getattr(Base, name, None))

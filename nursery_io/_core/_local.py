@@ -4,16 +4,35 @@ from __future__ import annotations
 
 from typing import Any, Final, Generic, TypeVar, cast, overload
 
-from ._context import current_runner
+from ._context import GLOBAL_RUN_CONTEXT
 
 __all__ = ["RunVar", "RunVarToken"]
 
 T = TypeVar("T")
-_NO_VALUE: Final[Any] = object()
+
+_OUTSIDE_RUN_MESSAGE: Final = "Cannot be used outside of a run context"
+
+
+class _NoValue:
+    """``RunVarToken.previous_value`` when the var had no value (nor default) before."""
+
+
+_NO_VALUE: Final[Any] = _NoValue
+
+
+def _run_locals() -> dict[object, object]:
+    try:
+        return GLOBAL_RUN_CONTEXT.runner.run_locals
+    except AttributeError:
+        raise RuntimeError(_OUTSIDE_RUN_MESSAGE) from None
 
 
 class RunVarToken(Generic[T]):
-    """Returned by :meth:`RunVar.set`; pass it to :meth:`RunVar.reset` to undo the set."""
+    """Returned by :meth:`RunVar.set`; pass it to :meth:`RunVar.reset` to undo the set.
+
+    ``previous_value`` is what :meth:`RunVar.get` returned before the set (the var's
+    default if it had no value), and ``redeemed`` turns True once the token is used.
+    """
 
     __slots__ = ("_var", "previous_value", "redeemed")
 
@@ -47,7 +66,7 @@ class RunVar(Generic[T]):
     def get(self, default: T = _NO_VALUE) -> T:
         """The value in the current run; else ``default``; else the var's default."""
         try:
-            return cast(T, current_runner().run_locals[self])
+            return cast(T, _run_locals()[self])
         except KeyError:
             if default is not _NO_VALUE:
                 return default
@@ -57,18 +76,24 @@ class RunVar(Generic[T]):
 
     def set(self, value: T) -> RunVarToken[T]:
         """Set the value for the current run; returns a token for :meth:`reset`."""
-        locals_ = current_runner().run_locals
-        token = RunVarToken(self, locals_.get(self, _NO_VALUE))
+        locals_ = _run_locals()
+        try:
+            previous = self.get()
+        except LookupError:
+            previous = _NO_VALUE
+        token = RunVarToken(self, previous)
         locals_[self] = value
         return token
 
     def reset(self, token: RunVarToken[T]) -> None:
         """Restore the value this var had before the ``set`` that returned ``token``."""
+        if token is None:
+            raise TypeError("token must not be none")
         if token.redeemed:
             raise ValueError("token has already been used")
         if token._var is not self:
-            raise ValueError("token is not for this RunVar")
-        locals_ = current_runner().run_locals
+            raise ValueError("token is not for us")
+        locals_ = _run_locals()
         if token.previous_value is _NO_VALUE:
             locals_.pop(self, None)
         else:

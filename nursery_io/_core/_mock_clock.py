@@ -26,6 +26,8 @@ class MockClock(Clock):
         self._virtual_base = 0.0
         self._rate = 0.0
         self._autojump_threshold = 0.0
+        # Where real time comes from; tests may swap in a fake (Trio's tests do).
+        self._real_clock = time.perf_counter
         self.rate = rate
         self.autojump_threshold = autojump_threshold
 
@@ -40,9 +42,10 @@ class MockClock(Clock):
     def rate(self, new_rate: float) -> None:
         if new_rate < 0:
             raise ValueError("rate must be >= 0")
-        # Re-anchor so that changing the rate never makes time jump.
-        real = time.perf_counter()
-        self._virtual_base += self._rate * (real - self._real_base)
+        # Re-anchor so that changing the rate never makes time jump: virtual time goes on
+        # from where it is now, at the new rate.
+        real = self._real_clock()
+        self._virtual_base = self._real_to_virtual(real)
         self._real_base = real
         self._rate = float(new_rate)
 
@@ -73,8 +76,11 @@ class MockClock(Clock):
     def start_clock(self) -> None:
         self._resync_autojump_threshold()
 
+    def _real_to_virtual(self, real: float) -> float:
+        return self._virtual_base + self._rate * (real - self._real_base)
+
     def current_time(self) -> float:
-        return self._virtual_base + self._rate * (time.perf_counter() - self._real_base)
+        return self._real_to_virtual(self._real_clock())
 
     def deadline_to_sleep_time(self, deadline: float) -> float:
         virtual_timeout = deadline - self.current_time()

@@ -7,14 +7,16 @@ One turn of the loop (see DESIGN.md "The loop"):
 3. expire deadlines; wake ``wait_all_tasks_blocked`` waiters or autojump a MockClock when
    the run is idle;
 4. run one *batch*: every task that was runnable when the batch began runs exactly one
-   step. Tasks made runnable during the batch wait for the next one, which bounds
-   unfairness: nobody runs twice while someone else waits.
+   step, in one direction or the other at random (see ``_run.py``). Tasks made runnable
+   during the batch wait for the next one, which bounds unfairness: nobody runs twice
+   while someone else waits.
 
 When tasks are runnable back to back, polling the kernel after every small batch costs a
 syscall and two clock reads per socket operation (Trio issue #1595). So while the run queue
-stays non-empty we poll at most every ``_BUSY_POLL_INTERVAL_NS``; I/O readiness, timers and
-cross-thread callbacks are then noticed at most that late, and a checkpoint still reschedules
-the task behind everything else that is runnable.
+stays non-empty we poll at most every ``_BUSY_POLL_INTERVAL_NS``; I/O readiness is then
+noticed at most that late. Turns that skip the poll still run queued ``run_sync_soon``
+callbacks and fire deadlines that have passed, and a checkpoint still reschedules the task
+behind everything else that is runnable.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import outcome
 import sniffio
 
 from .._kernel.kernel import Kernel
-from . import _context
+from . import _context, _run
 from ._asyncgens import AsyncGenerators
 from ._cancel import MISNESTING_ADVICE, Deadlines
 from ._clock import SystemClock
@@ -84,6 +86,8 @@ _BUSY_POLL_INTERVAL_NS: Final = 500_000
 INTERNAL_ERROR_MESSAGE: Final = "internal error in nursery_io - please file a bug!"
 # Longest single kernel sleep: a huge timeout would overflow epoll_wait's milliseconds.
 _MAX_SLEEP: Final = 86400.0
+# Trio runs run_sync_soon callbacks in a system task of its own, which its statistics count.
+_ENTRY_QUEUE_TASKS: Final = 1
 
 
 class _ResumeCheckpoint:
@@ -100,9 +104,20 @@ class _Throw:
 _RESUME_CHECKPOINT: Final = _ResumeCheckpoint()
 
 
+def _spawn_order(task: Task) -> int:
+    return task._counter
+
+
 @dataclass(frozen=True)
 class RunStatistics:
-    """A snapshot of the run, from :func:`nursery_io.lowlevel.current_statistics`."""
+    """A snapshot of the run, from :func:`nursery_io.lowlevel.current_statistics`.
+
+    The counts match Trio's for the same program: ``tasks_living`` includes the root task
+    and one task standing for the run's cross-thread entry point (Trio has a task serving
+    ``run_sync_soon``; nursery_io runs those callbacks from the loop itself), so a run
+    whose main task is alone reports 3. ``tasks_runnable`` counts tasks already queued for
+    the next batch.
+    """
 
     tasks_living: int
     tasks_runnable: int
@@ -295,6 +310,14 @@ class Runner:
         if not batch:
             return
         self.runq = runq = cast(list[Task], [])
+        if len(batch) > 1:
+            # As in Trio: a random direction per batch, so no program can come to rely on
+            # an order that isn't promised. One random bit per batch, not per task.
+            if _run._ALLOW_DETERMINISTIC_SCHEDULING:
+                batch.sort(key=_spawn_order)
+                _run._r.shuffle(batch)
+            elif _run._r.getrandbits(1):
+                batch.reverse()
         append = runq.append
         ctx = GLOBAL_RUN_CONTEXT
         instruments = self.instruments
@@ -334,6 +357,7 @@ class Runner:
                 task._schedule_points += 1
                 if msg is CHECKPOINT:
                     task._next_send = _RESUME_CHECKPOINT
+                    task.custom_sleep_data = None
                     append(task)
                     if instruments and "task_scheduled" in instruments:
                         instruments.call("task_scheduled", task)
@@ -345,6 +369,7 @@ class Runner:
                     task._attempt_delivery_of_any_pending_cancel()
                 elif msg is SCHEDULE_POINT:
                     task._next_send = None
+                    task.custom_sleep_data = None
                     append(task)
                     if instruments and "task_scheduled" in instruments:
                         instruments.call("task_scheduled", task)
@@ -396,8 +421,7 @@ class Runner:
         if self.runq:
             now_ns = time.monotonic_ns()
             if now_ns - self._last_poll_ns < _BUSY_POLL_INTERVAL_NS:
-                kernel.flush_and_reap()
-                self.run_batch()
+                self.busy_turn()
                 return
             timeout, primed = 0.0, 0
         else:
@@ -409,6 +433,22 @@ class Runner:
             instruments.call("before_io_wait", timeout)
         events = kernel.poll(-1 if timeout == math.inf else min(timeout, _MAX_SLEEP))
         self.finish_turn(timeout, primed, events)
+
+    def busy_turn(self) -> None:
+        """A turn that skips the kernel poll because tasks stay runnable and it polled
+        very recently (guest runs take it too)."""
+        kernel = self.kernel
+        kernel.flush_and_reap()
+        # Skipping the poll must not delay what doesn't need it: queued callbacks run once
+        # per batch (as in Trio, where a task runs them), and a deadline that has already
+        # passed fires now. The heap's top entry is a lower bound on the next deadline, so
+        # the common case is one comparison.
+        if kernel.entry_queue:
+            kernel.run_queued_callbacks()
+        heap = self.deadlines._heap
+        if heap and heap[0][0] <= (now := self.clock.current_time()):
+            self.deadlines.expire(now)
+        self.run_batch()
 
     def finish_turn(self, timeout: float, primed: int, events: int) -> None:
         """The rest of a loop turn once the kernel poll is done and dispatched: expire
@@ -561,7 +601,7 @@ class Runner:
     def statistics(self) -> RunStatistics:
         deadline = self.deadlines.next_deadline()
         return RunStatistics(
-            tasks_living=len(self.tasks),
+            tasks_living=len(self.tasks) + _ENTRY_QUEUE_TASKS,
             tasks_runnable=len(self.runq),
             seconds_to_next_deadline=deadline - self.clock.current_time(),
             io_statistics=self.kernel.statistics(),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextvars
+import gc
+import itertools
 import types
 from collections.abc import Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
@@ -18,6 +20,21 @@ if TYPE_CHECKING:
     from ._runner import Runner
 
 __all__ = ["Task"]
+
+# Spawn order, for deterministic scheduling (see _run.py): task ids aren't reproducible.
+_spawn_counter = itertools.count()
+
+# What ``await agen.asend(...)`` / ``await agen.athrow(...)`` suspend in.
+_ASYNCGEN_AWAITABLES = frozenset({"async_generator_asend", "async_generator_athrow"})
+
+
+def _wrapped_async_generator(awaitable: object) -> types.AsyncGeneratorType[Any, Any] | None:
+    # These objects don't expose the generator they drive (CPython issue 76991), but they
+    # hold a reference to it, which the garbage collector can list.
+    for referent in gc.get_referents(awaitable):
+        if isinstance(referent, types.AsyncGeneratorType):
+            return referent
+    return None
 
 
 @final_class
@@ -35,6 +52,7 @@ class Task:
         "_cancel_points",
         "_cancel_status",
         "_child_nurseries",
+        "_counter",
         "_eventual_parent_nursery",
         "_next_send",
         "_parent_nursery",
@@ -70,6 +88,7 @@ class Task:
         self._schedule_points = 0
         self._system_task = system_task
         self.custom_sleep_data: Any = None
+        self._counter = next(_spawn_counter)
 
     def __repr__(self) -> str:
         return f"<Task {self.name!r} at {id(self):#x}>"
@@ -112,8 +131,12 @@ class Task:
                 frame, awaitable = awaitable.gi_frame, awaitable.gi_yieldfrom
             elif isinstance(awaitable, types.AsyncGeneratorType):
                 frame, awaitable = awaitable.ag_frame, awaitable.ag_await
+            elif type(awaitable).__name__ in _ASYNCGEN_AWAITABLES:
+                agen = _wrapped_async_generator(awaitable)
+                if agen is None:
+                    return
+                frame, awaitable = agen.ag_frame, agen.ag_await
             else:
-                # Objects like async_generator_asend don't expose what they wrap.
                 return
             if frame is None:
                 return

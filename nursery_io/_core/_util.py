@@ -34,6 +34,18 @@ def _looks_like_another_library(value: object) -> bool:
     return type(value).__name__ in ("Future", "Deferred")
 
 
+def _is_own_generator_coroutine(value: object) -> bool:
+    """A ``@types.coroutine`` generator defined by nursery_io itself (not yet started)."""
+    if type(value) is not types.GeneratorType:
+        return False
+    frame = value.gi_frame
+    return (
+        bool(value.gi_code.co_flags & inspect.CO_ITERABLE_COROUTINE)
+        and frame is not None
+        and str(frame.f_globals.get("__name__", "")).startswith("nursery_io.")
+    )
+
+
 async def _await_frameless(awaitable: Any) -> Any:
     # A coroutine-like object without a Python frame of its own (an async generator's
     # ``__anext__()``, a coroutine implemented in C): run it from a real coroutine, so the
@@ -78,9 +90,10 @@ def coroutine_or_error(
 
     if type(coro) is types.CoroutineType:
         return coro
-    if isinstance(coro, Coroutine):
+    if isinstance(coro, Coroutine) or _is_own_generator_coroutine(coro):
         # Coroutine-shaped but without a frame: an async generator's asend object, a
-        # coroutine implemented in C or Cython.
+        # coroutine implemented in C or Cython. Or one of our own traps (checkpoint & co.),
+        # generators for speed where Trio's are async functions that may be started as tasks.
         return _await_frameless(coro)
     if _looks_like_another_library(coro):
         raise TypeError(

@@ -138,6 +138,16 @@ class EpollRegistry:
     def watched_count(self) -> int:
         return len(self._fds)
 
+    def waiter_counts(self) -> tuple[int, int]:
+        """How many fds have a reader waiting, and how many have a writer waiting."""
+        readers = writers = 0
+        for waiters in self._fds.values():
+            if waiters.reader is not None:
+                readers += 1
+            if waiters.writer is not None:
+                writers += 1
+        return readers, writers
+
     def close(self) -> None:
         self._fds.clear()
 

@@ -32,8 +32,14 @@ __all__ = ["Kernel", "KernelStatistics"]
 
 @dataclass(frozen=True)
 class KernelStatistics:
-    """What the kernel layer has been doing; ``current_statistics().io_statistics``."""
+    """What the kernel layer has been doing; ``current_statistics().io_statistics``.
 
+    The first three fields are Trio's (``tasks_waiting_read`` counts, as Trio's does, the
+    run's own cross-thread wake-up, which Trio serves with a task reading a socket).
+    """
+
+    tasks_waiting_read: int
+    tasks_waiting_write: int
     backend: str
     #: fds with a task waiting for readiness right now
     fds_watched: int
@@ -62,7 +68,8 @@ class Kernel:
             self._signal_fd = self._signal_wakeup.fileno()
             self._epoll.register(self._signal_fd, select.EPOLLIN)
         # Callbacks queued from other threads (and signal handlers) to run in the loop thread.
-        self._entry_queue: deque[Callable[[], None]] = deque()
+        # Public so the loop can test it for emptiness without a call.
+        self.entry_queue: deque[Callable[[], None]] = deque()
         # True while the loop thread is inside (or about to enter) epoll_wait: producers only
         # pay for an eventfd write when the loop could actually be asleep.
         self._sleeping = False
@@ -78,7 +85,7 @@ class Kernel:
 
     def call_soon_threadsafe(self, callback: Callable[[], None]) -> None:
         """Queue ``callback`` to run in the loop thread during the next :meth:`poll`."""
-        self._entry_queue.append(callback)
+        self.entry_queue.append(callback)
         if self._sleeping:
             self._wakeup.wakeup_threadsafe()
 
@@ -94,7 +101,7 @@ class Kernel:
 
     @property
     def entry_queue_size(self) -> int:
-        return len(self._entry_queue)
+        return len(self.entry_queue)
 
     # ----- file engine -----
 
@@ -178,7 +185,7 @@ class Kernel:
         engine = self._engine
         if engine is not None:
             engine.flush()
-        return bool(self._entry_queue)
+        return bool(self.entry_queue)
 
     def wait(self, timeout: float) -> list[tuple[int, int]]:
         """Sleep in ``epoll_wait`` up to ``timeout`` seconds (-1: forever); return its events.
@@ -190,7 +197,7 @@ class Kernel:
         """
         if timeout != 0:
             self._sleeping = True
-            if self._entry_queue:  # checked after raising the flag: see call_soon_threadsafe
+            if self.entry_queue:  # checked after raising the flag: see call_soon_threadsafe
                 timeout = 0
         self.polls += 1
         try:
@@ -223,24 +230,33 @@ class Kernel:
                     self._signal_wakeup.drain()
             else:
                 registry.dispatch(fd, mask)
-        # Run only what was queued before we started: a callback that queues another one
-        # (or a thread that keeps queueing) must not keep the loop here forever. Anything
-        # queued meanwhile makes the next poll non-blocking (see the check in wait).
-        queue = self._entry_queue
+        return len(events) + self.run_queued_callbacks()
+
+    def run_queued_callbacks(self) -> int:
+        """Run the callbacks queued so far (not those they queue); return how many ran.
+
+        A callback that queues another one (or a thread that keeps queueing) must not keep
+        the loop here forever. Anything queued meanwhile makes the next poll non-blocking
+        (see the check in :meth:`wait`).
+        """
+        queue = self.entry_queue
         pending = len(queue)
         for _ in range(pending):
             queue.popleft()()
-        return len(events) + pending
+        return pending
 
     def run_entry_queue(self) -> None:
         """Run queued cross-thread callbacks without sleeping (used at shutdown)."""
-        queue = self._entry_queue
+        queue = self.entry_queue
         while queue:
             queue.popleft()()
 
     def statistics(self) -> KernelStatistics:
         engine = self._engine
+        readers, writers = self.registry.waiter_counts()
         return KernelStatistics(
+            tasks_waiting_read=readers + 1,
+            tasks_waiting_write=writers,
             backend="epoll",
             fds_watched=self.registry.watched_count(),
             kernel_polls=self.polls,

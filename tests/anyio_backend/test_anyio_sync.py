@@ -115,7 +115,7 @@ async def test_fast_acquire_does_not_yield_when_free() -> None:
         tg.start_soon(other)
         async with lock:
             assert ran == []
-        await anyio.sleep(0)
+        await wait_all_tasks_blocked()
         assert ran == ["other"]
 
 
@@ -204,7 +204,7 @@ async def test_condition() -> None:
     async with create_task_group() as tg:
         for n in range(3):
             tg.start_soon(waiter, n)
-        await wait_all_tasks_blocked()
+            await wait_all_tasks_blocked()  # wait in a known order
         async with condition:
             condition.notify(2)
         await wait_all_tasks_blocked()

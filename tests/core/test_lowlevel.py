@@ -131,10 +131,13 @@ async def test_checkpoint_if_cancelled_does_not_yield_when_not_cancelled() -> No
 
     async with nursery_io.open_nursery() as nursery:
         nursery.start_soon(other)
+        task = lowlevel.current_task()
+        schedule_points = task._schedule_points
         await lowlevel.checkpoint_if_cancelled()
         assert ran == []  # no schedule point happened
+        assert task._schedule_points == schedule_points
         await lowlevel.cancel_shielded_checkpoint()
-        assert ran == [True]  # this one is a schedule point
+        assert task._schedule_points == schedule_points + 1  # this one is
 
 
 async def test_checkpoint_lets_every_other_runnable_task_run_first() -> None:
@@ -347,7 +350,7 @@ def test_runvar_is_per_run() -> None:
         assert var.get() == 1
         with pytest.raises(ValueError, match="already been used"):
             var.reset(second)
-        with pytest.raises(ValueError, match="not for this RunVar"):
+        with pytest.raises(ValueError, match="^token is not for us$"):
             with_default.reset(first)  # type: ignore[arg-type]
         var.reset(first)
         with pytest.raises(LookupError):
@@ -419,7 +422,8 @@ async def test_parking_lot_fifo_and_counts() -> None:
         assert woke == [0]
         assert len(lot.unpark(count=2)) == 2
         await wait_all_tasks_blocked()
-        assert woke == [0, 1, 2]
+        # The two oldest woke (in one batch, so in either order).
+        assert woke[0] == 0 and sorted(woke[1:]) == [1, 2]
         assert len(lot.unpark_all()) == 3
     assert sorted(woke[3:]) == [3, 4, 5]
     assert not lot and lot.statistics().tasks_waiting == 0
@@ -458,11 +462,11 @@ async def test_parking_lot_repark() -> None:
         assert (len(lot1), len(lot2)) == (2, 2)
         lot2.unpark_all()
         await wait_all_tasks_blocked()
-        assert woke == [0, 1]
+        assert sorted(woke) == [0, 1]
         lot1.repark_all(lot2)
         assert (len(lot1), len(lot2)) == (0, 2)
         lot2.unpark(count=math.inf)
-    assert woke == [0, 1, 2, 3]
+    assert sorted(woke[2:]) == [2, 3]
     with pytest.raises(TypeError):
         lot1.repark([])  # type: ignore[arg-type]
 

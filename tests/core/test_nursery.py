@@ -224,6 +224,9 @@ async def test_nursery_does_not_close_while_start_is_pending() -> None:
     async with nursery_io.open_nursery() as outer:
         async with nursery_io.open_nursery() as target:
             outer.start_soon(target.start, slow_start)
+            # Two batches: start() has surely been called by then, whichever way the
+            # first batch ran.
+            await nursery_io.sleep(0)
             await nursery_io.sleep(0)
         order.append("target closed")
     assert order == ["started", "finished in target", "target closed"]
@@ -480,11 +483,14 @@ async def test_nursery_exit_is_a_schedule_point_even_with_no_children() -> None:
     async def other() -> None:
         other_ran.append(True)
 
+    task = lowlevel.current_task()
     async with nursery_io.open_nursery() as outer:
         outer.start_soon(other)
+        schedule_points = task._schedule_points
         async with nursery_io.open_nursery():
             pass
-        assert other_ran == [True]
+        assert task._schedule_points == schedule_points + 1
+    assert other_ran == [True]
 
 
 async def test_nursery_exit_is_not_a_cancel_point_when_empty() -> None:

@@ -662,6 +662,9 @@ async def test_aclose_waits_for_a_running_operation(tmp_path: Path) -> None:
 
     async with nursery_io.open_nursery() as nursery:
         nursery.start_soon(read)
+        # read() has started by the end of the next batch, whichever way that one runs.
+        await lowlevel.checkpoint()
+        await lowlevel.checkpoint()
         nursery.start_soon(f.aclose)
     assert results == [b"x" * 100_000]
     assert f.closed
