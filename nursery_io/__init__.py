@@ -43,7 +43,7 @@ from ._highlevel_ssl_helpers import (
     open_ssl_over_tcp_stream,
     serve_ssl_over_tcp,
 )
-from ._path import Path, PosixPath
+from ._path import Path, PosixPath, WindowsPath
 from ._safe_channel import as_safe_channel
 from ._signals import open_signal_receiver
 from ._ssl import NeedHandshakeError, SSLListener, SSLStream
@@ -114,6 +114,7 @@ __all__ = [
     "TooSlowError",
     "TrioDeprecationWarning",
     "TrioInternalError",
+    "WindowsPath",
     "WouldBlock",
     "__version__",
     "abc",

@@ -37,6 +37,8 @@ from ._core import (
     open_nursery,
     wait_readable,
 )
+from ._core._context import current_library_name
+from ._core._util import final
 from ._highlevel_generic import StapledStream
 from ._kernel.workers import start_thread_soon
 from ._sync import Event, Lock
@@ -70,6 +72,7 @@ def _open_pidfd(pid: int) -> int | None:
         return None
 
 
+@final
 class Process:
     """A child process started by :func:`nursery_io.lowlevel.open_process`.
 
@@ -139,7 +142,7 @@ class Process:
             status = f"exited with signal {-returncode}"
         else:
             status = f"exited with status {returncode}"
-        return f"<nursery_io.Process {self.args!r}: {status}>"
+        return f"<{current_library_name()}.Process {self.args!r}: {status}>"  # trio mode: trio.
 
     def __del__(self) -> None:
         # Nobody can be waiting on the pidfd any more (a waiter keeps us alive), so a

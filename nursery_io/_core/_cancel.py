@@ -150,6 +150,7 @@ class CancelScope:
     """
 
     __slots__ = (
+        "__weakref__",  # weak-referenceable, as in Trio
         "_cancel_called",
         "_cancel_reason",
         "_cancel_status",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Final, Generic, TypeVar, cast, overload
 
 from ._context import current_runner
+from ._util import final
 
 __all__ = ["RunVar", "RunVarToken"]
 
@@ -12,10 +13,11 @@ T = TypeVar("T")
 _NO_VALUE: Final[Any] = object()
 
 
+@final
 class RunVarToken(Generic[T]):
     """Returned by :meth:`RunVar.set`; pass it to :meth:`RunVar.reset` to undo the set."""
 
-    __slots__ = ("_var", "previous_value", "redeemed")
+    __slots__ = ("__weakref__", "_var", "previous_value", "redeemed")
 
     def __init__(self, var: RunVar[T], previous_value: Any) -> None:
         self._var = var
@@ -27,13 +29,14 @@ class RunVarToken(Generic[T]):
         return self._var
 
 
+@final
 class RunVar(Generic[T]):
     """Run-local storage: every run sees its own value; tasks in one run share it.
 
     Use for per-run singletons (a default thread limiter, a cache bound to the loop).
     """
 
-    __slots__ = ("_default", "_name")
+    __slots__ = ("__weakref__", "_default", "_name")
 
     def __init__(self, name: str, default: T = _NO_VALUE) -> None:
         self._name = name

@@ -10,6 +10,7 @@ import outcome
 
 from ._cancel import CancelScope
 from ._context import GLOBAL_RUN_CONTEXT, current_runner, current_task
+from ._deprecate import warn_loose_exception_groups
 from ._exceptions import Cancelled
 from ._ki import enable_ki_protection
 from ._traps import Abort, RaiseCancelT, cancel_shielded_checkpoint, wait_task_rescheduled
@@ -313,4 +314,6 @@ def open_nursery(strict_exception_groups: bool | None = None) -> NurseryManager:
     """
     if strict_exception_groups is None:
         strict_exception_groups = current_runner().strict_exception_groups
+    elif not strict_exception_groups:
+        warn_loose_exception_groups("open_nursery(strict_exception_groups=False)")
     return NurseryManager(strict_exception_groups)

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import outcome
 
+from ._deprecate import warn_loose_exception_groups
 from ._runner import _entered, _finish, _new_runner, _start
+from ._util import final
 
 if TYPE_CHECKING:
     from .._abc_clock import Clock, Instrument
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["SteppedRun"]
 
 
+@final
 class SteppedRun:
     """A run driven from outside, one loop turn at a time.
 
@@ -41,6 +44,8 @@ class SteppedRun:
         instruments: tuple[Instrument, ...] | list[Instrument] = (),
         strict_exception_groups: bool = True,
     ) -> None:
+        if not strict_exception_groups:
+            warn_loose_exception_groups("trio.start_guest_run(..., strict_exception_groups=False)")
         self._runner = _new_runner(
             clock, instruments, True, strict_exception_groups, handle_signals=False
         )

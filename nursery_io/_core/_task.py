@@ -11,6 +11,7 @@ import outcome
 
 from ._exceptions import Cancelled, InternalError
 from ._traps import Abort, RaiseCancelT
+from ._util import final
 
 if TYPE_CHECKING:
     from ._cancel import CancelStatus
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = ["Task"]
 
 
+@final
 class Task:
     """A running task. Get the current one with :func:`nursery_io.lowlevel.current_task`.
 
