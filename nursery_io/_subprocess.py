@@ -118,7 +118,7 @@ class Process:
         stdout: ReceiveStream | None,
         stderr: ReceiveStream | None,
     ) -> None:
-        self._popen = popen
+        self._proc = popen  # Trio's name for it; some tests reach in
         self.args: Any = popen.args
         self.pid: int = popen.pid
         self.stdin: SendStream | None = stdin
@@ -172,7 +172,7 @@ class Process:
 
     def poll(self) -> int | None:
         """Return the exit status if the child has exited (reaping it), else None."""
-        result = self._popen.poll()
+        result = self._proc.poll()
         if result is not None:
             self._close_pidfd()
         return result
@@ -194,11 +194,11 @@ class Process:
                     await self._wait_in_thread()
                 # The child has exited, so this returns at once; it reaps the zombie and
                 # records the status in Popen.
-                self._popen.wait()
+                self._proc.wait()
                 self._close_pidfd()
             else:
                 await checkpoint()
-        result = self._popen.returncode
+        result = self._proc.returncode
         assert result is not None
         return result
 
@@ -226,7 +226,7 @@ class Process:
         """Send signal ``sig`` to the child; does nothing once it has exited and been
         reaped (so a recycled pid never gets the signal)."""
         if self.poll() is None:
-            self._popen.send_signal(sig)
+            self._proc.send_signal(sig)
 
     def terminate(self) -> None:
         """Ask the child to exit (SIGTERM)."""

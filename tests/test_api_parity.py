@@ -12,6 +12,7 @@ import importlib
 import inspect
 import io
 import queue
+import time
 import types
 import warnings
 import weakref
@@ -317,3 +318,94 @@ def test_reprs_name_trio_in_trio_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     assert repr(nursery_io.Path("x")) == "nursery_io.Path('x')"
     monkeypatch.setattr(_context, "library_name", "trio")
     assert repr(nursery_io.Path("x")) == repr(trio.Path("x"))
+
+
+# ----- texts and behaviours Trio's own tests rely on -----
+
+
+def test_unentered_scope_deadline_errors_as_in_trio() -> None:
+    def messages(lib: Any) -> list[str]:
+        found = []
+        relative, absolute = lib.move_on_after(5), lib.move_on_at(5)
+        for action in (
+            lambda: relative.deadline,
+            lambda: setattr(relative, "deadline", 7),
+            lambda: absolute.relative_deadline,
+            lambda: setattr(absolute, "relative_deadline", 7),
+        ):
+            with pytest.raises(RuntimeError) as info:
+                action()
+            found.append(str(info.value))
+        assert relative.relative_deadline == 5  # nothing changed
+        return found
+
+    ours, theirs = messages(nursery_io), messages(trio)
+    # Trio's tests match the start of the first two and the whole of the last two.
+    for our, their in zip(ours[:2], theirs[:2], strict=True):
+        assert our.startswith(their.rstrip("."))
+    assert ours[2:] == theirs[2:]
+
+
+def test_two_clocks_refused_with_trios_text() -> None:
+    def refusal(lib: Any) -> str:
+        async def busy(*, first: object, second: object) -> None:
+            raise AssertionError("not reached")
+
+        with pytest.raises(ValueError) as info:
+            lib.testing.trio_test(busy)(
+                first=lib.testing.MockClock(), second=lib.testing.MockClock()
+            )
+        return str(info.value)
+
+    assert refusal(nursery_io) == refusal(trio)
+
+
+def test_raising_deliver_callback_reported_as_in_trio(capfd: pytest.CaptureFixture[str]) -> None:
+    def broken_deliver(_: object) -> None:
+        raise RuntimeError("don't do this")
+
+    for lib in (trio, nursery_io):
+        lib.lowlevel.start_thread_soon(lambda: None, broken_deliver)
+        # The report is printed by the worker after the callback raised: wait for it.
+        err = ""
+        deadline = time.monotonic() + 10
+        while "don't do this" not in err and time.monotonic() < deadline:
+            time.sleep(0.01)
+            err += capfd.readouterr().err
+        assert "don't do this" in err
+        assert "Exception while delivering result of thread" in err
+
+
+def test_ki_handler_installed_despite_damaged_thread_table() -> None:
+    import signal
+    import threading
+
+    def handler_in_run(lib: Any) -> bool:
+        async def main() -> bool:
+            return signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+
+        table = threading._active  # type: ignore[attr-defined]
+        ident = threading.main_thread().ident
+        original = table.pop(ident)
+        try:
+            return bool(lib.run(main))
+        finally:
+            table[ident] = original
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert handler_in_run(nursery_io) == handler_in_run(trio) is True
+
+
+async def test_process_reaped_behind_its_back_reports_its_exit() -> None:
+    # Trio's tests reap the child through Process._proc (the Popen) and then expect
+    # returncode and the pidfd bookkeeping to catch up.
+    import sys
+
+    process = await nursery_io.lowlevel.open_process(
+        [sys.executable, "-c", "import time; time.sleep(60)"]
+    )
+    process.kill()
+    process._proc.wait()
+    assert process.returncode is not None
+    assert "exited" in repr(process)
+    assert process._pidfd is None

@@ -381,7 +381,7 @@ class CancelScope:
             # relative") would silently change meaning between read and entry; Trio
             # raises here too.
             raise RuntimeError(
-                "unentered relative cancel scope does not have an absolute deadline yet; "
+                "Unentered relative cancel scope does not have an absolute deadline yet; "
                 "read relative_deadline instead"
             )
         return self._deadline
@@ -392,7 +392,7 @@ class CancelScope:
             raise ValueError("deadline must not be NaN")
         if self._relative_deadline != math.inf:
             raise RuntimeError(
-                "unentered relative cancel scope does not have an absolute deadline; set "
+                "Unentered relative cancel scope does not have an absolute deadline; set "
                 "relative_deadline instead"
             )
         self._deadline = float(new_deadline)
@@ -410,9 +410,9 @@ class CancelScope:
         if self._deadline != math.inf:
             # Symmetric with the deadline getter (and Trio): answering "inf" here would
             # claim the scope has no deadline at all.
+            # Trio's exact text (its tests match the whole message).
             raise RuntimeError(
-                "unentered non-relative cancel scope does not have a relative deadline; "
-                "read deadline instead"
+                "Unentered non-relative cancel scope does not have a relative deadline"
             )
         return self._relative_deadline
 
@@ -426,7 +426,7 @@ class CancelScope:
             self.deadline = self._current_time() + new_relative_deadline
         elif self._deadline != math.inf:
             raise RuntimeError(
-                "unentered non-relative cancel scope does not support relative deadlines"
+                "Unentered non-relative cancel scope does not have a relative deadline"
             )
         else:
             self._relative_deadline = new_relative_deadline

@@ -505,7 +505,8 @@ class Runner:
 @contextmanager
 def _ki_handler(runner: Runner) -> Iterator[None]:
     if (
-        threading.current_thread() is not threading.main_thread()
+        # By ident: current_thread() is fooled by a damaged threading._active table.
+        threading.get_ident() != threading.main_thread().ident
         or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
     ):
         # Someone installed their own SIGINT handler (or we can't install one): leave it.
