@@ -23,7 +23,7 @@ async def aclose_forcefully(resource: AsyncResource) -> None:
     gone or malicious, or in cleanup code that must not block.
     """
     with CancelScope() as scope:
-        scope.cancel()
+        scope.cancel(reason="cancelled during aclose_forcefully")
         await resource.aclose()
 
 

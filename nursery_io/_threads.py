@@ -15,7 +15,7 @@ import inspect
 import queue
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, TypeVarTuple
 
 import outcome
 import sniffio
@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+PosArgT = TypeVarTuple("PosArgT")
 
 DEFAULT_THREAD_LIMIT: Final = 40
 
@@ -141,8 +142,8 @@ def _worker_link() -> _WorkerLink | None:
 
 
 async def to_thread_run_sync(
-    sync_fn: Callable[..., T],
-    *args: object,
+    sync_fn: Callable[[*PosArgT], T],
+    *args: *PosArgT,
     thread_name: str | None = None,
     abandon_on_cancel: bool = False,
     limiter: CapacityLimiter | None = None,
@@ -347,7 +348,9 @@ def _serve_in_system_task(request: _Request) -> None:
 
 
 def from_thread_run(
-    afn: Callable[..., Awaitable[T]], *args: object, token: lowlevel.RunToken | None = None
+    afn: Callable[[*PosArgT], Awaitable[T]],
+    *args: *PosArgT,
+    token: lowlevel.RunToken | None = None,
 ) -> T:
     """From a worker thread, run ``await afn(*args)`` in the run and return its result.
 
@@ -362,7 +365,7 @@ def from_thread_run(
 
 
 def from_thread_run_sync(
-    fn: Callable[..., T], *args: object, token: lowlevel.RunToken | None = None
+    fn: Callable[[*PosArgT], T], *args: *PosArgT, token: lowlevel.RunToken | None = None
 ) -> T:
     """From a worker thread, call ``fn(*args)`` in the run's thread and return its result."""
     return _send_request(fn, args, False, token)  # type: ignore[no-any-return]

@@ -43,6 +43,7 @@ from ._core import (
     remove_parking_lot_breaker,
     reschedule,
     spawn_system_task,
+    start_guest_run,
     temporarily_detach_coroutine_object,
     wait_readable,
     wait_task_rescheduled,
@@ -50,6 +51,7 @@ from ._core import (
 )
 from ._core._context import current_runner as _current_runner
 from ._core._ops import read_at, run_op
+from ._hostname import encode_hostname
 from ._kernel import ops
 from ._kernel.workers import start_thread_soon
 from ._unix_pipes import FdStream
@@ -110,6 +112,7 @@ __all__ = [
     "currently_ki_protected",
     "disable_ki_protection",
     "enable_ki_protection",
+    "encode_hostname",
     "in_run",
     "in_task",
     "in_trio_run",
@@ -125,6 +128,7 @@ __all__ = [
     "reschedule",
     "run_op",
     "spawn_system_task",
+    "start_guest_run",
     "start_thread_soon",
     "temporarily_detach_coroutine_object",
     "wait_readable",

@@ -227,28 +227,42 @@ def test_strict_exception_groups_false_warns_as_in_trio() -> None:
 
 
 def test_strict_exception_groups_false_warns_for_a_guest_run() -> None:
-    async def main() -> str:
-        await trio.lowlevel.checkpoint()
-        return "ok"
+    def guest_run(lib: Any) -> list[tuple[str, str, str]]:
+        async def main() -> str:
+            await lib.lowlevel.checkpoint()
+            return "ok"
 
-    def trio_guest_run() -> None:
-        todo: queue.Queue[Callable[[], object]] = queue.Queue()
-        done: list[object] = []
-        trio.lowlevel.start_guest_run(
-            main,
-            run_sync_soon_threadsafe=todo.put,
-            done_callback=done.append,
-            strict_exception_groups=False,
-        )
-        while not done:
-            todo.get()()
+        def start_and_host() -> None:
+            todo: queue.Queue[Callable[[], object]] = queue.Queue()
+            done: list[object] = []
+            lib.lowlevel.start_guest_run(
+                main,
+                run_sync_soon_threadsafe=todo.put,
+                done_callback=done.append,
+                strict_exception_groups=False,
+            )
+            while not done:
+                todo.get()()
 
-    def our_stepped_run() -> None:
+        return _warnings_from(start_and_host)
+
+    assert guest_run(nursery_io) == guest_run(trio)
+    assert len(guest_run(trio)) == 1
+
+
+def test_strict_exception_groups_false_warns_for_a_stepped_run() -> None:
+    async def main() -> None:
+        await nursery_io.lowlevel.checkpoint()
+
+    def stepped() -> None:
         run = nursery_io.lowlevel.SteppedRun(main, strict_exception_groups=False)
         while not run.done:
             run.turn()
 
-    assert _warnings_from(our_stepped_run) == _warnings_from(trio_guest_run)
+    [(category, message, filename)] = _warnings_from(stepped)
+    assert category == "TrioDeprecationWarning"
+    assert message.startswith("SteppedRun(..., strict_exception_groups=False) is deprecated")
+    assert filename == __file__
 
 
 def test_outside_a_run_the_message_begins_as_trios() -> None:
