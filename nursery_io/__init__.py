@@ -53,7 +53,7 @@ if _typing.TYPE_CHECKING:
         open_ssl_over_tcp_stream,
         serve_ssl_over_tcp,
     )
-    from ._path import Path, PosixPath
+    from ._path import Path, PosixPath, WindowsPath
     from ._safe_channel import as_safe_channel
     from ._sendfile import send_file
     from ._signals import open_signal_receiver
@@ -106,7 +106,7 @@ _LAZY_MODULES: dict[str, tuple[str, ...]] = {
         "open_ssl_over_tcp_stream",
         "serve_ssl_over_tcp",
     ),
-    "_path": ("Path", "PosixPath"),
+    "_path": ("Path", "PosixPath", "WindowsPath"),
     "_safe_channel": ("as_safe_channel",),
     "_sendfile": ("send_file",),
     "_signals": ("open_signal_receiver",),
@@ -209,6 +209,7 @@ __all__ = [
     "TooSlowError",
     "TrioDeprecationWarning",
     "TrioInternalError",
+    "WindowsPath",
     "WouldBlock",
     "__version__",
     "abc",

@@ -26,11 +26,12 @@ import math
 from collections import deque
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 from outcome import Error
 
 from ._core import BrokenResourceError, ClosedResourceError, EndOfChannel, WouldBlock
+from ._core._util import final
 from .abc import ReceiveChannel, SendChannel
 from .lowlevel import (
     Abort,

@@ -37,7 +37,7 @@ import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import FrozenInstanceError, dataclass
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeAlias, TypeVarTuple, final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeAlias, TypeVarTuple
 
 from ._channel import MemoryReceiveChannel, MemorySendChannel, open_memory_channel
 from ._core import (
@@ -54,7 +54,8 @@ from ._core import (
     open_nursery,
     spawn_system_task,
 )
-from ._core._exceptions import final_class, no_public_constructor_error
+from ._core._exceptions import no_public_constructor_error
+from ._core._util import final
 from ._ssl import NeedHandshakeError
 from ._sync import Lock
 from ._timeouts import move_on_after
@@ -451,7 +452,7 @@ class DTLSChannelStatistics:
     (The name is Trio's.)
     """
 
-    __slots__ = ("incoming_packets_dropped_in_trio",)
+    __slots__ = ("__weakref__", "incoming_packets_dropped_in_trio")
     __match_args__ = ("incoming_packets_dropped_in_trio",)
 
     incoming_packets_dropped_in_trio: int
@@ -485,7 +486,6 @@ _REPLACED_MESSAGE: Final = "peer tore down this connection to start a new one"
 
 
 @final
-@final_class
 class DTLSChannel(Channel[bytes]):
     """One DTLS association with one peer, over a :class:`DTLSEndpoint`'s socket.
 
@@ -786,7 +786,6 @@ async def _read_datagrams(endpoint_ref: weakref.ref[DTLSEndpoint], sock: SocketT
 
 
 @final
-@final_class
 class DTLSEndpoint:
     """A UDP socket carrying DTLS associations with any number of peers, as client
     (:meth:`connect`) and as server (:meth:`serve`).

@@ -44,7 +44,7 @@ import stat as _stat
 import sys
 import warnings
 from collections.abc import Callable, Iterable
-from functools import partial, wraps
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, overload
 
 from . import lowlevel
@@ -430,9 +430,18 @@ class AsyncIOWrapper(AsyncResource, Generic[_FileT]):
         if name in _FILE_ASYNC_METHODS:
             method = getattr(self._wrapped, name)
 
-            @wraps(method)
             async def in_thread(*args: Any, **kwargs: Any) -> Any:
                 return await _in_thread(partial(method, *args, **kwargs))
+
+            # Named after the method even when the wrapped object's methods carry no
+            # metadata (mocks, C types), as Trio's are.
+            wrapped_class = self._wrapped.__class__  # (a spec'd mock answers its spec here)
+            in_thread.__name__ = name
+            in_thread.__qualname__ = f"{type(self).__qualname__}.{name}"
+            in_thread.__doc__ = (
+                f"Like :meth:`~{wrapped_class.__module__}.{wrapped_class.__qualname__}.{name}`,"
+                " but async (it runs in a worker thread)."
+            )
 
             # Cache it: the next lookup finds it on the instance.
             setattr(self, name, in_thread)

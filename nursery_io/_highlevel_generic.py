@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Generic, TypeVar
 
 from ._core import CancelScope
+from ._core._util import final
 from .abc import AsyncResource, HalfCloseableStream, ReceiveStream, SendStream
 
 __all__ = ["StapledStream", "aclose_forcefully"]
@@ -26,6 +27,7 @@ async def aclose_forcefully(resource: AsyncResource) -> None:
         await resource.aclose()
 
 
+@final
 class StapledStream(HalfCloseableStream, Generic[SendStreamT, ReceiveStreamT]):
     """Join a :class:`~nursery_io.abc.SendStream` and a
     :class:`~nursery_io.abc.ReceiveStream` into one bidirectional stream.

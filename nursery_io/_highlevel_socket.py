@@ -7,6 +7,7 @@ import socket as _stdlib_socket
 from typing import TYPE_CHECKING, Final, overload
 
 from ._core import BrokenResourceError, BusyResourceError, ClosedResourceError
+from ._core._util import final
 from ._socket import SocketType, _SocketType
 from .abc import HalfCloseableStream, Listener
 from .lowlevel import (
@@ -68,6 +69,7 @@ def _stream_error(exc: OSError) -> Exception:
     return error
 
 
+@final
 class SocketStream(HalfCloseableStream):
     """A :class:`~nursery_io.abc.HalfCloseableStream` over a connected ``SOCK_STREAM``
     socket (TCP, or a Unix-domain stream socket).
@@ -79,7 +81,7 @@ class SocketStream(HalfCloseableStream):
     :class:`~nursery_io.ClosedResourceError` (the socket was closed).
     """
 
-    __slots__ = ("_raw", "_receiving", "_send_broken", "_sending", "socket")
+    __slots__ = ("__weakref__", "_raw", "_receiving", "_send_broken", "_sending", "socket")
 
     def __init__(self, socket: SocketType) -> None:
         if not isinstance(socket, SocketType):
@@ -308,6 +310,7 @@ class SocketStream(HalfCloseableStream):
         return self.socket.getsockopt(level, option, buffersize)
 
 
+@final
 class SocketListener(Listener[SocketStream]):
     """A :class:`~nursery_io.abc.Listener` that accepts connections on a listening
     ``SOCK_STREAM`` socket and wraps each in a :class:`SocketStream`.
@@ -318,7 +321,10 @@ class SocketListener(Listener[SocketStream]):
     server loop can back off (:func:`nursery_io.serve_listeners` does).
     """
 
-    __slots__ = ("socket",)
+    __slots__ = (
+        "__weakref__",
+        "socket",
+    )
 
     def __init__(self, socket: SocketType) -> None:
         if not isinstance(socket, SocketType):

@@ -1,4 +1,4 @@
-"""``Path``: :class:`pathlib.PurePosixPath` plus async versions of ``pathlib.Path``'s I/O.
+"""``Path``: :class:`pathlib.PurePath` plus async versions of ``pathlib.Path``'s I/O.
 
 Trio's ``trio.Path`` runs every method in a worker thread. Here most of them are one or
 two ops on the run's file engine, which io_uring does in the kernel: stat/lstat and the
@@ -15,21 +15,25 @@ return this class.
 from __future__ import annotations
 
 import errno
+import functools
+import inspect
 import io
 import os
 import pathlib
 import sys
 import warnings
 from collections.abc import Awaitable, Callable, Generator
-from typing import TYPE_CHECKING, Any, Final, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, Self, TypeVar
 
 from . import lowlevel
+from ._core._context import current_library_name
+from ._core._util import final
 from ._file_io import open_file
 
 if TYPE_CHECKING:
     from ._file_io import AsyncBufferedFile, AsyncFileIO, AsyncTextFile
 
-__all__ = ["Path", "PosixPath"]
+__all__ = ["Path", "PosixPath", "WindowsPath"]
 
 _ops = lowlevel.ops
 _run_op = lowlevel.run_op
@@ -86,7 +90,7 @@ class _PathListingIterator(Generic[_PathT]):
         return items.pop()
 
 
-class Path(pathlib.PurePosixPath):
+class Path(pathlib.PurePath):
     """An async :class:`pathlib.Path`: the pure-path API as is, and every method that
     touches the filesystem as an ``async`` method (see the module docstring for which run
     on io_uring and which in the worker pool). ``Path(...)`` returns a :class:`PosixPath`,
@@ -99,7 +103,8 @@ class Path(pathlib.PurePosixPath):
         return super().__new__(target, *args)  # type: ignore[return-value]
 
     def __repr__(self) -> str:
-        return f"nursery_io.Path({str(self)!r})"
+        # "trio.Path(...)" in trio mode, like the rest of what the library calls itself.
+        return f"{current_library_name()}.Path({str(self)!r})"
 
     def _fs(self) -> str:
         # os.* and the ops get the plain string, so error messages show '/x', not a repr.
@@ -140,10 +145,19 @@ class Path(pathlib.PurePosixPath):
             return None
         return st.st_mode  # type: ignore[no-any-return]
 
-    async def exists(self, *, follow_symlinks: bool = True) -> bool:
-        """Whether the path exists (with ``follow_symlinks=False``, a dangling symlink
-        counts)."""
-        return await self._mode(follow_symlinks) is not None
+    # The signature follows this Python's pathlib (follow_symlinks is new in 3.12), as Trio's.
+    if sys.version_info >= (3, 12):
+
+        async def exists(self, *, follow_symlinks: bool = True) -> bool:
+            """Whether the path exists (with ``follow_symlinks=False``, a dangling symlink
+            counts)."""
+            return await self._mode(follow_symlinks) is not None
+
+    else:
+
+        async def exists(self) -> bool:
+            """Whether the path exists."""
+            return await self._mode() is not None
 
     async def is_dir(self) -> bool:
         mode = await self._mode()
@@ -392,11 +406,72 @@ class Path(pathlib.PurePosixPath):
         return await _in_pool(pathlib.PosixPath(self).group)
 
 
+def _name_the_pathlib_method(cls: type[Path]) -> None:
+    """Start each I/O method's docstring with the :class:`pathlib.Path` method it stands
+    for, as Trio's do (tools and tests look for ``Path.<name>`` there)."""
+    for name, method in vars(cls).items():
+        if name.startswith("_") or not hasattr(pathlib.Path, name):
+            continue
+        function = method.__func__ if isinstance(method, classmethod) else method
+        if not callable(function) or hasattr(pathlib.PurePath, name):
+            continue
+        own = inspect.cleandoc(function.__doc__ or "")
+        function.__doc__ = f"Like :meth:`~pathlib.Path.{name}`, but async.\n\n{own}".rstrip()
+
+
+_name_the_pathlib_method(Path)
+
+
 def _chmod(path: str, mode: int, follow_symlinks: bool) -> None:
     os.chmod(path, mode, follow_symlinks=follow_symlinks)
 
 
-class PosixPath(Path):
+@final
+class PosixPath(Path, pathlib.PurePosixPath):
     """What ``Path(...)`` returns on this platform (Trio's ``PosixPath``)."""
 
     __slots__ = ()
+
+
+def _unsupported_here(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` for a WindowsPath: fails as ``pathlib.WindowsPath`` does on Linux."""
+
+    def fail() -> NoReturn:
+        raise NotImplementedError("cannot instantiate 'WindowsPath' on your system")
+
+    if inspect.iscoroutinefunction(method):
+
+        @functools.wraps(method)
+        async def unsupported(*args: Any, **kwargs: Any) -> NoReturn:
+            await lowlevel.checkpoint()
+            fail()
+
+        return unsupported
+
+    # The listings (iterdir, glob, rglob): awaiting or iterating them fails.
+    @functools.wraps(method)
+    def unsupported_listing(*args: Any, **kwargs: Any) -> PathListing[Any]:
+        async def fetch() -> NoReturn:
+            await lowlevel.checkpoint()
+            fail()
+
+        return PathListing(fetch)
+
+    return unsupported_listing
+
+
+@final
+class WindowsPath(Path, pathlib.PureWindowsPath):
+    """Exported as Trio does; pure-path operations work (with Windows path rules), and
+    every filesystem method raises :exc:`NotImplementedError` as ``pathlib.WindowsPath``
+    does on Linux. ``cwd()`` and ``home()`` still answer, as Trio's do."""
+
+    __slots__ = ()
+
+
+for _name, _method in list(vars(Path).items()):
+    if _name.startswith("_") or _name in ("cwd", "home"):
+        continue
+    if inspect.iscoroutinefunction(_method) or _name in ("iterdir", "glob", "rglob"):
+        setattr(WindowsPath, _name, _unsupported_here(_method))
+del _name, _method

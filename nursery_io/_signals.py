@@ -113,7 +113,7 @@ def open_signal_receiver(*signals: signal.Signals | int) -> Generator[SignalRece
     """
     if not signals:
         raise TypeError("open_signal_receiver needs at least one signal")
-    if threading.current_thread() is not threading.main_thread():
+    if threading.get_ident() != threading.main_thread().ident:
         raise RuntimeError(
             "open_signal_receiver only works in the main thread: Python delivers signals "
             "to handlers there only"

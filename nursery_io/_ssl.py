@@ -38,6 +38,7 @@ import ssl as _stdlib_ssl
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, overload
 
 from ._core import BrokenResourceError, BusyResourceError, ClosedResourceError
+from ._core._util import final
 from ._highlevel_generic import aclose_forcefully
 from ._hostname import encode_hostname
 from ._sync import Event
@@ -117,6 +118,7 @@ def _is_truncation(exc: _stdlib_ssl.SSLError) -> bool:
     return isinstance(exc, _stdlib_ssl.SSLEOFError | _stdlib_ssl.SSLSyscallError)
 
 
+@final
 class SSLStream(Stream, Generic[T_Stream]):
     """A TLS connection over another stream: a :class:`~nursery_io.abc.Stream` whose
     ``send_all`` encrypts and whose ``receive_some`` decrypts.
@@ -149,6 +151,7 @@ class SSLStream(Stream, Generic[T_Stream]):
     """
 
     __slots__ = (
+        "__weakref__",  # weak-referenceable, as in Trio
         "_answer_pending",
         "_draining",
         "_eof",
@@ -782,6 +785,7 @@ def _check_server_context(ssl_context: object) -> None:
         )
 
 
+@final
 class SSLListener(Listener[SSLStream[T_Stream]]):
     """A :class:`~nursery_io.abc.Listener` that wraps every connection accepted by
     ``transport_listener`` in a server-side :class:`SSLStream` using ``ssl_context``.
@@ -792,7 +796,7 @@ class SSLListener(Listener[SSLStream[T_Stream]]):
     attribute is the wrapped listener; :meth:`aclose` closes it.
     """
 
-    __slots__ = ("_https_compatible", "_ssl_context", "transport_listener")
+    __slots__ = ("__weakref__", "_https_compatible", "_ssl_context", "transport_listener")
 
     def __init__(
         self,

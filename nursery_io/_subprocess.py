@@ -37,6 +37,8 @@ from ._core import (
     open_nursery,
     wait_readable,
 )
+from ._core._context import current_library_name
+from ._core._util import final
 from ._highlevel_generic import StapledStream
 from ._kernel.workers import start_thread_soon
 from ._sync import Event, Lock
@@ -70,6 +72,7 @@ def _open_pidfd(pid: int) -> int | None:
         return None
 
 
+@final
 class Process:
     """A child process started by :func:`nursery_io.lowlevel.open_process`.
 
@@ -115,7 +118,7 @@ class Process:
         stdout: ReceiveStream | None,
         stderr: ReceiveStream | None,
     ) -> None:
-        self._popen = popen
+        self._proc = popen  # Trio's name for it; some tests reach in
         self.args: Any = popen.args
         self.pid: int = popen.pid
         self.stdin: SendStream | None = stdin
@@ -139,7 +142,7 @@ class Process:
             status = f"exited with signal {-returncode}"
         else:
             status = f"exited with status {returncode}"
-        return f"<nursery_io.Process {self.args!r}: {status}>"
+        return f"<{current_library_name()}.Process {self.args!r}: {status}>"  # trio mode: trio.
 
     def __del__(self) -> None:
         # Nobody can be waiting on the pidfd any more (a waiter keeps us alive), so a
@@ -169,7 +172,7 @@ class Process:
 
     def poll(self) -> int | None:
         """Return the exit status if the child has exited (reaping it), else None."""
-        result = self._popen.poll()
+        result = self._proc.poll()
         if result is not None:
             self._close_pidfd()
         return result
@@ -191,11 +194,11 @@ class Process:
                     await self._wait_in_thread()
                 # The child has exited, so this returns at once; it reaps the zombie and
                 # records the status in Popen.
-                self._popen.wait()
+                self._proc.wait()
                 self._close_pidfd()
             else:
                 await checkpoint()
-        result = self._popen.returncode
+        result = self._proc.returncode
         assert result is not None
         return result
 
@@ -223,7 +226,7 @@ class Process:
         """Send signal ``sig`` to the child; does nothing once it has exited and been
         reaped (so a recycled pid never gets the signal)."""
         if self.poll() is None:
-            self._popen.send_signal(sig)
+            self._proc.send_signal(sig)
 
     def terminate(self) -> None:
         """Ask the child to exit (SIGTERM)."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from ._core import BrokenResourceError, Cancelled, CancelScope, WouldBlock
+from ._core._util import final
 from .lowlevel import (
     ParkingLot,
     ParkingLotStatistics,
@@ -81,6 +82,7 @@ class EventStatistics:
     tasks_waiting: int
 
 
+@final
 class Event:
     """A one-shot flag: tasks wait until some task calls :meth:`set`.
 
@@ -145,6 +147,7 @@ class CapacityLimiterStatistics:
     tasks_waiting: int
 
 
+@final
 class CapacityLimiter(_AsyncContextManagerMixin):
     """Limits how many tasks (or other "borrowers") may do something at the same time.
 
@@ -292,6 +295,7 @@ class CapacityLimiter(_AsyncContextManagerMixin):
 # ----- Semaphore -----
 
 
+@final
 class Semaphore(_AsyncContextManagerMixin):
     """A counter: ``acquire`` decrements it, waiting while it is zero; ``release``
     increments it.
@@ -460,6 +464,7 @@ class _LockImpl(_AsyncContextManagerMixin):
         )
 
 
+@final
 class Lock(_LockImpl):
     """A mutual-exclusion lock, owned by the task that acquired it.
 
@@ -470,6 +475,7 @@ class Lock(_LockImpl):
     __slots__ = ()
 
 
+@final
 class StrictFIFOLock(_LockImpl):
     """A :class:`Lock` that *promises* strict first-come first-served ordering.
 
@@ -493,6 +499,7 @@ class ConditionStatistics:
     lock_statistics: LockStatistics
 
 
+@final
 class Condition(_AsyncContextManagerMixin):
     """Lets tasks wait for a notification while releasing a :class:`Lock`.
 

@@ -7,7 +7,7 @@ Deprecated (as in Trio, with the same ``TrioDeprecationWarning``): use
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from ._core import (
     ParkingLot,
@@ -16,6 +16,7 @@ from ._core import (
     checkpoint_if_cancelled,
     enable_ki_protection,
 )
+from ._core._util import final
 from ._deprecate import TrioDeprecationWarning, warn_deprecated
 
 if TYPE_CHECKING:

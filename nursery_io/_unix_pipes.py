@@ -18,6 +18,7 @@ from ._core import (
     wait_readable,
     wait_writable,
 )
+from ._core._util import final
 from .abc import Stream
 
 __all__ = ["FdStream"]
@@ -82,6 +83,7 @@ def _fd_error(exc: OSError) -> Exception:
     return error
 
 
+@final
 class FdStream(Stream):
     """A :class:`~nursery_io.abc.Stream` over a file descriptor that supports non-blocking
     I/O: a pipe, a FIFO, a tty, a socket. (Regular files are always "ready" and would block

@@ -8,9 +8,11 @@ stream or a :class:`~nursery_io.StapledStream` alike.
 
 from __future__ import annotations
 
-from abc import ABCMeta, abstractmethod
+from abc import ABCMeta as _ABCMeta
+from abc import abstractmethod
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Generic, Self, TypeVar
+from typing import Any as _Any
 
 from ._abc_clock import Clock, Instrument
 from ._core import EndOfChannel
@@ -41,7 +43,7 @@ T = TypeVar("T")
 T_resource_co = TypeVar("T_resource_co", bound="AsyncResource", covariant=True)
 
 
-class AsyncResource(metaclass=ABCMeta):
+class AsyncResource(metaclass=_ABCMeta):
     """Something that must be closed with ``await resource.aclose()`` when you are done.
 
     It is also an async context manager: ``async with resource:`` closes it on the way out,
@@ -213,7 +215,7 @@ class Channel(SendChannel[T], ReceiveChannel[T]):
     __slots__ = ()
 
 
-class HostnameResolver(metaclass=ABCMeta):
+class HostnameResolver(metaclass=_ABCMeta):
     """Replaces how ``nursery_io.socket`` resolves names; install one with
     ``nursery_io.socket.set_custom_hostname_resolver`` (useful for tests and for custom
     DNS)."""
@@ -248,7 +250,7 @@ class HostnameResolver(metaclass=ABCMeta):
         """Reverse-resolve like :func:`socket.getnameinfo`."""
 
 
-class SocketFactory(metaclass=ABCMeta):
+class SocketFactory(metaclass=_ABCMeta):
     """Replaces how ``nursery_io.socket.socket()`` creates sockets; install one with
     ``nursery_io.socket.set_custom_socket_factory``."""
 
@@ -260,6 +262,6 @@ class SocketFactory(metaclass=ABCMeta):
         family: _stdlib_socket.AddressFamily | int | None = None,
         type: _stdlib_socket.SocketKind | int | None = None,
         proto: int | None = None,
-    ) -> Any:
+    ) -> _Any:
         """Return a new ``nursery_io.socket.SocketType`` (typed ``Any`` here so this module
         does not depend on the socket module)."""

@@ -19,8 +19,9 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Final
 
 from ._context import GLOBAL_RUN_CONTEXT, NOT_IN_RUN_MESSAGE, current_runner
-from ._exceptions import DEADLINE_REASON, Cancelled, CancelReason, final_class
+from ._exceptions import DEADLINE_REASON, Cancelled, CancelReason
 from ._ki import enable_ki_protection
+from ._util import final
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -207,7 +208,7 @@ def concat_tb(head: TracebackType | None, tail: TracebackType | None) -> Traceba
     return tail
 
 
-@final_class
+@final
 class CancelScope:
     """A region of code that can be cancelled, or time out, as a unit.
 
@@ -221,6 +222,7 @@ class CancelScope:
     """
 
     __slots__ = (
+        "__weakref__",  # weak-referenceable, as in Trio
         "_cancel_called",
         "_cancel_reason",
         "_cancel_status",

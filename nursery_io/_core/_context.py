@@ -33,8 +33,9 @@ def current_library_name() -> str:
     return library_name
 
 
+# Begins with Trio's text, so code that matches on it keeps working.
 NOT_IN_RUN_MESSAGE = (
-    "must be called from inside a nursery_io run (nursery_io.run(...)); "
+    "must be called from async context: from inside a nursery_io run (nursery_io.run(...)); "
     "if you are in a worker thread, use nursery_io.from_thread"
 )
 

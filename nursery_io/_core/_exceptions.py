@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Final, Literal, NoReturn, TypeVar
 
 from .._kernel.errors import BusyResourceError, ClosedResourceError
+from ._util import final
 
 __all__ = [
     "BrokenResourceError",
@@ -16,7 +17,6 @@ __all__ = [
     "InternalError",
     "RunFinishedError",
     "WouldBlock",
-    "final_class",
     "no_public_constructor_error",
 ]
 
@@ -53,19 +53,6 @@ class BrokenResourceError(Exception):
     """The resource broke (for example the peer went away) and cannot be used any more."""
 
 
-def final_class(cls: type[_T]) -> type[_T]:
-    """Class decorator: subclassing ``cls`` raises TypeError, as it does for Trio's final
-    classes (the message names the would-be subclass, like Trio's)."""
-
-    def refuse_subclass(subclass: type[object], /, **kwargs: object) -> None:
-        raise TypeError(
-            f"{subclass.__module__}.{subclass.__qualname__} does not support subclassing"
-        )
-
-    cls.__init_subclass__ = classmethod(refuse_subclass)  # type: ignore[assignment]
-    return cls
-
-
 def no_public_constructor_error(public_name: str) -> TypeError:
     return TypeError(f"{public_name} has no public constructor")
 
@@ -100,7 +87,7 @@ class CancelReason:
 DEADLINE_REASON: Final = CancelReason("deadline")
 
 
-@final_class
+@final
 class Cancelled(BaseException):
     """Raised at a checkpoint when the surrounding cancel scope has been cancelled.
 

@@ -42,6 +42,7 @@ from .._kernel.workers import start_thread_soon
 from . import _context
 from ._cancel import CancelScope, Deadlines
 from ._context import GLOBAL_RUN_CONTEXT
+from ._deprecate import warn_loose_exception_groups
 from ._exceptions import InternalError
 from ._runner import (
     _BUSY_POLL_INTERVAL_NS,
@@ -368,6 +369,8 @@ def start_guest_run(
     ``done_callback``. A host loop can only have one guest run at a time, and should not
     stop before its guest has finished. The other arguments are those of :func:`run`.
     """
+    if not strict_exception_groups:
+        warn_loose_exception_groups("trio.start_guest_run(..., strict_exception_groups=False)")
     runner = _new_runner(
         clock,
         instruments,

@@ -47,22 +47,22 @@ async def _wait(obj: int | _HasFileno, writable: bool) -> None:
     await wait_task_rescheduled(abort)
 
 
-async def wait_readable(obj: int | _HasFileno) -> None:
-    """Block until ``obj`` (an fd or an object with ``fileno()``) is readable.
+async def wait_readable(fd: int | _HasFileno) -> None:
+    """Block until ``fd`` (an fd or an object with ``fileno()``) is readable.
 
     At most one task may wait for readability of one fd at a time (a second gets
     :class:`BusyResourceError`); if another task calls :func:`notify_closing` on it, the
     wait ends with :class:`ClosedResourceError`. Always a checkpoint.
     """
-    await _wait(obj, False)
+    await _wait(fd, False)
 
 
-async def wait_writable(obj: int | _HasFileno) -> None:
-    """Block until ``obj`` is writable; the same rules as :func:`wait_readable`."""
-    await _wait(obj, True)
+async def wait_writable(fd: int | _HasFileno) -> None:
+    """Block until ``fd`` is writable; the same rules as :func:`wait_readable`."""
+    await _wait(fd, True)
 
 
-def notify_closing(obj: int | _HasFileno) -> None:
-    """Tell the run that ``obj`` is about to be closed: tasks waiting on it get
+def notify_closing(fd: int | _HasFileno) -> None:
+    """Tell the run that ``fd`` is about to be closed: tasks waiting on it get
     :class:`ClosedResourceError`. Call it *before* closing the fd."""
-    current_runner().kernel.registry.notify_closing(_fileno(obj))
+    current_runner().kernel.registry.notify_closing(_fileno(fd))

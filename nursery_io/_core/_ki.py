@@ -53,12 +53,12 @@ def _mark(fn: F, protected: bool) -> F:
     return fn
 
 
-def enable_ki_protection(fn: F) -> F:
+def enable_ki_protection(fn: F, /) -> F:
     """Decorator: KeyboardInterrupt is deferred while ``fn`` (and what it calls) runs."""
     return _mark(fn, True)
 
 
-def disable_ki_protection(fn: F) -> F:
+def disable_ki_protection(fn: F, /) -> F:
     """Decorator: KeyboardInterrupt may be raised directly inside ``fn``."""
     return _mark(fn, False)
 

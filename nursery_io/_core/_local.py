@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Final, Generic, TypeVar, cast, overload
 
 from ._context import GLOBAL_RUN_CONTEXT
+from ._util import final
 
 __all__ = ["RunVar", "RunVarToken"]
 
@@ -27,6 +28,7 @@ def _run_locals() -> dict[object, object]:
         raise RuntimeError(_OUTSIDE_RUN_MESSAGE) from None
 
 
+@final
 class RunVarToken(Generic[T]):
     """Returned by :meth:`RunVar.set`; pass it to :meth:`RunVar.reset` to undo the set.
 
@@ -34,7 +36,7 @@ class RunVarToken(Generic[T]):
     default if it had no value), and ``redeemed`` turns True once the token is used.
     """
 
-    __slots__ = ("_var", "previous_value", "redeemed")
+    __slots__ = ("__weakref__", "_var", "previous_value", "redeemed")
 
     def __init__(self, var: RunVar[T], previous_value: Any) -> None:
         self._var = var
@@ -46,13 +48,14 @@ class RunVarToken(Generic[T]):
         return self._var
 
 
+@final
 class RunVar(Generic[T]):
     """Run-local storage: every run sees its own value; tasks in one run share it.
 
     Use for per-run singletons (a default thread limiter, a cache bound to the loop).
     """
 
-    __slots__ = ("_default", "_name")
+    __slots__ = ("__weakref__", "_default", "_name")
 
     def __init__(self, name: str, default: T = _NO_VALUE) -> None:
         self._name = name

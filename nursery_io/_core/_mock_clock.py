@@ -7,10 +7,12 @@ import time
 
 from .._abc_clock import Clock
 from ._context import GLOBAL_RUN_CONTEXT
+from ._util import final
 
 __all__ = ["MockClock"]
 
 
+@final
 class MockClock(Clock):
     """A clock whose time only moves when you say so (or at a chosen ``rate``).
 

@@ -10,9 +10,11 @@ import outcome
 
 from ._cancel import NONSTRICT_EXCEPTIONGROUP_NOTE, CancelScope
 from ._context import GLOBAL_RUN_CONTEXT, current_runner, current_task
-from ._exceptions import Cancelled, CancelReason, final_class, no_public_constructor_error
+from ._deprecate import warn_loose_exception_groups
+from ._exceptions import Cancelled, CancelReason, no_public_constructor_error
 from ._ki import enable_ki_protection
 from ._traps import Abort, RaiseCancelT, cancel_shielded_checkpoint, wait_task_rescheduled
+from ._util import final
 
 if TYPE_CHECKING:
     from ._cancel import CancelStatus
@@ -165,7 +167,7 @@ class _StartTaskStatus(Generic[StatusT]):
         old._check_nursery_closed()
 
 
-@final_class
+@final
 class Nursery:
     """A scope that owns child tasks; get one from ``async with open_nursery() as nursery``.
 
@@ -473,4 +475,6 @@ def open_nursery(strict_exception_groups: bool | None = None) -> NurseryManager:
     """
     if strict_exception_groups is None:
         strict_exception_groups = current_runner().strict_exception_groups
+    elif not strict_exception_groups:
+        warn_loose_exception_groups("open_nursery(strict_exception_groups=False)")
     return NurseryManager(strict_exception_groups)

@@ -13,6 +13,7 @@ from ._context import GLOBAL_RUN_CONTEXT, current_task
 from ._exceptions import BrokenResourceError
 from ._ki import enable_ki_protection
 from ._traps import Abort, RaiseCancelT, wait_task_rescheduled
+from ._util import final
 
 if TYPE_CHECKING:
     from ._task import Task
@@ -37,6 +38,7 @@ class ParkingLotStatistics:
     tasks_waiting: int
 
 
+@final
 class ParkingLot:
     """A fair (FIFO) queue of parked tasks, woken explicitly by ``unpark``.
 

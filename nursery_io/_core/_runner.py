@@ -46,6 +46,7 @@ from ._context import (
     current_runner,
     current_task,
 )
+from ._deprecate import warn_loose_exception_groups
 from ._detach import PermanentlyDetachCoroutineObject
 from ._exceptions import Cancelled, CancelReason, InternalError, RunFinishedError
 from ._instruments import Instruments
@@ -54,7 +55,7 @@ from ._nursery import Nursery, open_nursery
 from ._parking_lot import break_lots_of_exited_task
 from ._task import Task
 from ._traps import CHECKPOINT, SCHEDULE_POINT, Abort, WaitTaskRescheduled, wait_task_rescheduled
-from ._util import coroutine_or_error, name_for_task
+from ._util import coroutine_or_error, final, name_for_task
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -129,6 +130,7 @@ class RunStatistics:
     task_steps: int = 0
 
 
+@final
 class RunToken:
     """A handle on a run that other threads may use to call into it.
 
@@ -614,7 +616,8 @@ class Runner:
 @contextmanager
 def _ki_handler(runner: Runner) -> Iterator[None]:
     if (
-        threading.current_thread() is not threading.main_thread()
+        # By ident: current_thread() is fooled by a damaged threading._active table.
+        threading.get_ident() != threading.main_thread().ident
         or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
     ):
         # Someone installed their own SIGINT handler (or we can't install one): leave it.
@@ -795,8 +798,10 @@ def run(
     run. With ``restrict_keyboard_interrupt_to_checkpoints=True``, Ctrl-C is only ever
     delivered at a checkpoint of the main task, never in the middle of user code.
     ``strict_exception_groups=False`` lets a nursery with a single error raise that error
-    bare instead of wrapped in an exception group (not recommended).
+    bare instead of wrapped in an exception group (deprecated, as in Trio).
     """
+    if not strict_exception_groups:
+        warn_loose_exception_groups("trio.run(..., strict_exception_groups=False)")
     runner = _new_runner(
         clock,
         instruments,

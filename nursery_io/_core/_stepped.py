@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any, TypeVarTuple
 
 import outcome
 
+from ._deprecate import warn_loose_exception_groups
 from ._exceptions import CancelReason
 from ._runner import _entered, _finish, _new_runner, _start
+from ._util import final
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -22,6 +24,7 @@ __all__ = ["SteppedRun"]
 PosArgT = TypeVarTuple("PosArgT")
 
 
+@final
 class SteppedRun:
     """A run driven from outside, one loop turn at a time.
 
@@ -46,6 +49,8 @@ class SteppedRun:
         instruments: tuple[Instrument, ...] | list[Instrument] = (),
         strict_exception_groups: bool = True,
     ) -> None:
+        if not strict_exception_groups:
+            warn_loose_exception_groups("SteppedRun(..., strict_exception_groups=False)")
         self._runner = _new_runner(
             clock, instruments, True, strict_exception_groups, handle_signals=False
         )

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import outcome
 
-from ._exceptions import Cancelled, InternalError, final_class
+from ._exceptions import Cancelled, InternalError
 from ._traps import Abort, RaiseCancelT
+from ._util import final
 
 if TYPE_CHECKING:
     from ._cancel import CancelStatus
@@ -37,7 +38,7 @@ def _wrapped_async_generator(awaitable: object) -> types.AsyncGeneratorType[Any,
     return None
 
 
-@final_class
+@final
 class Task:
     """A running task. Get the current one with :func:`nursery_io.lowlevel.current_task`.
 

@@ -5,14 +5,35 @@ from __future__ import annotations
 import functools
 import inspect
 import types
+import typing
 from collections.abc import Callable, Coroutine, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import sniffio
 
 from ._context import current_library_name
 
-__all__ = ["coroutine_or_error", "name_for_task"]
+__all__ = ["coroutine_or_error", "final", "name_for_task"]
+
+_ClassT = TypeVar("_ClassT", bound=type)
+
+
+def _refuse_subclass(cls: type) -> NoReturn:
+    # Called as the base's __init_subclass__, so ``cls`` is the would-be subclass.
+    raise TypeError(f"{cls.__module__}.{cls.__qualname__} does not support subclassing")
+
+
+def _final_at_runtime(cls: _ClassT) -> _ClassT:
+    """Class decorator: subclassing ``cls`` raises TypeError (as with Trio's public
+    classes), and type checkers see :func:`typing.final`."""
+    cls.__init_subclass__ = classmethod(_refuse_subclass)  # type: ignore[assignment]
+    return typing.final(cls)
+
+
+if TYPE_CHECKING:
+    from typing import final
+else:
+    final = _final_at_runtime
 
 
 def _describe(fn: object) -> str:

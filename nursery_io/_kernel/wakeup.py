@@ -69,7 +69,8 @@ class SignalWakeup:
 
     @staticmethod
     def available() -> bool:
-        return threading.current_thread() is threading.main_thread()
+        # By ident: current_thread() is fooled by a damaged threading._active table.
+        return threading.get_ident() == threading.main_thread().ident
 
     def install(self) -> None:
         self._old_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)

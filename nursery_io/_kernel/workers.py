@@ -235,10 +235,11 @@ class _Worker:
 def _report_deliver_error(deliver: object) -> None:
     # deliver must not raise: it is the caller's bridge back to its loop, and an exception
     # here means the result went nowhere. Make that loud, and keep the thread usable.
+    # The first sentence is Trio's, for tools and tests that look for it.
     print(
-        f"nursery_io: the deliver callback {deliver!r} of a worker-thread job raised; the job's"
-        " result was lost. This is a bug in the code that called start_thread_soon(); the"
-        " worker thread keeps running.",
+        "Exception while delivering result of thread. nursery_io: the deliver callback"
+        f" {deliver!r} of a worker-thread job raised; the job's result was lost. This is a"
+        " bug in the code that called start_thread_soon(); the worker thread keeps running.",
         file=sys.stderr,
     )
     traceback.print_exc(file=sys.stderr)

@@ -5,7 +5,7 @@
 first use, with Trio's ``DeprecationWarning``.
 """
 
-from typing import Any
+from typing import Any as _Any
 
 from .._core import MockClock, wait_all_tasks_blocked
 from .._threads import active_thread_count, wait_all_threads_completed
@@ -59,7 +59,7 @@ _DEPRECATED_FOR_PYTEST = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     if name in _DEPRECATED_FOR_PYTEST:
         from .. import _deprecate
         from . import _raises_group

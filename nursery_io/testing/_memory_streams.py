@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 
 from .._core import BrokenResourceError, BusyResourceError, ClosedResourceError, WouldBlock
+from .._core._util import final
 from .._highlevel_generic import StapledStream
 from ..abc import ReceiveStream, SendStream
 from ..lowlevel import ParkingLot, cancel_shielded_checkpoint, checkpoint, checkpoint_if_cancelled
@@ -128,6 +129,7 @@ class _ByteQueue:
             return self._take(max_bytes)
 
 
+@final
 class MemorySendStream(SendStream):
     """A :class:`~nursery_io.abc.SendStream` that appends everything sent to a buffer,
     which the test reads with :meth:`get_data` / :meth:`get_data_nowait`.
@@ -139,6 +141,7 @@ class MemorySendStream(SendStream):
     """
 
     __slots__ = (
+        "__weakref__",  # weak-referenceable, as in Trio
         "_busy",
         "_outgoing",
         "close_hook",
@@ -203,6 +206,7 @@ class MemorySendStream(SendStream):
         return self._outgoing.get_nowait(max_bytes)
 
 
+@final
 class MemoryReceiveStream(ReceiveStream):
     """A :class:`~nursery_io.abc.ReceiveStream` that returns whatever the test feeds it
     with :meth:`put_data`, and the end of the stream after :meth:`put_eof`.
@@ -212,7 +216,7 @@ class MemoryReceiveStream(ReceiveStream):
     ``close``/``aclose``).
     """
 
-    __slots__ = ("_busy", "_closed", "_incoming", "close_hook", "receive_some_hook")
+    __slots__ = ("__weakref__", "_busy", "_closed", "_incoming", "close_hook", "receive_some_hook")
 
     def __init__(
         self,

@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from .. import Cancelled
+from .._core._util import final
 from ..lowlevel import ParkingLot, checkpoint
 
 __all__ = ["Sequencer"]
 
 
+@final
 class Sequencer:
     """Run ``async with seq(n):`` blocks in order of ``n``, whatever task they are in.
 

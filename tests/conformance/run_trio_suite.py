@@ -133,6 +133,14 @@ class PrivateName:
 
 
 def lookup(module_name, name, targets):
+    if name.startswith("_") and not name.startswith("__"):
+        # A private name is never taken from the target library (whose own private modules
+        # differ): a trio-internal module gets its stand-in, anything else a placeholder.
+        if module_name[len("trio_suite."):] + "." + name in PRIVATE_MODULE_NAMES or (
+            module_name == "trio_suite" and name in PRIVATE_MODULE_NAMES
+        ):
+            return importlib.import_module(f"{module_name}.{name}")
+        return PrivateName(f"{module_name}.{name}")
     for target in targets:
         try:
             return getattr(target, name)

@@ -31,6 +31,10 @@ _CHILD_PROGRAM = textwrap.dedent(
         sys.stderr.write("".join(line for line in status if line.startswith("Sig")))
     faulthandler.dump_traceback_later(30, exit=True)
 
+    # nursery_io loads most names on first use; touch the ones the scenarios use now, so
+    # that no import is still running in user code when the SIGINT arrives.
+    nursery_io.sleep, nursery_io.open_nursery, nursery_io.Cancelled
+
     def say(text):
         print(text, flush=True)
 

@@ -437,6 +437,9 @@ async def test_keyboard_interrupt_in_child_is_a_base_exception_group() -> None:
     assert [type(e) for e in info.value.exceptions] == [KeyboardInterrupt]
 
 
+@pytest.mark.filterwarnings(
+    "ignore::nursery_io.TrioDeprecationWarning"
+)  # the deprecated mode itself
 async def test_non_strict_nursery() -> None:
     async def fail(exc: BaseException) -> None:
         raise exc
@@ -456,6 +459,9 @@ async def test_non_strict_nursery() -> None:
         pass
 
 
+@pytest.mark.filterwarnings(
+    "ignore::nursery_io.TrioDeprecationWarning"
+)  # the deprecated mode itself
 def test_non_strict_run_default_and_strict_override() -> None:
     async def fail() -> None:
         raise KeyError

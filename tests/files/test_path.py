@@ -6,6 +6,7 @@ import os
 import pathlib
 import pickle
 import stat
+import sys
 from pathlib import Path as SyncPath
 from typing import Any
 
@@ -97,7 +98,8 @@ async def test_predicates_and_stat_match_pathlib(tree: SyncPath, name: str) -> N
                 expected.st_size,
                 expected.st_mtime_ns,
             )
-    assert await ours.exists(follow_symlinks=False) == os.path.lexists(sync)
+    if sys.version_info >= (3, 12):  # pathlib's (and so Trio's) exists() has no flag before
+        assert await ours.exists(follow_symlinks=False) == os.path.lexists(sync)
 
 
 async def test_contents(tmp_path: SyncPath) -> None:

@@ -61,48 +61,81 @@ async def test_lockstep_pair_passes_two_way() -> None:
 # ----- broken implementations are caught -----
 
 
+class _WrappedReceive(ReceiveStream):
+    """A MemoryReceiveStream behind a wrapper (the memory streams are final, as in Trio),
+    so the broken variants below can change one method."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryReceiveStream()
+        self.closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await self.inner.aclose()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+
+class _WrappedSend(SendStream):
+    def __init__(self) -> None:
+        self.inner = MemorySendStream()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+
 def _wire(
-    send: MemorySendStream, receive: MemoryReceiveStream
-) -> tuple[MemorySendStream, MemoryReceiveStream]:
-    # The same plumbing as memory_stream_one_way_pair, for customised classes.
+    send: MemorySendStream | _WrappedSend, receive: MemoryReceiveStream | _WrappedReceive
+) -> tuple[SendStream, ReceiveStream]:
+    # The same plumbing as memory_stream_one_way_pair, for customised streams.
+    send_inner = send.inner if isinstance(send, _WrappedSend) else send
+    receive_inner = receive.inner if isinstance(receive, _WrappedReceive) else receive
+
     def pump() -> None:
-        memory_stream_pump(send, receive)
+        memory_stream_pump(send_inner, receive_inner)
 
     async def async_pump() -> None:
         pump()
 
-    send.send_all_hook = async_pump
-    send.close_hook = pump
+    send_inner.send_all_hook = async_pump
+    send_inner.close_hook = pump
     return send, receive
 
 
-class IgnoresMaxBytes(MemoryReceiveStream):
-    async def receive_some(self, max_bytes: int | None = None) -> bytearray:
+class IgnoresMaxBytes(_WrappedReceive):
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         return await super().receive_some(None)
 
 
-class AcceptsZeroMaxBytes(MemoryReceiveStream):
-    async def receive_some(self, max_bytes: int | None = None) -> bytearray:
+class AcceptsZeroMaxBytes(_WrappedReceive):
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         return await super().receive_some(
             None if max_bytes is not None and max_bytes < 1 else max_bytes
         )
 
 
-class ReturnsEOFWhenClosed(MemoryReceiveStream):
-    async def receive_some(self, max_bytes: int | None = None) -> bytearray:
-        if self._closed:
+class ReturnsEOFWhenClosed(_WrappedReceive):
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        if self.closed:
             return bytearray()
         return await super().receive_some(max_bytes)
 
 
-class SendWithoutCheckpoint(MemorySendStream):
+class SendWithoutCheckpoint(_WrappedSend):
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
             return
         await super().send_all(data)
 
 
-class SendsAfterClose(MemorySendStream):
+class SendsAfterClose(_WrappedSend):
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         with contextlib.suppress(nursery_io.ClosedResourceError):
             await super().send_all(data)
@@ -143,13 +176,28 @@ async def test_broken_streams_fail(
 
 async def test_half_close_violations_fail() -> None:
     # A "half-closeable" stream whose send_eof closes the receive side too.
-    class ClosesEverything(nursery_io.StapledStream[Any, Any]):
+    class ClosesEverything(nursery_io.abc.HalfCloseableStream):
+        def __init__(self, stapled: nursery_io.StapledStream[Any, Any]) -> None:
+            self.stapled = stapled  # StapledStream is final, as in Trio: wrap it
+
+        async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+            await self.stapled.send_all(data)
+
+        async def wait_send_all_might_not_block(self) -> None:
+            await self.stapled.wait_send_all_might_not_block()
+
+        async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+            return await self.stapled.receive_some(max_bytes)
+
+        async def aclose(self) -> None:
+            await self.stapled.aclose()
+
         async def send_eof(self) -> None:
             await self.aclose()
 
     async def maker() -> Any:
         a, b = memory_stream_pair()
-        return ClosesEverything(a.send_stream, a.receive_stream), b
+        return ClosesEverything(a), b
 
     with pytest.raises(AssertionError):
         await check_half_closeable_stream(maker, None)

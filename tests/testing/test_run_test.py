@@ -50,8 +50,9 @@ def test_two_clocks_are_refused() -> None:
     async def nothing(a: MockClock, b: MockClock) -> None:
         raise AssertionError("not reached")
 
-    with pytest.raises(ValueError, match="more than one Clock.*'a', 'b'"):
+    with pytest.raises(ValueError) as info:
         nothing(a=MockClock(), b=MockClock())
+    assert str(info.value) == "too many clocks spoil the broth!"  # Trio's text, whole
     # The same clock under two names is one clock.
     clock = MockClock()
 

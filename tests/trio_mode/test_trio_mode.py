@@ -151,7 +151,7 @@ def test_private_trio_module_is_a_clear_error(tmp_path: Path) -> None:
         tmp_path / "program.py",
         """
         try:
-            import trio._core._run
+            import trio._repl
         except ModuleNotFoundError as exc:
             print(exc.name, "|", exc)
         """,
@@ -159,7 +159,7 @@ def test_private_trio_module_is_a_clear_error(tmp_path: Path) -> None:
     result = run_python("-m", "nursery_io", "run", "--as-trio", str(script))
     assert result.returncode == 0, result.stderr
     name, message = result.stdout.strip().split(" | ")
-    assert name == "trio._core._run"
+    assert name == "trio._repl"
     assert "trio mode" in message
 
 
