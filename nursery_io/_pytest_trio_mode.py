@@ -101,8 +101,12 @@ class TrioModeSession:
                 real[name] = sys.modules[name]
         for name in real:
             del sys.modules[name]
+        holders = _modules_holding(real)
+        for name in _forget_known_holders(holders):
+            real[name] = sys.modules.pop(name)
+            holders.remove(name)
         self.removed_modules = real
-        self.stale_holders = _modules_holding(real)
+        self.stale_holders = holders
 
     def switch_off(self) -> None:
         """Undo :meth:`switch_on` (for in-process sessions, such as pytester's)."""
@@ -118,6 +122,8 @@ class TrioModeSession:
                 del sys.modules[name]
         for name, module in self.removed_modules.items():
             sys.modules.setdefault(name, module)
+        if _ANYIO_TRIO_BACKEND in self.removed_modules:
+            _forget_known_holders([_ANYIO_TRIO_BACKEND])
         set_library_name(_OWN_NAME)
         self.installed_alias = False
 
@@ -141,6 +147,22 @@ def _modules_holding(removed: dict[str, ModuleType]) -> list[str]:
                 holders.append(name)
                 break
     return holders
+
+
+# anyio's pytest plugin loads every backend it can when it is imported, and anyio keeps
+# the backend class in a cache of its own; both are looked up by name again on next use.
+_ANYIO_TRIO_BACKEND: Final = "anyio._backends._trio"
+_ANYIO_EVENTLOOP: Final = "anyio._core._eventloop"
+
+
+def _forget_known_holders(holders: list[str]) -> list[str]:
+    """The holders that can simply be imported again: forget them (and their caches)."""
+    if _ANYIO_TRIO_BACKEND not in holders:
+        return []
+    loaded_backends = getattr(sys.modules.get(_ANYIO_EVENTLOOP), "loaded_backends", None)
+    if isinstance(loaded_backends, dict):
+        loaded_backends.pop(TRIO_NAME, None)
+    return [_ANYIO_TRIO_BACKEND]
 
 
 def take_over_pytest_trio(pluginmanager: pytest.PytestPluginManager) -> None:
