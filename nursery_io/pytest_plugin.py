@@ -559,6 +559,12 @@ def _make_test_runner(
         test_run = _TestRun(deferred, test_fn, args, kwargs, flavour)
         try:
             run(test_run.main, clock=clock, instruments=instruments)
+        except nursery_io.TrioInternalError as exc:
+            if isinstance(exc.__cause__, _PYTEST_OUTCOMES):
+                # Raised by a signal handler while the run was waiting for events: that's
+                # pytest-timeout's (signal method) "Failed: Timeout", not a bug of the run.
+                raise exc.__cause__ from None
+            raise
         except BaseExceptionGroup as group:
             if group.subgroup(KeyboardInterrupt) is not None:
                 # Ctrl-C must stop the session, not be reported as one more test failure.

@@ -214,6 +214,108 @@ def test_fixture_setup_and_teardown_order(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=2)
 
 
+def test_fixtures_set_up_concurrently_each_after_what_it_uses(pytester: pytest.Pytester) -> None:
+    result = run_inner(
+        pytester,
+        """
+        import pytest, nursery_io
+
+        log = []
+
+        @pytest.fixture
+        def handshake():
+            return nursery_io.Event()
+
+        @pytest.fixture
+        async def waits(handshake):
+            # Set up one at a time with this one first, this would never finish: the
+            # event is set by `sets`, which doesn't depend on this fixture.
+            with nursery_io.fail_after(10):
+                await handshake.wait()
+            log.append("waits ready")
+            yield
+            log.append("waits down")
+
+        @pytest.fixture
+        async def sets(handshake):
+            await nursery_io.sleep(1)
+            handshake.set()
+            log.append("sets ready")
+            yield
+            await nursery_io.sleep(1)
+            log.append("sets down")
+
+        @pytest.fixture
+        async def user(waits, sets):
+            log.append("user ready")
+            yield
+            log.append("user down")
+
+        async def test_it(user, autojump_clock):
+            log.append(f"test at {nursery_io.current_time():g}")
+
+        def test_check():
+            assert log == [
+                "sets ready", "waits ready", "user ready", "test at 1",
+                "user down", "waits down", "sets down",
+            ]
+        """,
+    )
+    result.assert_outcomes(passed=2)
+
+
+def test_nursery_io_fixture(pytester: pytest.Pytester) -> None:
+    result = run_inner(
+        pytester,
+        """
+        import pytest, nursery_io
+        from nursery_io.pytest_plugin import nursery_io_fixture
+
+        @nursery_io_fixture
+        def started_at():
+            # A plain function, but it runs inside the test's run.
+            return nursery_io.current_time()
+
+        @nursery_io_fixture
+        async def also_async():
+            await nursery_io.sleep(0)
+            return "async"
+
+        async def test_uses_it(started_at, also_async, mock_clock):
+            assert started_at == 0 and also_async == "async"
+
+        def test_plain_test_cannot(started_at):
+            pass
+        """,
+        mode=False,
+    )
+    # Without nursery_io mode neither test is ours, so neither may use the fixture.
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*fixture 'started_at' must run inside nursery_io, but test "
+            "'test_plain_test_cannot' is not a nursery_io test*",
+            "*fixture 'started_at' must run inside nursery_io, but test "
+            "'test_uses_it' is not a nursery_io test*",
+        ]
+    )
+    pytester.makepyfile(
+        test_marked="""
+        import pytest, nursery_io
+        from nursery_io.pytest_plugin import nursery_io_fixture
+
+        @nursery_io_fixture
+        def started_at():
+            return nursery_io.current_time()
+
+        @pytest.mark.nursery_io
+        async def test_uses_it(started_at, mock_clock):
+            assert started_at == 0
+        """
+    )
+    pytester.runpytest("test_marked.py").assert_outcomes(passed=1)
+
+
 def test_autouse_parametrized_and_class_fixtures(pytester: pytest.Pytester) -> None:
     result = run_inner(
         pytester,
