@@ -117,13 +117,15 @@ class TrioModeSession:
             for finder in sys.meta_path
             if not getattr(finder, "_nursery_io_trio_alias", False)
         ]
+        # Modules imported over nursery_io during the session go: the alias itself,
+        # pytest-trio's, and anyio's trio backend. What was there before comes back.
         for name, module in list(sys.modules.items()):
-            if _is_trio_name(name) and _is_ours(module):
+            if (_is_trio_name(name) and _is_ours(module)) or _is_pytest_trio_name(name):
                 del sys.modules[name]
-        for name, module in self.removed_modules.items():
-            sys.modules.setdefault(name, module)
-        if _ANYIO_TRIO_BACKEND in self.removed_modules:
-            _forget_known_holders([_ANYIO_TRIO_BACKEND])
+        if _is_ours(getattr(sys.modules.get(_ANYIO_TRIO_BACKEND), TRIO_NAME, None)):
+            del sys.modules[_ANYIO_TRIO_BACKEND]
+        _forget_known_holders([_ANYIO_TRIO_BACKEND])
+        sys.modules.update(self.removed_modules)
         set_library_name(_OWN_NAME)
         self.installed_alias = False
 

@@ -768,7 +768,7 @@ class _TestRun:
             raise BaseExceptionGroup(self.group_message, errors)
 
     def _resolve(
-        self, kwargs: Mapping[str, object], own_nursery: nursery_io.Nursery
+        self, kwargs: Mapping[str, object], own_nursery: nursery_io.Nursery | None
     ) -> dict[str, object]:
         resolved: dict[str, object] = {}
         for name, value in kwargs.items():
@@ -799,22 +799,12 @@ class _TestRun:
         current_task().context = self.context
         await cancel_shielded_checkpoint()
         try:
-            # The node's own nursery: what the `nursery` fixture gives it, and the scope a
-            # crash cancels. Its tasks are cancelled once the test returns (or the fixture
-            # is torn down), and a crash in one of them cancels the node first.
-            async with nursery_io.open_nursery() as own:
-                try:
-                    await self._lifetime(node, own)
-                except nursery_io.Cancelled:
-                    raise  # it belongs to a scope outside this body
-                except BaseException as exc:
-                    if self.wrap_errors:
-                        raise
-                    # Recorded here, the node's own error is reported as itself rather
-                    # than wrapped in this nursery's exception group.
-                    self.crash(node, exc)
-                finally:
-                    own.cancel_scope.cancel()
+            if self.wrap_errors or any(value is _NURSERY for value in node.kwargs.values()):
+                await self._in_own_nursery(node)
+            else:
+                # A nursery of its own isn't needed: just a scope that a crash can cancel.
+                with nursery_io.CancelScope() as scope:
+                    await self._lifetime(node, scope, None)
         except BaseException as exc:
             self.crash(node, exc)
         finally:
@@ -825,13 +815,35 @@ class _TestRun:
                 self.all_finished.set()
 
     @disable_ki_protection
-    async def _lifetime(self, node: _Node, own: nursery_io.Nursery) -> None:
+    async def _in_own_nursery(self, node: _Node) -> None:
+        __tracebackhide__ = True
+        # The node's own nursery: what the `nursery` fixture gives it, and (as in
+        # pytest-trio) the scope a crash cancels and what wraps the node's errors. Its
+        # tasks are cancelled once the test returns (or the fixture is torn down), and a
+        # crash in one of them cancels the node first.
+        async with nursery_io.open_nursery() as own:
+            try:
+                await self._lifetime(node, own.cancel_scope, own)
+            except nursery_io.Cancelled:
+                raise  # it belongs to a scope outside this body
+            except BaseException as exc:
+                if self.wrap_errors:
+                    raise
+                # Recorded here, the node's own error is reported as itself rather than
+                # wrapped in this nursery's exception group.
+                self.crash(node, exc)
+            finally:
+                own.cancel_scope.cancel()
+
+    @disable_ki_protection
+    async def _lifetime(
+        self, node: _Node, scope: nursery_io.CancelScope, own: nursery_io.Nursery | None
+    ) -> None:
         __tracebackhide__ = True
         for used in node.used:
             await used.set_up.wait()
         if self.crashed:
             return  # something failed before this node could start: it never does
-        scope = own.cancel_scope
         self.active.add(scope)
         kwargs = self._resolve(node.kwargs, own)
         if node.is_test:

@@ -136,7 +136,13 @@ def test_switch_is_undone_after_an_in_process_session(pytester: pytest.Pytester)
         test_inner="""
         import sniffio, trio
 
-        async def test_it():
+        from pytest_trio import trio_fixture
+
+        @trio_fixture
+        def now():
+            return trio.current_time()
+
+        async def test_it(now):
             assert trio.__name__ == "nursery_io"
             assert sniffio.current_async_library() == "trio"
         """
@@ -146,6 +152,8 @@ def test_switch_is_undone_after_an_in_process_session(pytester: pytest.Pytester)
         import sys
         import pytest
         import trio  # the real one, imported before the session
+        import pytest_trio.plugin
+        real_plugin = pytest_trio.plugin
 
         assert pytest.main(["--nursery-io-trio-mode", "-q", "test_inner.py"]) == 0
         import trio as after
@@ -154,6 +162,8 @@ def test_switch_is_undone_after_an_in_process_session(pytester: pytest.Pytester)
         assert after is trio and trio.__name__ == "trio", after
         assert trio.testing.__name__ == "trio.testing"
         assert not any(getattr(f, "_nursery_io_trio_alias", False) for f in sys.meta_path)
+        import pytest_trio.plugin
+        assert pytest_trio.plugin is real_plugin and pytest_trio.plugin.trio is trio
 
         async def library():
             return sniffio.current_async_library()
