@@ -105,6 +105,20 @@ def _summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+# The one ratio every table and the chart show (and the README quotes): the speed-up of
+# nursery_io over a library, that library's median time divided by nursery_io's. Above 1
+# means nursery_io is faster; 0.5 means it took twice as long. (``vs_baseline`` in the JSON.)
+RATIO_CONVENTION = (
+    f"speed-up of {BASELINE} = that library's median time / {BASELINE}'s median time: "
+    f"above 1 means {BASELINE} is faster, below 1 that it is slower"
+)
+
+
+def speedup(wl: dict[str, Any], lib: str, base: str = BASELINE) -> float | None:
+    """``base``'s speed-up over ``lib`` in one workload: lib's median time / base's."""
+    return _ratio(wl["libraries"], lib, base)
+
+
 def _ratio(libs: dict[str, Any], name: str, other: str | None) -> float | None:
     if other is None or libs.get(name, {}).get("status") != "ok":
         return None
@@ -229,52 +243,147 @@ def target_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _row_cells(wl: dict[str, Any], lib: str) -> dict[str, str] | None:
+    """One library's table cells (shared by the Markdown and the reStructuredText tables)."""
+    s = wl["libraries"].get(lib)
+    if s is None:
+        return None
+    notes = ", ".join(filter(None, [wl["notes"].get(lib, ""), s.get("notes", "")]))
+    version = f"{s['version']}{'; ' + notes if notes else ''}"
+    if s["status"] != "ok":
+        reason = str(s.get("reason", ""))
+        return {"library": lib, "median": s["status"], "range": reason, "version": version}
+    spread = f"{s['n']} run{'s' if s['n'] != 1 else ''}"
+    if s["n"] > 1:
+        spread = f"{_fmt_time(s['min_s'])} - {_fmt_time(s['max_s'])} ({spread})"
+    if s["failed"]:
+        spread += f" ({s['failed']} failed)"
+    threads = str(s["threads"])
+    if s["library_threads"] is not None:
+        threads += f" (lib: {s['library_threads']})"
+    ratio = speedup(wl, lib)
+    return {
+        "library": lib,
+        "median": _fmt_time(s["median_s"]),
+        "rate": _fmt_rate(s["ops_per_s"]),
+        "range": spread,
+        "threads": threads,
+        "speedup": "-" if ratio is None else f"{_fmt_ratio(ratio)}x",
+        "version": version,
+    }
+
+
+def _header(meta: dict[str, Any]) -> str:
+    return (
+        f"{meta['date']} · Python {meta['python']} · {meta['platform']} · {meta['cpus']} CPUs"
+        f" · {meta['rounds']} round(s), {meta['size']} sizes"
+    )
+
+
+def _explanation() -> str:
+    return (
+        "Each cell is the median of the runs (one fresh process per run). The last number "
+        f"is the {RATIO_CONVENTION}. `threads` is the peak OS thread count of the process "
+        "during the timed work."
+    )
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     meta = report["meta"]
-    out = [
-        "# nursery_io benchmarks",
-        "",
-        f"{meta['date']} · Python {meta['python']} · {meta['platform']} · {meta['cpus']} CPUs · "
-        f"{meta['rounds']} round(s), {meta['size']} sizes",
-        "",
-        "Each cell is the median of the runs (one fresh process per run). "
-        f"`vs {BASELINE}` and `vs ref` are that library's median time divided by "
-        f"{BASELINE}'s and by the reference peer's: above 1.00 means slower. "
-        "`threads` is the peak OS thread count of the process during the timed work.",
-    ]
+    out = ["# nursery_io benchmarks", "", _header(meta), "", _explanation()]
     for name, wl in report["workloads"].items():
         params = ", ".join(f"{k}={v}" for k, v in wl["params"].items())
         unit = wl["unit"]
         out += ["", f"## {name}", "", f"{wl['title']} ({params})", ""]
         out.append(
-            f"| library | median | {unit}/s | runs (min-max) | threads | vs {BASELINE} "
-            f"| vs ref ({wl['reference']}) | version, notes |"
+            f"| library | median | {unit}/s | range (runs) | threads | {BASELINE} speed-up "
+            "| version, notes |"
         )
-        out.append("|---|--:|--:|---|--:|--:|--:|---|")
+        out.append("|---|--:|--:|---|--:|--:|---|")
         for lib in LIBRARIES:
-            s = wl["libraries"].get(lib)
-            if s is None:
+            cells = _row_cells(wl, lib)
+            if cells is None:
                 continue
-            notes = ", ".join(filter(None, [wl["notes"].get(lib, ""), s.get("notes", "")]))
-            version = f"{s['version']}{'; ' + notes if notes else ''}"
-            if s["status"] != "ok":
-                reason = str(s.get("reason", "")).replace("|", "/")
-                out.append(f"| {lib} | **{s['status']}** | | {reason} | | | | {version} |")
+            if "rate" not in cells:
+                reason = cells["range"].replace("|", "/")
+                out.append(
+                    f"| {lib} | **{cells['median']}** | | {reason} | | | {cells['version']} |"
+                )
                 continue
-            spread = str(s["n"])
-            if s["n"] > 1:
-                spread += f" ({_fmt_time(s['min_s'])}-{_fmt_time(s['max_s'])})"
-            if s["failed"]:
-                spread += f" ({s['failed']} failed)"
-            threads = str(s["threads"])
-            if s["library_threads"] is not None:
-                threads += f" (lib: {s['library_threads']})"
             out.append(
-                f"| {lib} | {_fmt_time(s['median_s'])} | {_fmt_rate(s['ops_per_s'])} | {spread} "
-                f"| {threads} | {_fmt_ratio(s['vs_baseline'])} | {_fmt_ratio(s['vs_reference'])} "
-                f"| {version} |"
+                f"| {lib} | {cells['median']} | {cells['rate']} | {cells['range']} "
+                f"| {cells['threads']} | {cells['speedup']} | {cells['version']} |"
             )
     out += ["", "## Targets", "", "```", *target_lines(report), "```", ""]
+    return "\n".join(out)
+
+
+def _rst_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("*", "\\*").replace("`", "\\`").replace("|", "\\|")
+
+
+def render_rst(report: dict[str, Any] | None) -> str:
+    """The results as reStructuredText (``list-table`` per workload), for the docs; section
+    titles use ``~`` so the page including it decides the levels above."""
+    if report is None:
+        return (
+            ".. note::\n\n   No results yet: ``python -m benchmarks.run`` writes "
+            "``benchmarks/results/latest.json``.\n"
+        )
+    meta = report["meta"]
+    out = [
+        _rst_escape(_header(meta)),
+        "",
+        "Each row is one library: the median of its runs, its throughput, the range of its "
+        "runs, the peak number of OS threads, and the **" + _rst_escape(RATIO_CONVENTION) + "**.",
+        "",
+    ]
+    for name, wl in report["workloads"].items():
+        params = ", ".join(f"{k}={v}" for k, v in wl["params"].items())
+        out += [name, "~" * len(name), "", _rst_escape(f"{wl['title']} ({params})."), ""]
+        out += [
+            ".. list-table::",
+            "   :header-rows: 1",
+            "   :widths: 16 10 9 20 9 10 26",
+            "",
+            "   * - library",
+            "     - median",
+            f"     - {_rst_escape(wl['unit'])}/s",
+            "     - range (runs)",
+            "     - threads",
+            f"     - {BASELINE} speed-up",
+            "     - version, notes",
+        ]
+        for lib in LIBRARIES:
+            cells = _row_cells(wl, lib)
+            if cells is None:
+                continue
+            values = [
+                cells["library"],
+                cells["median"],
+                cells.get("rate", ""),
+                cells["range"],
+                cells.get("threads", ""),
+                cells.get("speedup", ""),
+                cells["version"],
+            ]
+            out.append(f"   * - {_rst_escape(values[0]) or '..'}")
+            out += [f"     - {_rst_escape(v)}" if v else "     -" for v in values[1:]]
+        out.append("")
+    out += [
+        "Targets",
+        "~~~~~~~",
+        "",
+        ".. list-table::",
+        "   :header-rows: 1",
+        "   :widths: 10 90",
+        "",
+    ]
+    out += ["   * - verdict", "     - target (workload: target: measurement)"]
+    for line in target_lines(report):
+        verdict, text = line.split(None, 1)
+        out += [f"   * - {verdict}", f"     - {_rst_escape(text)}"]
+    out.append("")
     return "\n".join(out)
 
 
@@ -287,10 +396,27 @@ def _chart_baseline(wl: dict[str, Any]) -> str | None:
     return ok[0] if ok else None
 
 
-def write_chart(report: dict[str, Any], path: Path) -> None:
-    """Grouped bars of each library's throughput relative to the baseline (= 1.0).
+def chart_values(wl: dict[str, Any]) -> tuple[str | None, dict[str, float]]:
+    """The chart's bars for one workload: the base library and every library's speed-up of
+    the base over it (the tables' convention; the base is nursery_io when measured)."""
+    base = _chart_baseline(wl)
+    if base is None:
+        return None, {}
+    values = {}
+    for lib in LIBRARIES:
+        ratio = speedup(wl, lib, base)
+        if ratio is not None:
+            values[lib] = ratio
+    return base, values
 
-    Log scale, and bars grow from the 1.0 line, so "2x faster" and "2x slower" look alike.
+
+def write_chart(report: dict[str, Any], path: Path) -> None:
+    """One small panel per workload: a horizontal bar per library showing nursery_io's
+    speed-up over it, the same number as in the tables.
+
+    Log scale with bars growing from the 1x line, so "2x faster" and "2x slower" are the
+    same length on either side; the same scale on every panel, so panels compare. The figure
+    is 800 pixels wide, the width of a documentation page, so its text needs no zooming.
     """
     import matplotlib
 
@@ -300,67 +426,63 @@ def write_chart(report: dict[str, Any], path: Path) -> None:
 
     workloads = report["workloads"]
     names = list(workloads)
-    present = [
-        lib
-        for lib in LIBRARIES
-        if any(wl["libraries"].get(lib, {}).get("status") == "ok" for wl in workloads.values())
-    ]
+    panels = {name: chart_values(workloads[name]) for name in names}
+    every = [v for _, values in panels.values() for v in values.values()] or [1.0]
+    low, high = min(*every, 1.0) / 3, max(*every, 1.0) * 3  # room for the labels
+    columns = 2
+    rows = max(1, -(-len(names) // columns))
+    tallest = max([len(values) for _, values in panels.values()] + [1])
+    fig, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(8.0, 0.9 + rows * (0.5 + 0.2 * tallest)),
+        squeeze=False,
+        sharex=True,
+    )
     colours = plt.get_cmap("tab10")
-    fig, ax = plt.subplots(figsize=(max(8.0, 1.6 * len(names) + 2), 5.5))
-    width = 0.8 / max(1, len(present))
-    labels: list[str] = []
-    labelled: set[str] = set()
-    values: list[float] = [1.0]
-    for i, name in enumerate(names):
-        wl = workloads[name]
-        base = _chart_baseline(wl)
-        labels.append(name if base in (BASELINE, None) else f"{name}\n(vs {base})")
-        if base is None:
+    for index, ax in enumerate(axes.flat):
+        if index >= len(names):
+            ax.set_visible(False)
             continue
-        base_s = wl["libraries"][base]["median_s"]
-        for j, lib in enumerate(present):
-            s = wl["libraries"].get(lib, {})
-            if s.get("status") != "ok":
-                continue
-            value = base_s / s["median_s"]
-            values.append(value)
-            x = i + (j - (len(present) - 1) / 2) * width
+        name = names[index]
+        base, values = panels[name]
+        libs = list(values)
+        ax.set_xscale("log")
+        ax.set_xlim(low, high)
+        ax.axvline(1.0, color="black", linewidth=0.8)
+        for y, lib in enumerate(libs):
+            value = values[lib]
             colour = colours(LIBRARIES.index(lib) % 10)
-            label = None if lib in labelled else lib
-            ax.bar(x, value - 1.0, width, bottom=1.0, color=colour, label=label)
+            ax.barh(y, value - 1.0, left=1.0, height=0.7, color=colour)
             if lib == base:
-                # A zero-height bar is invisible: mark the baseline on the 1.0 line.
-                ax.hlines(1.0, x - width / 2, x + width / 2, colors=[colour], linewidth=4)
-            labelled.add(lib)
-            above = value >= 1.0
+                ax.plot([1.0], [y], marker="|", markersize=10, color="black")
+            text = f"{value:.0f}x" if value >= 10 else f"{_fmt_ratio(value)}x"  # as in tables
             ax.annotate(
-                f"{value:.0f}" if value >= 10 else f"{value:.2g}",
-                (x, value),
-                ha="center",
-                va="bottom" if above else "top",
-                fontsize=7,
-                rotation=90,
-                xytext=(0, 2 if above else -2),
+                text,
+                (max(value, 1.0), y),
+                xytext=(3, 0),
                 textcoords="offset points",
+                va="center",
+                fontsize=8,
             )
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_yscale("log")
-    ax.set_ylim(min(values) / 2.5, max(values) * 2.5)  # room for the labels
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
-    ax.grid(axis="y", which="major", linewidth=0.4, alpha=0.5)
-    ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_xticks(range(len(names)), labels)
-    ax.set_xlim(-0.5, len(names) - 0.5)
-    ax.set_ylabel(f"throughput relative to {BASELINE} (higher is faster)")
+        ax.set_yticks(range(len(libs)), libs, fontsize=8)
+        ax.set_ylim(len(libs) - 0.5, -0.5)  # first library on top
+        title = name if base == BASELINE else f"{name} (vs {base}: {BASELINE} not measured)"
+        ax.set_title(title, fontsize=9, loc="left")
+        ax.xaxis.set_major_locator(LogLocator(base=10))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.tick_params(axis="x", labelsize=8, labelbottom=True)
+        ax.grid(axis="x", which="major", linewidth=0.4, alpha=0.5)
     meta = report["meta"]
-    title = f"nursery_io benchmarks: median of {meta['rounds']} round(s), {meta['size']} sizes"
-    if any(_chart_baseline(wl) != BASELINE for wl in workloads.values()):
-        title += f"\n(where {BASELINE} is unavailable, bars are relative to the named peer)"
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, ncols=4, loc="upper left", bbox_to_anchor=(0, -0.12))
+    fig.suptitle(
+        f"Speed-up of {BASELINE} over each library (its median time / {BASELINE}'s; "
+        f">1x: {BASELINE} faster)\nmedian of {meta['rounds']} round(s), {meta['size']} sizes, "
+        "log scale",
+        fontsize=9,
+    )
     fig.tight_layout()
-    fig.savefig(path, dpi=110, format="png")
+    fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
 
 
@@ -381,4 +503,15 @@ def write_outputs(report: dict[str, Any], out: Path) -> dict[str, Path]:
     return paths
 
 
-__all__ = ["WORKLOADS", "Options", "run_benchmarks", "target_lines", "write_outputs"]
+__all__ = [
+    "RATIO_CONVENTION",
+    "WORKLOADS",
+    "Options",
+    "render_markdown",
+    "render_rst",
+    "run_benchmarks",
+    "speedup",
+    "target_lines",
+    "write_chart",
+    "write_outputs",
+]

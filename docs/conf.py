@@ -4,7 +4,15 @@ Build: ``sphinx-build -W -q -b html docs docs/_build/html`` (CI runs exactly thi
 are errors). The build needs no network: no intersphinx, no remote images.
 """
 
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
 import nursery_io
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
 
 project = "nursery_io"
 author = "nursery_io developers"
@@ -38,4 +46,31 @@ html_theme_options = {
 html_static_path: list[str] = []
 
 # docs/snippets/ holds the runnable examples the pages include; they are not pages.
-exclude_patterns = ["_build", "snippets"]
+# docs/_generated/ holds text written at build time (see below) for pages to include.
+exclude_patterns = ["_build", "snippets", "_generated"]
+
+
+def write_benchmark_tables(app: Any) -> None:
+    """Turn benchmarks/results/latest.json into reST tables for benchmarks.rst to include.
+
+    Written on every build (into docs/_generated/, which git ignores), so the page always
+    shows the results the repository holds, with the same ratio convention and formatting
+    as ``python -m benchmarks.run`` prints (the code is shared: benchmarks/harness.py).
+    """
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from benchmarks.harness import render_rst
+
+    results = ROOT / "benchmarks" / "results" / "latest.json"
+    report = json.loads(results.read_text()) if results.exists() else None
+    generated = DOCS / "_generated"
+    generated.mkdir(exist_ok=True)
+    target = generated / "benchmark_results.rst"
+    text = render_rst(report)
+    # Rewrite only on change: Sphinx would otherwise see a new file and rebuild the page.
+    if not target.exists() or target.read_text() != text:
+        target.write_text(text)
+
+
+def setup(app: Any) -> None:
+    app.connect("builder-inited", write_benchmark_tables)

@@ -21,12 +21,20 @@ its handler returns and ``serve_tcp`` closes the socket.
 The room needs no locks: all tasks run in one thread and switch only at ``await``, so code
 between two awaits (checking that a nickname is free and then taking it, say) can't be
 interrupted by another task.
+
+Whatever one client sends ends up on other people's terminals, so it is checked first: a
+line over 1024 bytes isn't sent (its author is told), a nickname must be printable, and
+control characters in messages (escape sequences that recolour or clear a terminal,
+carriage returns that overwrite what was said, bidirectional overrides) are shown as
+harmless escapes like ``\x1b`` instead of being passed on.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import socket
+import unicodedata
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -37,6 +45,31 @@ OUTGOING_BUFFER = 32  # messages waiting for one client before we give up on it
 MAX_LINE = 1024
 MAX_NICK = 32
 NICK_TIMEOUT = 60.0  # seconds to choose a nickname
+# Characters that print as nothing yet change what a terminal shows: bidirectional
+# overrides and isolates can make a message read backwards.
+BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+class LineTooLongError(Exception):
+    """A line over MAX_LINE bytes: it was dropped (up to its end), the connection goes on."""
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that could act on a terminal instead of printing
+    (ESC, CR, BEL, DEL, C1 controls, line separators, bidi overrides) written as an escape.
+    Other invisible characters stay: the zero-width joiner in an emoji sequence is harmless.
+    """
+    return "".join(_escape(c) if _acts_on_terminals(c) else c for c in text)
+
+
+def _acts_on_terminals(character: str) -> bool:
+    category = unicodedata.category(character)
+    return category in ("Cc", "Zl", "Zp") or BIDI_CONTROLS.match(character) is not None
+
+
+def _escape(character: str) -> str:
+    code = ord(character)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 @dataclass(eq=False)
@@ -84,35 +117,65 @@ class ChatRoom:
 
 
 class LineReader:
-    """Split the bytes arriving on a stream into text lines."""
+    """Split the bytes arriving on a stream into text lines of at most ``max_line`` bytes."""
 
-    def __init__(self, stream: nursery_io.abc.ReceiveStream) -> None:
+    def __init__(self, stream: nursery_io.abc.ReceiveStream, max_line: int = MAX_LINE) -> None:
         self._stream = stream
+        self._max_line = max_line
         self._buffer = bytearray()
+        self._skipping = False  # dropping the rest of a line that was too long
 
     async def readline(self) -> str | None:
-        """The next line without its line ending, or None at end-of-file."""
-        while (newline := self._buffer.find(b"\n")) < 0:
-            if len(self._buffer) > MAX_LINE:
-                raise ValueError("line too long")
+        """The next line without its line ending, or None at end-of-file.
+
+        Raises LineTooLongError for a line over ``max_line`` bytes, as soon as it is known to
+        be too long (without waiting for the rest of it); the next call skips whatever is
+        left of it. The buffer never holds much more than one line: a client can't make us
+        store an endless line.
+        """
+        while True:
+            newline = self._buffer.find(b"\n")
+            if self._skipping:
+                if newline < 0:
+                    self._buffer.clear()
+                else:
+                    del self._buffer[: newline + 1]
+                    self._skipping = False
+                    continue
+            elif newline > self._max_line or (newline < 0 and len(self._buffer) > self._max_line):
+                self._skipping = True
+                raise LineTooLongError(f"line longer than {self._max_line} bytes")
+            elif newline >= 0:
+                line = bytes(self._buffer[:newline])
+                del self._buffer[: newline + 1]
+                return line.decode(errors="replace").rstrip("\r")
             chunk = await self._stream.receive_some()
             if not chunk:
                 return None
             self._buffer += chunk
-        line = bytes(self._buffer[:newline])
-        del self._buffer[: newline + 1]
-        return line.decode(errors="replace").rstrip("\r")
 
 
 async def choose_nick(stream: nursery_io.abc.Stream, lines: LineReader, room: ChatRoom) -> str:
     await stream.send_all(b"* welcome! what's your nickname?\n")
     while True:
-        nick = await lines.readline()
+        try:
+            nick = await lines.readline()
+        except LineTooLongError:
+            nick = "x" * (MAX_NICK + 1)  # refused below, like any other long nickname
         if nick is None:
             raise EOFError
         nick = nick.strip()
-        if not nick or len(nick) > MAX_NICK or " " in nick or nick.startswith("*"):
-            await stream.send_all(b"* one word, up to 32 characters please\n")
+        if (
+            not nick
+            or len(nick) > MAX_NICK
+            or " " in nick
+            or nick.startswith("*")
+            # isprintable() is False for control characters (an escape sequence in a
+            # nickname would reach every terminal in the room) and for odd spaces.
+            or not nick.isprintable()
+            or BIDI_CONTROLS.search(nick)
+        ):
+            await stream.send_all(b"* one word, up to 32 printable characters please\n")
         elif nick in room.members:
             await stream.send_all(b"* that nickname is taken, try another\n")
         else:
@@ -121,11 +184,22 @@ async def choose_nick(stream: nursery_io.abc.Stream, lines: LineReader, room: Ch
 
 
 async def read_messages(lines: LineReader, member: Member, room: ChatRoom) -> None:
-    while (line := await lines.readline()) is not None:
-        if line == "/quit":
+    while True:
+        try:
+            line = await lines.readline()
+        except LineTooLongError:
+            # Only its author hears about it (and if their buffer is full, they are the
+            # slow reader the room disconnects anyway).
+            notice = f"* not sent: lines are limited to {MAX_LINE} bytes\n".encode()
+            try:
+                member.outgoing.send_nowait(notice)
+            except nursery_io.WouldBlock:
+                pass
+            continue
+        if line is None or line == "/quit":
             return
         if line:
-            room.broadcast(f"<{member.nick}> {line}")
+            room.broadcast(f"<{member.nick}> {printable(line)}")
             # Lines that arrived together are all in our buffer already, so readline()
             # wouldn't wait: without this, a client pasting 50 lines would broadcast all
             # of them before any writer ran, and overflow everyone's buffer at once. Letting
@@ -157,7 +231,7 @@ async def handle_client(stream: nursery_io.SocketStream, room: ChatRoom) -> None
     try:
         with nursery_io.fail_after(NICK_TIMEOUT):
             nick = await choose_nick(stream, lines, room)
-    except (EOFError, ValueError, nursery_io.TooSlowError, nursery_io.BrokenResourceError):
+    except (EOFError, nursery_io.TooSlowError, nursery_io.BrokenResourceError):
         return
     outgoing, incoming = nursery_io.open_memory_channel[bytes](room.outgoing_buffer)
     member = Member(nick, outgoing)
@@ -169,8 +243,8 @@ async def handle_client(stream: nursery_io.SocketStream, room: ChatRoom) -> None
                 await read_messages(lines, member, room)
                 # The client is done (/quit or end-of-file): stop the writer too.
                 nursery.cancel_scope.cancel()
-    except* (nursery_io.BrokenResourceError, ValueError):
-        pass  # connection lost, or a line too long: this client is gone, the room goes on
+    except* nursery_io.BrokenResourceError:
+        pass  # connection lost: this client is gone, the room goes on
     finally:
         room.leave(member)
 

@@ -9,17 +9,35 @@ then started reading would deadlock as soon as the data in flight filled the ker
 buffers (the server blocks writing echoes nobody reads, so it stops reading, so we block
 writing). A nursery makes "two things at once" easy, and if either side fails, the other is
 cancelled and the error comes out of the ``async with`` block.
+
+Errors come out of nested nurseries as exception groups; ``main`` turns the expected ones (no
+server, a wrong echo, a dropped connection, the deadline) into one line on stderr and exit
+status 1. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from collections.abc import Iterator
 
 import nursery_io
 
 
 class EchoMismatchError(Exception):
     """The server sent back something other than what we sent."""
+
+
+class ConnectError(Exception):
+    """We couldn't open a connection to the server."""
+
+    def __init__(self, host: str, port: int, error: OSError) -> None:
+        if error.errno is not None and error.errno > 0:
+            reason = os.strerror(error.errno)  # "Connection refused", without the details
+        else:
+            reason = error.strerror or str(error)  # getaddrinfo's errors are negative
+        super().__init__(f"can't connect to {host}:{port}: {reason}")
 
 
 class LineReader:
@@ -72,7 +90,10 @@ async def check_echoes(stream: nursery_io.SocketStream, lines: list[bytes]) -> N
 
 async def echo_lines(host: str, port: int, lines: list[bytes]) -> None:
     """Send ``lines`` over one connection and check each echo; raise on any mismatch."""
-    stream = await nursery_io.open_tcp_stream(host, port)
+    try:
+        stream = await nursery_io.open_tcp_stream(host, port)
+    except OSError as exc:
+        raise ConnectError(host, port, exc) from exc
     async with stream, nursery_io.open_nursery() as nursery:
         nursery.start_soon(send_lines, stream, lines)
         nursery.start_soon(check_echoes, stream, lines)
@@ -100,8 +121,40 @@ def main(argv: list[str] | None = None) -> None:
         with nursery_io.fail_after(args.timeout):
             return await run_clients(args.host, args.port, args.clients, args.lines)
 
-    checked = nursery_io.run(run_with_deadline)
+    try:
+        checked = nursery_io.run(run_with_deadline)
+    except (Exception, ExceptionGroup) as exc:
+        message = explain(exc, args.timeout)
+        if message is None:
+            raise
+        print(f"echo_client: {message}", file=sys.stderr)
+        sys.exit(1)
     print(f"{args.clients} clients: {checked} lines echoed correctly")
+
+
+def leaves(exc: BaseException) -> Iterator[BaseException]:
+    """The exceptions inside (nested) exception groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from leaves(inner)
+    else:
+        yield exc
+
+
+def explain(exc: BaseException, timeout: float) -> str | None:
+    """One line for a failure a user can cause (ten clients that can't connect are one
+    message, not ten); None for anything else."""
+    messages = []
+    for leaf in leaves(exc):
+        if isinstance(leaf, (ConnectError, EchoMismatchError)):
+            messages.append(str(leaf))
+        elif isinstance(leaf, nursery_io.TooSlowError):
+            messages.append(f"gave up after {timeout:g} s (--timeout)")
+        elif isinstance(leaf, nursery_io.BrokenResourceError):
+            messages.append("the server closed the connection while we were sending")
+        else:
+            return None
+    return messages[0] if messages else None
 
 
 if __name__ == "__main__":

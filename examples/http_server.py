@@ -21,21 +21,32 @@ What it shows:
   cancels every connection handler, and the program then reports its statistics.
 
 Requests are answered with 200 (GET/HEAD of a file), 301 (a directory without its trailing
-slash), 400 (malformed request), 403 (a path that tries to leave DIRECTORY with ``..``),
-404, 405 (any method but GET/HEAD), 413 (a request body over 64 KiB) or 431 (headers still
-incomplete after 16 KiB). A directory is served as its ``index.html``; there are no directory
-listings.
+slash), 400 (malformed request), 403 (a path that tries to leave DIRECTORY, with ``..`` or
+through a symbolic link), 404 (no such file, or a path component too long to be a file
+name), 405 (any method but GET/HEAD), 413 (a request body over 64 KiB), 414 (a request
+target over 8 KiB), 431 (headers still incomplete after 16 KiB) or 500 (a bug: logged, with
+the request target shortened so a huge request can't flood the log). A directory is served
+as its ``index.html``; there are no directory listings.
+
+Request bodies: a GET or HEAD may carry one, which is read and discarded. A client that
+sends ``Expect: 100-continue`` waits for our go-ahead before sending its body: it gets
+``100 Continue`` only when the request will be served; a request that is refused (a PUT, a
+missing file, a body that is too large) gets its error at once, without its body being
+waited for.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import email.utils
+import errno
 import logging
 import mimetypes
 import os
 import signal
 import stat
+import traceback
 from dataclasses import dataclass, field
 from functools import partial
 from http import HTTPStatus
@@ -50,7 +61,11 @@ LOGGER = logging.getLogger("http_server")
 CHUNK_SIZE = 64 * 1024
 MAX_HEADER_BYTES = 16 * 1024
 MAX_BODY_BYTES = 64 * 1024  # we only serve files, so request bodies are read and discarded
+MAX_TARGET_BYTES = 8 * 1024
+NAME_MAX = 255  # the longest file name Linux file systems accept, in bytes
 LINGER_SECONDS = 2.0
+LOGGED_TARGET_CHARS = 100  # what a log line may quote of a request target
+LOGGED_LINE_CHARS = 300  # and of any line of a traceback (exception messages quote input)
 
 
 class HTTPError(Exception):
@@ -75,8 +90,11 @@ def url_path_to_file(root: nursery_io.Path, target: bytes) -> nursery_io.Path:
 
     Percent-escapes are decoded *before* the path is split, so ``%2e%2e%2f`` can't sneak a
     ``..`` past the check; any ``..`` segment is refused outright rather than resolved, which
-    keeps every answer inside ``root`` without touching the filesystem.
+    keeps the *names* inside ``root`` without touching the filesystem (symbolic links are
+    checked later, by ``StaticFileServer.check_inside_root``).
     """
+    if len(target) > MAX_TARGET_BYTES:
+        raise HTTPError(HTTPStatus.REQUEST_URI_TOO_LONG, [("Connection", "close")])
     try:
         path = unquote(urlsplit(target.decode("ascii")).path, errors="strict")
     except UnicodeError:
@@ -86,7 +104,41 @@ def url_path_to_file(root: nursery_io.Path, target: bytes) -> nursery_io.Path:
     parts = [part for part in path.split("/") if part not in ("", ".")]
     if ".." in parts:
         raise HTTPError(HTTPStatus.FORBIDDEN)
+    if any(len(part.encode()) > NAME_MAX for part in parts):
+        # No file can have this name: answer now rather than ask the kernel (ENAMETOOLONG).
+        raise HTTPError(HTTPStatus.NOT_FOUND)
     return root.joinpath(*parts)
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters: logs must stay bounded whatever clients send."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def describe_for_log(request: h11.Request | None) -> str:
+    if request is None:
+        return "a connection (no request yet)"
+    target = request.target.decode("ascii", errors="replace")
+    return (
+        f"{request.method.decode('ascii', errors='replace')} {shorten(target, LOGGED_TARGET_CHARS)}"
+    )
+
+
+def bounded_traceback(exc: BaseException) -> str:
+    lines = "".join(traceback.format_exception(exc)).splitlines()
+    return "\n".join(shorten(line, LOGGED_LINE_CHARS) for line in lines)
+
+
+def declared_body_length(request: h11.Request) -> int | None:
+    """The request body's length from its headers: 0 if it has none, None if chunked."""
+    if any(name == b"transfer-encoding" for name, _ in request.headers):
+        return None
+    for name, value in request.headers:
+        if name == b"content-length":
+            return int(value)  # h11 has checked that it is a number
+    return 0
 
 
 def content_type(path: nursery_io.Path) -> str:
@@ -104,6 +156,7 @@ class HTTPConnection:
         self.stream = stream
         self.timeout = timeout
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        self.request: h11.Request | None = None  # the one being answered, for log messages
 
     async def next_event(self) -> h11.Event:
         # h11 says what it needs: more bytes (NEED_DATA) or an event it has parsed already.
@@ -117,19 +170,32 @@ class HTTPConnection:
             # bytes() is free for the bytes a socket returns, and satisfies h11's signature.
             self.h11.receive_data(bytes(await self.stream.receive_some(CHUNK_SIZE)))
 
-    async def read_request(self) -> h11.Request | None:
-        """The next complete request (body read and discarded); None if the client closed."""
+    async def read_request_head(self) -> h11.Request | None:
+        """The next request's method, target and headers (not its body); None if the client
+        closed the connection."""
+        self.request = None
         event = await self.next_event()
         if isinstance(event, h11.ConnectionClosed):
             return None
         assert isinstance(event, h11.Request), event  # h11 guarantees this for a server
-        body_bytes = 0
-        while not isinstance(body_event := await self.next_event(), h11.EndOfMessage):
-            if isinstance(body_event, h11.Data):
-                body_bytes += len(body_event.data)
-                if body_bytes > MAX_BODY_BYTES:
-                    raise HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, [("Connection", "close")])
+        self.request = event
         return event
+
+    @property
+    def body_pending(self) -> bool:
+        """Whether the client still has (part of) a request body to send us."""
+        return self.h11.their_state is h11.SEND_BODY
+
+    async def discard_body(self) -> bool:
+        """Read the rest of the request body and throw it away; False if it is too large
+        (then it is left unread, and the connection must be closed)."""
+        body_bytes = 0
+        while not isinstance(event := await self.next_event(), h11.EndOfMessage):
+            if isinstance(event, h11.Data):
+                body_bytes += len(event.data)
+                if body_bytes > MAX_BODY_BYTES:
+                    return False
+        return True
 
     async def send(self, event: h11.Event) -> None:
         data = self.h11.send(event)
@@ -178,6 +244,8 @@ class StaticFileServer:
 
     def __init__(self, root: str, *, timeout: float = 10.0) -> None:
         self.root = nursery_io.Path(root)
+        # Where the root really is, symbolic links resolved: served files must be below it.
+        self.real_root = nursery_io.Path(os.path.realpath(root))
         self.timeout = timeout
         self.statistics = ServerStatistics()
 
@@ -193,42 +261,89 @@ class StaticFileServer:
             self.statistics.slow_clients_dropped += 1
         except (nursery_io.BrokenResourceError, nursery_io.ClosedResourceError):
             pass  # the client went away
-        except Exception:
+        except Exception as exc:
             # One connection's failure must not take the server down: an exception that
             # escaped this task would cancel serve_tcp's nursery, and every other client.
-            LOGGER.exception("error while serving a connection")
+            # The log gets a shortened target and traceback: both can quote client input
+            # (an OSError names the file), and a 20 KB URL must not become a 20 KB log line.
+            LOGGER.error(
+                "error while serving %s:\n%s",
+                describe_for_log(connection.request),
+                bounded_traceback(exc),
+            )
+            if connection.h11.our_state is h11.SEND_RESPONSE:
+                with contextlib.suppress(Exception):
+                    status = HTTPStatus.INTERNAL_SERVER_ERROR
+                    await self.error_response(connection, status, [("Connection", "close")])
 
     async def serve_requests(self, connection: HTTPConnection) -> None:
         while True:
+            # One deadline for the whole request (head and body), not one per read: a client
+            # that sends a byte every few seconds would never trip a per-read timeout.
+            deadline = nursery_io.current_time() + self.timeout
             try:
-                # One deadline for the whole request, not one per read: a client that sends
-                # a byte every few seconds would never trip a per-read timeout.
-                with nursery_io.fail_after(self.timeout):
-                    request = await connection.read_request()
+                with nursery_io.fail_at(deadline):
+                    request = await connection.read_request_head()
+                if request is None:
+                    return
+                self.statistics.requests += 1
+                await self.respond(connection, request, deadline)
+                if connection.body_pending:
+                    # We answered (with an error) before the body came. A client that waits
+                    # for "100 Continue" may never send it and those bodies that are too
+                    # big were refused with "Connection: close"; the other bodies are read
+                    # and dropped, so the connection can carry the next request.
+                    if connection.h11.our_state is h11.MUST_CLOSE:
+                        return
+                    with nursery_io.fail_at(deadline):
+                        if not await connection.discard_body():
+                            return
             except h11.RemoteProtocolError as exc:
-                status = HTTPStatus(exc.error_status_hint)
-                await self.error_response(connection, status, [("Connection", "close")])
+                if connection.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                    status = HTTPStatus(exc.error_status_hint)
+                    await self.error_response(connection, status, [("Connection", "close")])
                 return
             except HTTPError as exc:
                 await self.error_response(connection, exc.status, exc.headers)
                 return
-            if request is None:
-                return
-            self.statistics.requests += 1
-            await self.respond(connection, request)
             # h11 knows when the connection can't be reused (HTTP/1.0, "Connection: close").
             if connection.h11.our_state is h11.MUST_CLOSE:
                 return
             connection.h11.start_next_cycle()
 
-    async def respond(self, connection: HTTPConnection, request: h11.Request) -> None:
+    async def respond(
+        self, connection: HTTPConnection, request: h11.Request, deadline: float
+    ) -> None:
+        """Answer ``request``. Everything that can refuse it is checked before its body is
+        read, so a refused request gets its error at once."""
         head = request.method == b"HEAD"
+        body_length = declared_body_length(request)
+        body_too_large = body_length is not None and body_length > MAX_BODY_BYTES
         try:
             if request.method not in (b"GET", b"HEAD"):
                 raise HTTPError(HTTPStatus.METHOD_NOT_ALLOWED, [("Allow", "GET, HEAD")])
-            await self.send_file(connection, request.target, head=head)
+            if body_too_large:
+                raise HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            path, info = await self.find_file(request.target)
+            if connection.body_pending:
+                # Accepted: now the body is needed (to get past it to the next request).
+                if connection.h11.they_are_waiting_for_100_continue:
+                    await connection.send(h11.InformationalResponse(status_code=100, headers=[]))
+                with nursery_io.fail_at(deadline):
+                    if not await connection.discard_body():  # a chunked body can be too big
+                        status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+                        raise HTTPError(status, [("Connection", "close")])
+            await self.send_file(connection, path, info, head=head)
         except HTTPError as exc:
-            await self.error_response(connection, exc.status, exc.headers, head=head)
+            headers = exc.headers
+            if connection.body_pending and (
+                body_too_large or connection.h11.they_are_waiting_for_100_continue
+            ):
+                # A body too big to read past, or one the client may or may not send now
+                # that it has its answer: we can't tell where the next request would start,
+                # so this connection ends here.
+                headers = [*headers, ("Connection", "close")]
+            await self.error_response(connection, exc.status, headers, head=head)
 
     async def error_response(
         self,
@@ -245,7 +360,8 @@ class StaticFileServer:
         by_status = self.statistics.responses_by_status
         by_status[status] = by_status.get(status, 0) + 1
 
-    async def send_file(self, connection: HTTPConnection, target: bytes, *, head: bool) -> None:
+    async def find_file(self, target: bytes) -> tuple[nursery_io.Path, os.stat_result]:
+        """The file a request target names, and its stat; HTTPError if there is none."""
         path = url_path_to_file(self.root, target)
         info = await stat_or_none(path)  # a STATX op on io_uring
         if info is not None and stat.S_ISDIR(info.st_mode):
@@ -257,6 +373,38 @@ class StaticFileServer:
             info = await stat_or_none(path)
         if info is None or not stat.S_ISREG(info.st_mode):
             raise HTTPError(HTTPStatus.NOT_FOUND)
+        await self.check_inside_root(path)
+        return path, info
+
+    async def check_inside_root(self, path: nursery_io.Path) -> None:
+        """Refuse a path that a symbolic link takes out of the root.
+
+        ``..`` was refused already, so only a symlink can lead elsewhere. An lstat of each
+        component (STATX ops, no thread) finds out whether there is one; only then is the
+        path resolved (a worker thread: there is no io_uring op for that) and checked.
+        A real server would rather open with ``openat2(RESOLVE_BENEATH)``, which also
+        closes the window between this check and the open.
+        """
+        relative = path.relative_to(self.root)
+        current = self.root
+        for part in relative.parts:
+            current = current / part
+            if stat.S_ISLNK((await current.lstat()).st_mode):
+                break
+        else:
+            return
+        resolved = await path.resolve()
+        if not resolved.is_relative_to(self.real_root):
+            raise HTTPError(HTTPStatus.FORBIDDEN)
+
+    async def send_file(
+        self,
+        connection: HTTPConnection,
+        path: nursery_io.Path,
+        info: os.stat_result,
+        *,
+        head: bool,
+    ) -> None:
         try:
             # Open before sending the status line, so "permission denied" can still be a 403.
             file = await nursery_io.open_file(path, "rb", buffering=0)
@@ -288,6 +436,10 @@ async def stat_or_none(path: nursery_io.Path) -> os.stat_result | None:
         return None
     except PermissionError:
         raise HTTPError(HTTPStatus.FORBIDDEN) from None
+    except OSError as exc:
+        if exc.errno in (errno.ENAMETOOLONG, errno.ELOOP):  # no file by that name, then
+            return None
+        raise
 
 
 async def serve_http(

@@ -1,12 +1,15 @@
 """A producer → workers → collector pipeline with back-pressure, cancellation and timeouts.
 
     python examples/pipeline.py --items 200 --workers 8 --timeout 5
+    python examples/pipeline.py --job-timeout 0.015      # some jobs now time out
 
 The producer feeds jobs into a bounded memory channel (so it can never run ahead of the
 workers by more than the buffer), N workers process them concurrently, and a collector
-gathers results. Each job has its own ``fail_after`` deadline: a job that takes too long is
-reported as timed out instead of stalling the pipeline. The whole run has an overall
-deadline too; when it passes, every task is cancelled and the nursery unwinds cleanly.
+gathers results. Each job is some simulated work of up to ``--max-cost`` seconds. With
+``--job-timeout``, each job also gets its own ``fail_after`` deadline: a job that takes
+too long is reported as timed out instead of stalling the pipeline (there is none by
+default, so by default every job finishes). The whole run has an overall deadline too
+(``--timeout``); when it passes, every task is cancelled and the nursery unwinds cleanly.
 Workers share one receive channel; closing works by cloning the send side per producer and
 the receive side per worker, so the collector sees end-of-channel exactly when the last
 worker finishes.
@@ -15,7 +18,10 @@ worker finishes.
 from __future__ import annotations
 
 import argparse
+import math
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import nursery_io
@@ -48,12 +54,13 @@ async def worker(
     worker_id: int,
     jobs: nursery_io.MemoryReceiveChannel[Job],
     results: nursery_io.MemorySendChannel[Result],
-    job_timeout: float,
+    job_timeout: float | None,
 ) -> None:
     async with jobs, results:
         async for job in jobs:
             try:
-                with nursery_io.fail_after(job_timeout):
+                # fail_after(inf) never fires: "no per-job timeout" needs no special case.
+                with nursery_io.fail_after(math.inf if job_timeout is None else job_timeout):
                     await nursery_io.sleep(job.cost)
             except nursery_io.TooSlowError:
                 await results.send(Result(job.number, "timed out", worker_id))
@@ -72,7 +79,7 @@ async def run_pipeline(
     workers: int,
     *,
     max_cost: float = 0.01,
-    job_timeout: float = 1.0,
+    job_timeout: float | None = None,
     overall_timeout: float = 30.0,
     seed: int = 0,
 ) -> list[Result]:
@@ -92,14 +99,44 @@ async def run_pipeline(
     return results
 
 
+def number(
+    kind: Callable[[str], float], minimum: float, *, inclusive: bool = True
+) -> Callable[[str], float]:
+    """An argparse ``type`` that also checks a lower bound, so a bad value is a usage error
+    (``--workers 0`` would otherwise end in a traceback from deep inside the run)."""
+    bound = f"at least {minimum:g}" if inclusive else f"greater than {minimum:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if value < minimum or (value == minimum and not inclusive) or math.isnan(value):
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--items", type=int, default=200)
-    parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--max-cost", type=float, default=0.02, help="max seconds per job")
-    parser.add_argument("--job-timeout", type=float, default=0.015)
-    parser.add_argument("--timeout", type=float, default=30.0, help="overall deadline")
+    parser.add_argument("--items", type=number(int, 0), default=200, help="jobs to run")
+    parser.add_argument("--workers", type=number(int, 1), default=8)
+    parser.add_argument(
+        "--max-cost", type=number(float, 0), default=0.02, help="max seconds of work per job"
+    )
+    parser.add_argument(
+        "--job-timeout",
+        type=number(float, 0, inclusive=False),
+        default=None,
+        help="give up on a job after this many seconds (default: no per-job limit)",
+    )
+    parser.add_argument(
+        "--timeout", type=number(float, 0, inclusive=False), default=30.0, help="overall deadline"
+    )
     args = parser.parse_args(argv)
+    started = time.monotonic()
     results = nursery_io.run(
         lambda: run_pipeline(
             args.items,
@@ -109,8 +146,23 @@ def main(argv: list[str] | None = None) -> None:
             overall_timeout=args.timeout,
         )
     )
+    elapsed = time.monotonic() - started
     ok = sum(result.outcome == "ok" for result in results)
-    print(f"{len(results)} of {args.items} jobs finished: {ok} ok, {len(results) - ok} timed out")
+    timed_out = len(results) - ok
+    print(
+        f"{len(results)} of {args.items} jobs finished in {elapsed:.2f} s: "
+        f"{ok} ok, {timed_out} timed out"
+    )
+    if timed_out:
+        print(
+            f"  timed out: took longer than --job-timeout {args.job_timeout:g} s "
+            f"(jobs take up to --max-cost {args.max_cost:g} s)"
+        )
+    if len(results) < args.items:
+        print(
+            f"  not finished: the overall deadline (--timeout {args.timeout:g} s) passed "
+            f"with {args.items - len(results)} jobs still to do"
+        )
 
 
 if __name__ == "__main__":

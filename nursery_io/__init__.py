@@ -33,6 +33,7 @@ from ._core import (
     open_nursery,
     run,
 )
+from ._deprecate import TrioDeprecationWarning
 from ._file_io import open_file, wrap_file
 from ._highlevel_generic import StapledStream, aclose_forcefully
 from ._highlevel_open_tcp_listeners import open_tcp_listeners, serve_tcp
@@ -114,6 +115,7 @@ __all__ = [
     "StrictFIFOLock",
     "TaskStatus",
     "TooSlowError",
+    "TrioDeprecationWarning",
     "TrioInternalError",
     "WouldBlock",
     "__version__",

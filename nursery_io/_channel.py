@@ -119,7 +119,7 @@ class _ChannelState(Generic[T]):
 
 def _no_public_constructor(cls: type) -> NoReturn:
     raise TypeError(
-        f"{cls.__name__} has no public constructor; create channels with "
+        f"nursery_io.{cls.__name__} has no public constructor; create channels with "
         "open_memory_channel() and more ends with .clone()"
     )
 
@@ -132,7 +132,7 @@ class MemorySendChannel(SendChannel[SendType]):
     ``clone``, a synchronous ``close`` (and ``with`` support) and ``statistics``.
     """
 
-    __slots__ = ("_closed", "_state", "_tasks")
+    __slots__ = ("__weakref__", "_closed", "_state", "_tasks")
 
     _state: _ChannelState[SendType]
     _closed: bool
@@ -293,7 +293,7 @@ class MemoryReceiveChannel(ReceiveChannel[ReceiveType]):
     support) and ``statistics``.
     """
 
-    __slots__ = ("_closed", "_state", "_tasks")
+    __slots__ = ("__weakref__", "_closed", "_state", "_tasks")
 
     _state: _ChannelState[ReceiveType]
     _closed: bool
@@ -457,7 +457,7 @@ class MemoryReceiveChannel(ReceiveChannel[ReceiveType]):
 
 def _open(max_buffer_size: int | float) -> tuple[MemorySendChannel[Any], MemoryReceiveChannel[Any]]:
     if max_buffer_size != math.inf and not isinstance(max_buffer_size, int):
-        raise TypeError(f"max_buffer_size must be an int or math.inf, not {max_buffer_size!r}")
+        raise TypeError(f"max_buffer_size must be an integer or math.inf, not {max_buffer_size!r}")
     if max_buffer_size < 0:
         raise ValueError(f"max_buffer_size must be >= 0, not {max_buffer_size!r}")
     state: _ChannelState[Any] = _ChannelState(max_buffer_size)

@@ -22,7 +22,7 @@ async def aclose_forcefully(resource: AsyncResource) -> None:
     gone or malicious, or in cleanup code that must not block.
     """
     with CancelScope() as scope:
-        scope.cancel()
+        scope.cancel(reason="cancelled during aclose_forcefully")
         await resource.aclose()
 
 
@@ -38,7 +38,7 @@ class StapledStream(HalfCloseableStream, Generic[SendStreamT, ReceiveStreamT]):
     process as if it were one connection.
     """
 
-    __slots__ = ("receive_stream", "send_stream")
+    __slots__ = ("__weakref__", "receive_stream", "send_stream")
 
     def __init__(self, send_stream: SendStreamT, receive_stream: ReceiveStreamT) -> None:
         self.send_stream = send_stream

@@ -45,7 +45,7 @@ async def open_tcp_listeners(
     """
     # getaddrinfo treats port None and "" inconsistently across systems: require an int.
     if not isinstance(port, int):
-        raise TypeError(f"port must be an int, not {port!r}")
+        raise TypeError(f"port must be an int not {port!r}")
     backlog = _compute_backlog(backlog)
     addresses = await nsocket.getaddrinfo(
         host, port, type=_stdlib_socket.SOCK_STREAM, flags=_stdlib_socket.AI_PASSIVE
@@ -77,8 +77,10 @@ async def open_tcp_listeners(
         for listener in listeners:
             listener.socket.close()
         raise
-    if not listeners:
-        message = "this system supports none of the address families that address resolves to"
+    if unsupported and not listeners:
+        message = (
+            "This system doesn't support any of the kinds of socket that that address could use"
+        )
         raise OSError(errno.EAFNOSUPPORT, message) from ExceptionGroup(message, unsupported)
     return listeners
 

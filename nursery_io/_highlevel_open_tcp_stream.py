@@ -1,10 +1,11 @@
 """``open_tcp_stream``: connect to a host by name, racing its addresses (Happy Eyeballs).
 
 A name often resolves to several addresses, some IPv6 and some IPv4, and some of them may
-be unreachable in ways that only show up as a long connect timeout. RFC 8305 ("Happy
-Eyeballs v2") avoids paying that timeout: try the addresses in order, but start the next
-attempt as soon as the previous one fails or has had ``happy_eyeballs_delay`` seconds to
-succeed, keep the earlier attempts running, and take whichever connects first.
+be unreachable in ways that only show up as a long connect timeout. Happy Eyeballs
+(RFC 6555, as Chrome and Trio do it) avoids paying that timeout: try the addresses in
+order, but start the next attempt as soon as the previous one fails or has had
+``happy_eyeballs_delay`` seconds to succeed, keep the earlier attempts running, and take
+whichever connects first.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["open_tcp_stream"]
 
 #: Seconds to give one connection attempt before starting the next one (RFC 8305
-#: recommends 250 ms).
+#: recommends 250 ms; Trio uses the same).
 DEFAULT_DELAY = 0.250
 
 
@@ -39,22 +40,17 @@ def format_host_port(host: str | bytes, port: int | str) -> str:
     return f"{host}:{port}"
 
 
-def interleave_families(targets: list[Any]) -> list[Any]:
-    """Reorder getaddrinfo results so that address families alternate (RFC 8305 §4).
+def reorder_for_rfc_6555(targets: list[Any]) -> None:
+    """Move the first address of the *other* family to second place (RFC 6555 §5.4), in
+    place; everything else keeps the resolver's order (RFC 6724 preference).
 
-    The family of the first result goes first (the resolver's preference, RFC 6724 order),
-    then one of the other family, and so on; within a family the order is kept. When one
-    family is unreachable, its failures then cost at most every other attempt.
+    If the preferred family is unreachable, the second attempt (started after one delay)
+    then already tries the other family.
     """
-    if not targets:
-        return []
-    first_family = targets[0][0]
-    preferred = [t for t in targets if t[0] == first_family]
-    others = [t for t in targets if t[0] != first_family]
-    result: list[Any] = []
-    for index in range(max(len(preferred), len(others))):
-        result.extend(group[index] for group in (preferred, others) if index < len(group))
-    return result
+    for index in range(1, len(targets)):
+        if targets[index][0] != targets[0][0]:
+            targets.insert(1, targets.pop(index))
+            break
 
 
 @contextmanager
@@ -85,10 +81,11 @@ async def open_tcp_stream(
     """Connect to ``host``:``port`` over TCP and return a :class:`SocketStream`.
 
     ``host`` is a name or a numeric IPv4/IPv6 address. All its addresses are tried with
-    Happy Eyeballs (RFC 8305): the families are interleaved; a new attempt starts whenever
-    the previous one failed or ``happy_eyeballs_delay`` seconds passed (``None`` means the
-    default of 0.25 s; ``math.inf`` tries one address at a time); the first connection to
-    succeed wins and every other attempt is cancelled and its socket closed.
+    Happy Eyeballs (RFC 6555): the first address of the other family moves up to second
+    place; a new attempt starts whenever the previous one failed or
+    ``happy_eyeballs_delay`` seconds passed (``None`` means the default of 0.25 s;
+    ``math.inf`` tries one address at a time); the first connection to succeed wins and
+    every other attempt is cancelled and its socket closed.
 
     ``local_address`` binds the outgoing socket to that local IP address (the port is
     picked by the kernel at connect time).
@@ -97,18 +94,18 @@ async def open_tcp_stream(
     :class:`ExceptionGroup` with the error of each attempt. To set a timeout on the whole
     thing, wrap the call in :func:`fail_after` / :func:`move_on_after`.
     """
-    # getaddrinfo would read None or "" as "this machine"; insist on saying so.
-    if host is None:
-        raise ValueError("host cannot be None")
+    # getaddrinfo would read None as "this machine": insist on a name.
+    if not isinstance(host, str | bytes):
+        raise ValueError(f"host must be str or bytes, not {host!r}")
     if not isinstance(port, int):
-        raise TypeError(f"port must be an int, not {port!r}")
+        raise TypeError(f"port must be int, not {port!r}")
     if happy_eyeballs_delay is None:
         happy_eyeballs_delay = DEFAULT_DELAY
 
     targets = await nsocket.getaddrinfo(host, port, type=_stdlib_socket.SOCK_STREAM)
     if not targets:
-        raise OSError(f"no addresses found for {format_host_port(host, port)}")
-    targets = interleave_families(targets)
+        raise OSError(f"no results found for hostname lookup: {format_host_port(host, port)}")
+    reorder_for_rfc_6555(targets)
 
     failures: list[OSError] = []
     winner: SocketType | None = None
@@ -131,11 +128,15 @@ async def open_tcp_stream(
                 try:
                     await sock.bind((local_address, 0))
                 except OSError as exc:
-                    raise OSError(
-                        exc.errno,
-                        f"local_address={local_address!r} can't be used to reach "
-                        f"{sockaddr!r}: {exc.strerror}",
-                    ) from None
+                    # Trio's message, plus the reason; a plain OSError as in Trio, but
+                    # keeping the errno.
+                    reason = f" ({exc.strerror})" if exc.strerror else ""
+                    error = OSError(
+                        f"local_address={local_address!r} is incompatible with remote "
+                        f"address {sockaddr!r}{reason}"
+                    )
+                    error.errno = exc.errno
+                    raise error from None
             await sock.connect(sockaddr)
         except OSError as exc:
             failures.append(exc)
@@ -145,7 +146,7 @@ async def open_tcp_stream(
         # the same batch before the cancellation lands: the first one wins.
         if winner is None:
             winner = sock
-            nursery.cancel_scope.cancel()
+            nursery.cancel_scope.cancel(reason="successfully found a socket")
 
     with _close_all() as sockets:
         async with open_nursery() as nursery:
@@ -157,10 +158,12 @@ async def open_tcp_stream(
                     await failed.wait()
         if winner is None:
             message = f"all attempts to connect to {format_host_port(host, port)} failed"
+            # A plain OSError, as in Trio (not, say, ConnectionRefusedError); one errno
+            # shared by every attempt (typically ECONNREFUSED) is worth passing on.
+            error = OSError(message)
             codes = {exc.errno for exc in failures}
-            # One shared errno (typically ECONNREFUSED) is worth passing on as our own.
-            code = codes.pop() if len(codes) == 1 else None
-            error = OSError(code, message) if code is not None else OSError(message)
+            if len(codes) == 1:
+                error.errno = codes.pop()
             raise error from ExceptionGroup(message, failures)
         sockets.remove(winner)
         return SocketStream(winner)

@@ -47,7 +47,7 @@ async def _serve_one_listener(
                 if exc.errno not in _CAPACITY_ERRNOS:
                     raise
                 LOGGER.error(
-                    "accept failed with %s (%s); retrying in %s seconds",
+                    "accept returned %s (%s); retrying in %s seconds",
                     errno.errorcode.get(exc.errno, exc.errno),
                     os.strerror(exc.errno),
                     _BACKOFF_SECONDS,

@@ -42,6 +42,11 @@ _ACCEPT_RETRY_ERRNOS: Final = frozenset(
         errno.EHOSTUNREACH,
         errno.EOPNOTSUPP,
         errno.ENETUNREACH,
+        errno.ENOSR,
+        errno.ESOCKTNOSUPPORT,
+        errno.EPROTONOSUPPORT,
+        errno.ETIMEDOUT,
+        errno.ECONNRESET,
     }
 )
 
@@ -75,11 +80,12 @@ class SocketStream(HalfCloseableStream):
     def __init__(self, socket: SocketType) -> None:
         if not isinstance(socket, SocketType):
             raise TypeError(
-                f"SocketStream needs a nursery_io.socket socket, not {type(socket).__name__}; "
-                "wrap stdlib sockets with nursery_io.socket.from_stdlib_socket()"
+                "SocketStream requires a Trio socket object (a nursery_io.socket.SocketType, "
+                f"not {type(socket).__name__}; wrap stdlib sockets with "
+                "nursery_io.socket.from_stdlib_socket())"
             )
         if socket.type != _stdlib_socket.SOCK_STREAM:
-            raise ValueError("SocketStream needs a SOCK_STREAM socket")
+            raise ValueError("SocketStream requires a SOCK_STREAM socket")
         self.socket = socket
         # Our own sockets are driven directly (the hot path of every stream); a custom
         # SocketType (a test fake, say) goes through its public methods.
@@ -105,9 +111,9 @@ class SocketStream(HalfCloseableStream):
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Send all of ``data``. If cancelled, a prefix of it may have been sent."""
         if self.socket.did_shutdown_SHUT_WR:
-            raise ClosedResourceError("can't send data after send_eof()")
+            raise ClosedResourceError("can't send data after sending EOF")
         if self._sending:
-            raise BusyResourceError("another task is already sending on this SocketStream")
+            raise BusyResourceError("another task is currently sending data on this SocketStream")
         self._sending = True
         try:
             raw = self._raw
@@ -162,7 +168,7 @@ class SocketStream(HalfCloseableStream):
             with memoryview(data) as items, items.cast("B") as view:
                 if not view:
                     if self.socket.fileno() == -1:
-                        raise ClosedResourceError("this socket was already closed")
+                        raise ClosedResourceError("socket was already closed")
                     await checkpoint()
                     return
                 sent = 0
@@ -174,7 +180,7 @@ class SocketStream(HalfCloseableStream):
 
     async def wait_send_all_might_not_block(self) -> None:
         if self._sending:
-            raise BusyResourceError("another task is already sending on this SocketStream")
+            raise BusyResourceError("another task is currently sending data on this SocketStream")
         self._sending = True
         try:
             if self.socket.fileno() == -1:
@@ -192,7 +198,7 @@ class SocketStream(HalfCloseableStream):
         Idempotent. Receiving keeps working.
         """
         if self._sending:
-            raise BusyResourceError("another task is already sending on this SocketStream")
+            raise BusyResourceError("another task is currently sending data on this SocketStream")
         self._sending = True
         try:
             await checkpoint()
@@ -217,7 +223,9 @@ class SocketStream(HalfCloseableStream):
         elif max_bytes < 1:
             raise ValueError("max_bytes must be >= 1")
         if self._receiving:
-            raise BusyResourceError("another task is already receiving on this SocketStream")
+            raise BusyResourceError(
+                "another task is already reading / writing this fd (receiving on this SocketStream)"
+            )
         self._receiving = True
         try:
             raw = self._raw
@@ -266,11 +274,16 @@ class SocketStream(HalfCloseableStream):
         """Set a socket option on the underlying socket (see :meth:`socket.socket.setsockopt`)."""
         if length is None:
             if value is None:
-                raise TypeError("setsockopt with value=None also needs a length")
+                raise TypeError(
+                    "invalid value for argument 'value', must not be None when specifying length"
+                )
             self.socket.setsockopt(level, option, value)
         else:
             if value is not None:
-                raise TypeError("setsockopt takes either a value or (None, length), not both")
+                raise TypeError(
+                    f"invalid value for argument 'value': {value!r}, must be None when "
+                    "specifying optlen"
+                )
             self.socket.setsockopt(level, option, None, length)
 
     @overload
@@ -300,17 +313,18 @@ class SocketListener(Listener[SocketStream]):
     def __init__(self, socket: SocketType) -> None:
         if not isinstance(socket, SocketType):
             raise TypeError(
-                f"SocketListener needs a nursery_io.socket socket, not {type(socket).__name__}"
+                "SocketListener requires a Trio socket object (a nursery_io.socket.SocketType, "
+                f"not {type(socket).__name__})"
             )
         if socket.type != _stdlib_socket.SOCK_STREAM:
-            raise ValueError("SocketListener needs a SOCK_STREAM socket")
+            raise ValueError("SocketListener requires a SOCK_STREAM socket")
         try:
             listening = socket.getsockopt(_stdlib_socket.SOL_SOCKET, _stdlib_socket.SO_ACCEPTCONN)
         except OSError:
             pass  # not every socket type answers; trust the caller
         else:
             if not listening:
-                raise ValueError("SocketListener needs a listening socket: call listen() first")
+                raise ValueError("SocketListener requires a listening socket")
         self.socket = socket
 
     async def accept(self) -> SocketStream:

@@ -37,6 +37,9 @@ async def open_ssl_over_tcp_stream(
     tcp_stream = await open_tcp_stream(host, port, happy_eyeballs_delay=happy_eyeballs_delay)
     if ssl_context is None:
         ssl_context = _stdlib_ssl.create_default_context()
+        # A context that ignores a missing close_notify would let a truncation attack pass
+        # as a clean end of stream; some OpenSSL configurations switch that on.
+        ssl_context.options &= ~_stdlib_ssl.OP_IGNORE_UNEXPECTED_EOF
     try:
         return SSLStream(
             tcp_stream, ssl_context, server_hostname=host, https_compatible=https_compatible

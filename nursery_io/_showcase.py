@@ -8,8 +8,14 @@ pool, and what happens if they don't?" — on the machine it runs on:
 2. a short live demo: many tasks reading files and echoing over TCP at the same time;
 3. the same work on a thread-pool design (asyncio with file reads in its default executor,
    which is what aiofiles and most runtimes do), for comparison;
-4. the run's statistics: ops by engine, worker threads used, loop turns, and the
-   ``io_uring_enter`` calls saved by batching.
+4. the same file reads and writes in a plain synchronous loop on one thread: the floor no
+   event loop can beat for that part of the work;
+5. the run's statistics: ops by engine, worker threads used, loop turns, and the
+   ``io_uring_enter`` calls saved by batching, then a verdict that counts the process's own
+   threads and the kernel's io_uring workers separately.
+
+Every line of the report fits in 80 columns, and the report is printed before the demo's
+temporary files are removed (which can take a while on a slow disk).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import platform
 import random
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,6 +45,7 @@ BLOCK = 4096
 # engine: there is no "only if it won't block" write for buffered files).
 WRITE_EVERY = 4
 MESSAGE = b"x" * 512
+WIDTH = 80  # every line of the report fits a standard terminal
 
 
 @dataclass
@@ -150,6 +158,7 @@ class _Progress:
         width = 30
         filled = int(width * self.done / max(1, self.total))
         bar = "#" * filled + "." * (width - filled)
+        # 2 + 34 + 2 + 30 + 5 = 73 columns: inside WIDTH.
         text = f"  {self.label:<34} [{bar}] {100 * self.done // max(1, self.total):3d}%"
         if self.tty:
             self.stream.write("\r" + text)
@@ -277,13 +286,58 @@ async def _asyncio_demo(work: Workload, progress: _Progress) -> Outcome:
     return Outcome("asyncio + thread pool", seconds, work.total_reads, work.total_round_trips, 0)
 
 
+# ----- the floor: the file part of the work, synchronously, on one thread -----
+
+
+def _synchronous_floor(work: Workload) -> float:
+    """Seconds for the demo's file reads and writes as a plain ``os.pread``/``os.pwrite``
+    loop: no event loop, no threads, no concurrency. Any runtime adds to this."""
+    rng = random.Random(work.seed)
+    started = time.perf_counter()
+    for index in range(work.readers):
+        path = work.files[index % len(work.files)]
+        scratch = os.path.join(work.directory, f"floor-{index}.bin")
+        fd = os.open(path, os.O_RDONLY)
+        out = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        try:
+            for number in range(work.reads_per_reader):
+                data = os.pread(fd, BLOCK, rng.randrange(0, work.file_size - BLOCK))
+                if number % WRITE_EVERY == 0:
+                    os.pwrite(out, data, number * BLOCK)
+        finally:
+            os.close(fd)
+            os.close(out)
+    return time.perf_counter() - started
+
+
 # ----- report -----
 
 
-def _describe_kernel() -> list[str]:
+class _Lines:
+    """Writes report lines wrapped to WIDTH columns (continuations indented a bit more)."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+
+    def __call__(self, text: str = "", indent: int = 0, hang: int = 2) -> None:
+        if not text:
+            print(file=self.out)
+            return
+        for line in textwrap.wrap(
+            text,
+            width=WIDTH,
+            initial_indent=" " * indent,
+            subsequent_indent=" " * (indent + hang),
+            break_on_hyphens=False,
+        ):
+            print(line, file=self.out)
+
+
+def _describe_kernel() -> list[tuple[int, str]]:
+    """(indent, text) lines on what the kernel layer found."""
     from nursery_io._kernel.engine import FileEngine
 
-    lines = ["sockets, pipes, signals: epoll (readiness)"]
+    lines = [(2, "sockets, pipes, signals: epoll (readiness)")]
     engine = FileEngine(lambda callback: callback())
     try:
         stats = engine.statistics()
@@ -291,64 +345,104 @@ def _describe_kernel() -> list[str]:
         engine.close()
     if stats.engine == "io_uring":
         ops = ", ".join(stats.supported_opcodes)
-        lines.append(f"files and disk ops: io_uring (completion), {stats.ring_entries} entries")
-        lines.append(f"  ops on the ring here: {ops}")
-        lines.append("  everything else (listdir, chmod, getaddrinfo, ...): worker threads")
+        lines.append(
+            (2, f"files and disk ops: io_uring (completion), {stats.ring_entries} entries")
+        )
+        lines.append((4, f"ops on the ring here: {ops}"))
+        lines.append((4, "everything else (listdir, chmod, getaddrinfo, ...): worker threads"))
     else:
-        lines.append("files and disk ops: worker threads")
-        lines.append(f"  why not io_uring: {stats.fallback_reason}")
+        lines.append((2, "files and disk ops: worker threads"))
+        lines.append((4, f"why not io_uring: {stats.fallback_reason}"))
     return lines
 
 
-def _report(ours: Outcome, theirs: Outcome | None, out: Any) -> None:
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _threads_phrase(own: int, kernel_workers: int) -> str:
+    """Threads of the process itself, and the kernel's io_uring workers apart: those are
+    the kernel's (io-wq), created for ops it can't finish inline, not a thread pool of ours."""
+    text = _plural(own, "thread")
+    if kernel_workers:
+        text += f" (+{kernel_workers} kernel io-wq)"
+    return text
+
+
+def _verdict(ours: Outcome, theirs: Outcome | None, floor: float | None) -> str:
+    kernel_workers = ours.details.get("kernel_workers", 0)
+    parts = [
+        f"nursery_io: {ours.seconds:.2f} s on {_threads_phrase(ours.peak_threads, kernel_workers)}"
+    ]
+    if theirs is not None and ours.seconds > 0 and theirs.seconds > 0:
+        ratio = theirs.seconds / ours.seconds
+        comparison = f"{ratio:.1f}x as fast" if ratio >= 1 else f"{1 / ratio:.1f}x slower"
+        parts.append(
+            f"thread pool: {theirs.seconds:.2f} s on "
+            f"{_plural(theirs.peak_threads, 'thread')} (nursery_io {comparison})"
+        )
+    if floor is not None:
+        parts.append(
+            f"synchronous floor (the file reads and writes alone, one thread, no event "
+            f"loop): {floor:.2f} s"
+        )
+    return "=> " + "; ".join(parts) + "."
+
+
+def _report(ours: Outcome, theirs: Outcome | None, floor: float | None, out: Any) -> None:
+    line = _Lines(out)
     io = ours.details["io"]
     engine = io.file_engine
-    print("\nnursery_io run statistics", file=out)
-    print(
-        f"  time: {ours.seconds:.2f} s for {ours.reads:,} file reads and "
+    line()
+    line("nursery_io run statistics")
+    line(
+        f"time: {ours.seconds:.2f} s for {ours.reads:,} file reads and "
         f"{ours.round_trips:,} TCP round trips",
-        file=out,
+        2,
     )
     if engine is not None:
         by_engine = ", ".join(f"{name}: {count:,}" for name, count in engine.ops_by_engine.items())
-        print(f"  file ops by engine: {by_engine or 'none'}", file=out)
+        line(f"file ops by engine: {by_engine or 'none'}", 2)
         if engine.fallback_reason:
-            print(f"  fell back to threads because: {engine.fallback_reason}", file=out)
+            line(f"fell back to threads because: {engine.fallback_reason}", 2)
         for reason, count in engine.fallbacks_by_reason.items():
-            print(f"  ops sent to threads ({reason}): {count:,}", file=out)
-        print(f"  peak worker threads for file ops: {engine.peak_worker_threads}", file=out)
+            line(f"ops sent to threads ({reason}): {count:,}", 2)
+        line(f"peak worker threads for file ops: {engine.peak_worker_threads}", 2)
         inline = engine.ops_by_engine.get("inline", 0)
         if inline:
-            print(
-                f"  served inline from the page/dentry cache (no ring, no thread): {inline:,}",
-                file=out,
-            )
-        print(
-            f"  io_uring_enter calls: {engine.submit_syscalls:,} for {engine.ops_submitted:,} "
-            f"submitted ops (batching saved {engine.syscalls_saved:,} syscalls)",
-            file=out,
+            line(f"served inline from the page/dentry cache (no ring, no thread): {inline:,}", 2)
+        line(
+            f"io_uring_enter calls: {engine.submit_syscalls:,} for "
+            f"{engine.ops_submitted:,} submitted ops (batching saved "
+            f"{engine.syscalls_saved:,} syscalls)",
+            2,
         )
-    print(
-        f"  loop turns that polled the kernel: {ours.details['polls']:,}; "
+    line(
+        f"loop turns that polled the kernel: {ours.details['polls']:,}; "
         f"task steps: {ours.details['steps']:,}",
-        file=out,
+        2,
     )
-    print(f"  peak threads in the process: {ours.peak_threads}", file=out)
+    line(f"peak threads of the process: {ours.peak_threads}", 2)
     if ours.details.get("kernel_workers"):
-        print(
-            f"  peak io_uring kernel workers (the kernel's own, for ops it can't finish "
-            f"inline): {ours.details['kernel_workers']}",
-            file=out,
+        line(
+            f"peak io_uring kernel workers (io-wq: the kernel's own, for ops it can't "
+            f"finish inline; not counted above): {ours.details['kernel_workers']}",
+            2,
         )
     if theirs is not None:
-        print(f"\n{theirs.name} (the thread-pool design)", file=out)
-        print(f"  time: {theirs.seconds:.2f} s, peak OS threads: {theirs.peak_threads}", file=out)
-        ratio = theirs.seconds / ours.seconds if ours.seconds else float("inf")
-        print(
-            f"\n  => nursery_io did the same work {ratio:.1f}x as fast, with "
-            f"{ours.peak_threads} thread(s) instead of {theirs.peak_threads}.",
-            file=out,
+        line()
+        line(f"{theirs.name} (the thread-pool design)")
+        line(f"time: {theirs.seconds:.2f} s, peak OS threads: {theirs.peak_threads}", 2)
+    if floor is not None:
+        line()
+        line("the floor: the same file reads and writes, synchronously")
+        line(
+            f"time: {floor:.2f} s (os.pread/os.pwrite in a loop, one thread; the TCP part "
+            f"has no such floor)",
+            2,
         )
+    line()
+    line(_verdict(ours, theirs, floor), 2, hang=3)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -359,14 +453,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-compare", action="store_true", help="skip the thread-pool run")
     args = parser.parse_args(argv)
     out = sys.stdout
+    line = _Lines(out)
 
-    print(
+    line(
         f"nursery_io {nursery_io.__version__} — Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()} ({platform.machine()})",
-        file=out,
+        f"{platform.system()} {platform.release()} ({platform.machine()})"
     )
-    for line in _describe_kernel():
-        print(f"  {line}", file=out)
+    for indent, text in _describe_kernel():
+        line(text, indent)
 
     scale = 1 if args.quick else 24
     with tempfile.TemporaryDirectory(prefix="nursery_io-showcase-") as directory:
@@ -380,12 +474,13 @@ def main(argv: list[str] | None = None) -> int:
             clients=16,
             round_trips=25 * scale,
         )
-        print(
-            f"\ndemo: {work.readers} tasks x {work.reads_per_reader} random 4 KiB file reads "
+        line()
+        line(
+            f"demo: {work.readers} tasks x {work.reads_per_reader} random 4 KiB file reads "
             f"(plus a 4 KiB write every {WRITE_EVERY} reads), while {work.clients} TCP clients "
-            f"do {work.round_trips} echo round trips each",
-            file=out,
+            f"do {work.round_trips} echo round trips each"
         )
+        out.flush()  # before the progress lines on stderr
         total = work.total_reads + work.total_round_trips
         workers.reset_peak()
         progress = _Progress("nursery_io", total)
@@ -400,5 +495,8 @@ def main(argv: list[str] | None = None) -> int:
             with _ThreadPeak(exclude_prefix="nursery_io") as peak:
                 theirs = asyncio.run(_asyncio_demo(work, progress))
             theirs.peak_threads = peak.peak
-    _report(ours, theirs, out)
+        floor = _synchronous_floor(work)
+        # Report now: removing the demo's files (the with block's exit) can take seconds.
+        _report(ours, theirs, floor, out)
+        out.flush()
     return 0

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, SupportsIndex, TypeAlias, TypeVar, cast, overload
 
 from ._core import Cancelled, RunVar
+from ._hostname import encode_hostname
 from ._timeouts import sleep
 from .lowlevel import (
     cancel_shielded_checkpoint,
@@ -110,21 +111,6 @@ def set_custom_socket_factory(socket_factory: SocketFactory | None) -> SocketFac
     return old
 
 
-def _encode_hostname(host: str) -> bytes:
-    # ASCII names (which includes every numeric address) pass through untouched. Other
-    # names use IDNA 2008 via the ``idna`` package when it is installed; Python's built-in
-    # codec implements the older IDNA 2003, which maps a few names differently.
-    try:
-        return host.encode("ascii")
-    except UnicodeEncodeError:
-        pass
-    try:
-        import idna
-    except ImportError:
-        return host.encode("idna")
-    return idna.encode(host, uts46=True)  # type: ignore[no-any-return,unused-ignore]
-
-
 async def getaddrinfo(
     host: bytes | str | None,
     port: bytes | str | int | None,
@@ -156,7 +142,7 @@ async def getaddrinfo(
         return result
     # A real name (or a service name): someone has to go and ask.
     if isinstance(host, str):
-        host = _encode_hostname(host)
+        host = encode_hostname(host)
     resolver = _resolver.get()
     if resolver is not None:
         return await resolver.getaddrinfo(host, port, family, type, proto, flags)
@@ -281,12 +267,10 @@ async def _resolve_address(
     family = sock.family
     if family == _stdlib_socket.AF_INET:
         if not isinstance(address, tuple) or len(address) != 2:
-            raise ValueError("an AF_INET address must be a (host, port) tuple")
+            raise ValueError("address should be a (host, port) tuple")
     elif family == _stdlib_socket.AF_INET6:
         if not isinstance(address, tuple) or not 2 <= len(address) <= 4:
-            raise ValueError(
-                "an AF_INET6 address must be a (host, port[, flowinfo[, scope_id]]) tuple"
-            )
+            raise ValueError("address should be a (host, port, [flowinfo, [scopeid]]) tuple")
     elif family == _stdlib_socket.AF_UNIX:
         return os.fspath(address)
     else:
@@ -347,7 +331,8 @@ class SocketType:
     def __init__(self) -> None:
         if type(self) is SocketType:
             raise TypeError(
-                "SocketType is an abstract class; create sockets with nursery_io.socket.socket()"
+                "SocketType is an abstract class; use nursery_io.socket.socket if you "
+                "want to construct a socket object"
             )
 
     # ----- synchronous passthroughs -----
@@ -497,8 +482,8 @@ class _SocketType(SocketType):
         if type(sock) is not _stdlib_socket.socket:
             # SSLSocket and friends do their own buffering and can't be driven this way.
             raise TypeError(
-                f"expected a plain socket.socket, not {type(sock).__name__}; "
-                "for TLS use nursery_io.SSLStream over a socket stream"
+                f"expected object of type 'socket.socket', not '{type(sock).__name__}' "
+                "(for TLS, use nursery_io.SSLStream over a socket stream)"
             )
         self._sock = sock
         self._sock.setblocking(False)
@@ -535,11 +520,16 @@ class _SocketType(SocketType):
     ) -> None:
         if optlen is None:
             if value is None:
-                raise TypeError("setsockopt with value=None also needs optlen")
+                raise TypeError(
+                    "invalid value for argument 'value', must not be None when specifying optlen"
+                )
             self._sock.setsockopt(level, optname, value)
         else:
             if value is not None:
-                raise TypeError("setsockopt takes either a value or (None, optlen), not both")
+                raise TypeError(
+                    f"invalid value for argument 'value': {value!r}, must be None when "
+                    "specifying optlen"
+                )
             self._sock.setsockopt(level, optname, None, optlen)
 
     def listen(self, backlog: int = min(_stdlib_socket.SOMAXCONN, 128)) -> None:
@@ -673,7 +663,7 @@ class _SocketType(SocketType):
             raise
         error = sock.getsockopt(_stdlib_socket.SOL_SOCKET, _stdlib_socket.SO_ERROR)
         if error:
-            raise OSError(error, f"error connecting to {address!r}: {os.strerror(error)}")
+            raise OSError(error, f"Error connecting to {address!r}: {os.strerror(error)}")
 
     async def _retry_unix_connect(self, address: AddressFormat) -> None:
         # Nothing signals "the accept queue has room again" (an unconnected AF_UNIX

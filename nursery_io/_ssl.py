@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, overloa
 
 from ._core import BrokenResourceError, BusyResourceError, ClosedResourceError
 from ._highlevel_generic import aclose_forcefully
+from ._hostname import encode_hostname
 from ._sync import Event
 from .abc import Listener, Stream
 from .lowlevel import ParkingLot, cancel_shielded_checkpoint, checkpoint, checkpoint_if_cancelled
@@ -129,9 +130,11 @@ class SSLStream(Stream, Generic[T_Stream]):
     The handshake happens on the first ``send_all`` or ``receive_some``, or when you call
     :meth:`do_handshake`. One task may send while another receives; two tasks sending (or
     two receiving) at once get :class:`~nursery_io.BusyResourceError`. Failures of the
-    transport or of the TLS layer (a bad certificate, a corrupted record, a peer that went
-    away without saying so) raise :class:`~nursery_io.BrokenResourceError`, with the
-    original exception as ``__cause__``; from then on every operation raises it.
+    TLS layer (a bad certificate, a corrupted record, a peer that went away without saying
+    so) raise :class:`~nursery_io.BrokenResourceError`, with the :mod:`ssl` exception as
+    ``__cause__``; exceptions from the transport pass through as they are, as in Trio.
+    After such a failure every operation raises
+    :class:`~nursery_io.BrokenResourceError`.
 
     ``https_compatible`` selects how the end of the connection is handled. By default
     (False) both sides end with a TLS ``close_notify``: :meth:`aclose` sends one, and a
@@ -181,6 +184,9 @@ class SSLStream(Stream, Generic[T_Stream]):
         if not server_side and ssl_context.check_hostname and not server_hostname:
             # ssl.SSLObject would quietly skip the hostname check; refuse, as SSLSocket does.
             raise ValueError("a client with check_hostname set needs a server_hostname")
+        if isinstance(server_hostname, str):
+            # IDNA 2008, as for name lookups; the ssl module would use IDNA 2003.
+            server_hostname = encode_hostname(server_hostname)
         self.transport_stream: T_Stream = transport_stream
         self._https_compatible = https_compatible
         self._incoming = _stdlib_ssl.MemoryBIO()
@@ -249,17 +255,6 @@ class SSLStream(Stream, Generic[T_Stream]):
         error.__cause__ = exc
         return error
 
-    def _transport_failure(self, exc: Exception) -> Exception:
-        if self._state is _State.CLOSED:
-            # Our own aclose() closed the transport under this operation.
-            error: Exception = ClosedResourceError("this SSLStream was closed")
-            error.__suppress_context__ = True
-            return error
-        self._mark_broken(exc)
-        error = BrokenResourceError(f"the transport stream failed: {exc!r}")
-        error.__cause__ = exc
-        return error
-
     # ----- moving bytes between the memory buffers and the transport -----
 
     async def _send_chunk(self, chunk: bytes) -> None:
@@ -267,9 +262,8 @@ class SSLStream(Stream, Generic[T_Stream]):
             await self.transport_stream.send_all(chunk)
         except BaseException as exc:
             # An unknown part of the chunk went out: the record stream can't be resumed.
+            # The transport's own exception reaches the caller as it is, as in Trio.
             self._mark_broken(exc)
-            if isinstance(exc, Exception):
-                raise self._transport_failure(exc)  # noqa: B904  (the cause is set inside)
             raise
 
     async def _drain(self) -> None:
@@ -293,7 +287,12 @@ class SSLStream(Stream, Generic[T_Stream]):
         return True
 
     async def _fill(self) -> None:
-        """Get more ciphertext from the transport into the incoming buffer."""
+        """Get more ciphertext from the transport into the incoming buffer.
+
+        The transport's exceptions pass through as they are. They don't break the stream
+        by themselves (nothing was consumed); callers in the middle of a TLS operation
+        that can't be resumed mark it broken.
+        """
         seen = self._fills
         await self._in_lock.acquire()
         try:
@@ -307,10 +306,7 @@ class SSLStream(Stream, Generic[T_Stream]):
                 error = BrokenResourceError("the transport stream ended in the middle of TLS")
                 self._mark_broken(error)
                 raise error
-            try:
-                data = await self.transport_stream.receive_some(_TRANSPORT_RECEIVE_SIZE)
-            except Exception as exc:
-                raise self._transport_failure(exc)  # noqa: B904  (the cause is set inside)
+            data = await self.transport_stream.receive_some(_TRANSPORT_RECEIVE_SIZE)
             if data:
                 self._incoming.write(data)
             else:
@@ -411,8 +407,8 @@ class SSLStream(Stream, Generic[T_Stream]):
         may call it at once, concurrently with sending and receiving.
 
         Raises :class:`~nursery_io.BrokenResourceError` if the handshake fails (with the
-        :mod:`ssl` or transport error as ``__cause__``, e.g.
-        :class:`ssl.SSLCertVerificationError`). A handshake that is cancelled half-way
+        :mod:`ssl` error as ``__cause__``, e.g. :class:`ssl.SSLCertVerificationError`), or
+        the transport's own exception. A handshake that failed or was cancelled half-way
         can't be resumed: the stream is then broken.
         """
         self._check_state()
@@ -433,7 +429,7 @@ class SSLStream(Stream, Generic[T_Stream]):
         was sent and the stream stays usable.
         """
         if self._sending:
-            raise BusyResourceError("another task is already sending on this SSLStream")
+            raise BusyResourceError("another task is currently sending data on this SSLStream")
         self._sending = True
         try:
             self._check_state()
@@ -462,7 +458,7 @@ class SSLStream(Stream, Generic[T_Stream]):
         """Wait until the transport could take more data (see
         :meth:`nursery_io.abc.SendStream.wait_send_all_might_not_block`)."""
         if self._sending:
-            raise BusyResourceError("another task is already sending on this SSLStream")
+            raise BusyResourceError("another task is currently sending data on this SSLStream")
         self._sending = True
         try:
             self._check_state()
@@ -472,8 +468,6 @@ class SSLStream(Stream, Generic[T_Stream]):
             await self._out_lock.acquire()
             try:
                 await self.transport_stream.wait_send_all_might_not_block()
-            except Exception as exc:
-                raise self._transport_failure(exc)  # noqa: B904  (the cause is set inside)
             finally:
                 self._out_lock.release()
         finally:
@@ -500,7 +494,7 @@ class SSLStream(Stream, Generic[T_Stream]):
             if size < 1:
                 raise ValueError("max_bytes must be >= 1")
         if self._receiving:
-            raise BusyResourceError("another task is already receiving on this SSLStream")
+            raise BusyResourceError("another task is currently receiving data on this SSLStream")
         self._receiving = True
         try:
             await checkpoint_if_cancelled()
@@ -603,8 +597,10 @@ class SSLStream(Stream, Generic[T_Stream]):
         Afterwards this :class:`SSLStream` is closed, and the transport belongs to the
         caller. Conflicts with concurrent sending or receiving.
         """
-        if self._sending or self._receiving:
-            raise BusyResourceError("another task is using this SSLStream")
+        if self._receiving:
+            raise BusyResourceError("another task is currently receiving data on this SSLStream")
+        if self._sending:
+            raise BusyResourceError("another task is currently sending data on this SSLStream")
         self._sending = self._receiving = True
         try:
             self._check_state()
@@ -620,28 +616,37 @@ class SSLStream(Stream, Generic[T_Stream]):
         """Close the TLS session and the transport.
 
         Unless ``https_compatible`` is set, first sends a ``close_notify``, without waiting
-        for the peer's reply. It is skipped (the transport is just closed) when there is
-        no session to close politely: before the handshake has completed, after the stream
-        broke, or while another task is in the middle of sending. The transport is closed
-        in every case, also when this call is cancelled; use
-        :func:`~nursery_io.aclose_forcefully` to skip the ``close_notify`` on purpose.
-        Tasks blocked on the stream get :class:`~nursery_io.ClosedResourceError`.
+        for the peer's reply. If the handshake hasn't happened yet, it is done first (as in
+        Trio), so that there is a session to close: the peer then sees a clean end of
+        stream. If that handshake fails, the transport is closed and the error
+        (:class:`~nursery_io.BrokenResourceError`) is raised. The ``close_notify`` is
+        skipped after the stream broke, and while another task is in the middle of
+        sending. The transport is closed in every case, also when this call is cancelled;
+        use :func:`~nursery_io.aclose_forcefully` to skip the goodbye (and a pending
+        handshake) on purpose. Tasks blocked on the stream get
+        :class:`~nursery_io.ClosedResourceError`.
         """
         if self._state is _State.CLOSED:
             await checkpoint()
             return
-        polite = (
-            self._state is _State.OK
-            and self._handshake_complete
-            and not self._https_compatible
-            and not self._out_lock.locked()
-        )
-        self._state = _State.CLOSED
+        if self._state is _State.BROKEN or self._https_compatible:
+            self._state = _State.CLOSED
+            await self.transport_stream.aclose()
+            return
         try:
+            if not self._handshake_complete:
+                # A cancelled aclose (aclose_forcefully) must not start a handshake.
+                await checkpoint_if_cancelled()
+                await self._ensure_handshake()
+            polite = self._state is _State.OK and not self._out_lock.locked()
+            self._state = _State.CLOSED
             if polite:
                 await self._send_close_notify()
-        finally:
-            await self.transport_stream.aclose()
+        except BaseException:
+            self._state = _State.CLOSED
+            await aclose_forcefully(self.transport_stream)
+            raise
+        await self.transport_stream.aclose()
 
     async def _send_close_notify(self) -> None:
         await self._out_lock.acquire()
@@ -665,7 +670,7 @@ class SSLStream(Stream, Generic[T_Stream]):
 
     def _need_handshake(self, name: str) -> None:
         if not self._handshake_complete:
-            raise NeedHandshakeError(f"{name}() is only available after the TLS handshake")
+            raise NeedHandshakeError(f"call do_handshake() before calling {name!r}")
 
     @property
     def context(self) -> _stdlib_ssl.SSLContext:

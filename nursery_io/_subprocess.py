@@ -80,9 +80,35 @@ class Process:
 
     Nothing kills or reaps the child behind your back: await :meth:`wait` (or use
     :func:`nursery_io.run_process`, which always does) so it doesn't linger as a zombie.
+
+    ``universal_newlines``, ``encoding`` and ``errors`` are always False / None / None, as
+    in Trio: the pipes are byte streams.
     """
 
-    def __init__(
+    universal_newlines: Final = False
+    encoding: Final = None
+    errors: Final = None
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        # As in Trio: processes come from open_process / run_process only.
+        raise TypeError(
+            "nursery_io.Process has no public constructor; use "
+            "nursery_io.lowlevel.open_process or nursery_io.run_process"
+        )
+
+    @classmethod
+    def _create(
+        cls,
+        popen: subprocess.Popen[bytes],
+        stdin: SendStream | None,
+        stdout: ReceiveStream | None,
+        stderr: ReceiveStream | None,
+    ) -> Process:
+        self = cls.__new__(cls)
+        self._setup(popen, stdin, stdout, stderr)
+        return self
+
+    def _setup(
         self,
         popen: subprocess.Popen[bytes],
         stdin: SendStream | None,
@@ -230,18 +256,20 @@ def _check_options(command: object, options: Mapping[str, Any]) -> None:
     for key in _TEXT_OPTIONS:
         if options.get(key):
             raise TypeError(
-                f"nursery_io processes talk over unbuffered byte streams; the {key!r} "
-                "option is not supported (decode the bytes yourself)"
+                "nursery_io.Process only supports communicating over unbuffered byte "
+                f"streams; the {key!r} option is not supported (decode the bytes yourself)"
             )
     shell = options.get("shell")
     if isinstance(command, (str, bytes)):
         if not shell:
             raise TypeError(
-                "a command given as a string needs shell=True; otherwise pass a sequence "
-                "of arguments, e.g. ['ls', '-l']"
+                "command must be a sequence (not a string or bytes) if shell=False on UNIX "
+                "systems, e.g. ['ls', '-l']"
             )
     elif shell:
-        raise TypeError("with shell=True the command must be a single string, not a sequence")
+        raise TypeError(
+            "command must be a string or bytes (not a sequence) if shell=True on UNIX systems"
+        )
 
 
 async def open_process(
@@ -309,7 +337,7 @@ async def open_process(
     finally:
         for fd in child_fds:
             os.close(fd)
-    process = Process(popen, stdin_stream, stdout_stream, stderr_stream)
+    process = Process._create(popen, stdin_stream, stdout_stream, stderr_stream)
     await cancel_shielded_checkpoint()
     return process
 
@@ -353,9 +381,8 @@ async def _collect(stream: ReceiveStream, chunks: list[bytes | bytearray]) -> No
 
 
 _PIPE_ONLY_WITH_START: Final = (
-    "{name}=subprocess.PIPE only makes sense with nursery.start(run_process, ...), which "
-    "returns the Process whose stream you then use; otherwise pass the data or use "
-    "capture_{name}=True"
+    "{name}=subprocess.PIPE is only valid with nursery.start, since that's the only way to "
+    "access the pipe"
 )
 
 
@@ -391,24 +418,30 @@ async def run_process(
     ``subprocess.PIPE``); cancelling the nursery then stops the child as above.
     Other keyword arguments go to :func:`nursery_io.lowlevel.open_process`.
     """
+    # The exception types and texts here are Trio's (users match on them).
     if isinstance(stdin, str):
-        raise TypeError("stdin must be bytes, not str: encode it first")
+        raise UnicodeError("process stdin must be bytes, not str")
     if task_status is TASK_STATUS_IGNORED:
         if stdin is subprocess.PIPE:
-            raise ValueError(_PIPE_ONLY_WITH_START.format(name="stdin"))
+            raise ValueError(
+                _PIPE_ONLY_WITH_START.format(name="stdin")
+                + "; use nursery.start or pass the data you want to write directly"
+            )
         for name in ("stdout", "stderr"):
             if options.get(name) is subprocess.PIPE:
                 raise ValueError(_PIPE_ONLY_WITH_START.format(name=name))
     for name in ("input", "timeout", "capture_output"):
         if name in options:
+            # Trio hands these to Popen, which rejects them with this text.
             raise TypeError(
-                f"run_process does not take {name!r}: use stdin=, a cancel scope such as "
-                "move_on_after(), or capture_stdout/capture_stderr instead"
+                f"Popen.__init__() got an unexpected keyword argument {name!r} (run_process "
+                "takes stdin=, capture_stdout/capture_stderr; time out with a cancel scope "
+                "such as move_on_after())"
             )
     if capture_stdout and "stdout" in options:
-        raise ValueError("pass either stdout= or capture_stdout=True, not both")
+        raise ValueError("can't specify both stdout and capture_stdout")
     if capture_stderr and "stderr" in options:
-        raise ValueError("pass either stderr= or capture_stderr=True, not both")
+        raise ValueError("can't specify both stderr and capture_stderr")
     if deliver_cancel is None:
         deliver_cancel = _terminate_then_kill
 

@@ -88,11 +88,17 @@ class Event:
     races with the waiters that have not run yet.)
     """
 
-    __slots__ = ("_flag", "_lot")
+    __slots__ = ("__weakref__", "_flag", "_lot")
 
     def __init__(self) -> None:
         self._lot = ParkingLot()
         self._flag = False
+
+    def __bool__(self) -> bool:
+        # As in Trio: `if event:` is almost always a forgotten `.is_set()`.
+        raise NotImplementedError(
+            "Trio events cannot be treated as bools; consider using `event.is_set()` instead."
+        )
 
     def __repr__(self) -> str:
         state = "set" if self._flag else "unset"
@@ -149,7 +155,7 @@ class CapacityLimiter(_AsyncContextManagerMixin):
     ``async with limiter:``.
     """
 
-    __slots__ = ("_borrowers", "_lot", "_pending_borrowers", "_total_tokens")
+    __slots__ = ("__weakref__", "_borrowers", "_lot", "_pending_borrowers", "_total_tokens")
 
     def __init__(self, total_tokens: int | float) -> None:
         self._lot = ParkingLot()
@@ -218,8 +224,8 @@ class CapacityLimiter(_AsyncContextManagerMixin):
         """
         if borrower in self._borrowers:
             raise RuntimeError(
-                f"{borrower!r} already holds a token of this CapacityLimiter; each borrower "
-                "may hold at most one"
+                "this borrower is already holding one of this CapacityLimiter's tokens "
+                f"(borrower: {borrower!r})"
             )
         # Waiters go first: taking a free token while others wait would let newcomers
         # overtake them.
@@ -267,8 +273,8 @@ class CapacityLimiter(_AsyncContextManagerMixin):
         """Give back ``borrower``'s token. ``RuntimeError`` if it holds none."""
         if borrower not in self._borrowers:
             raise RuntimeError(
-                f"{borrower!r} doesn't hold a token of this CapacityLimiter; only a borrower "
-                "that acquired a token can release it"
+                "this borrower isn't holding any of this CapacityLimiter's tokens "
+                f"(borrower: {borrower!r})"
             )
         self._borrowers.remove(borrower)
         self._wake_waiters()
@@ -295,19 +301,20 @@ class Semaphore(_AsyncContextManagerMixin):
     ``ValueError`` — a cheap guard against unbalanced releases.
     """
 
-    __slots__ = ("_lot", "_max_value", "_value")
+    __slots__ = ("__weakref__", "_lot", "_max_value", "_value")
 
     def __init__(self, initial_value: int, *, max_value: int | None = None) -> None:
+        # The texts (typos included) are Trio's: users match on them.
         if not isinstance(initial_value, int):
             raise TypeError(f"initial_value must be an int, not {initial_value!r}")
         if initial_value < 0:
-            raise ValueError(f"initial_value must be >= 0, not {initial_value}")
+            raise ValueError(f"initial value must be >= 0, not {initial_value}")
         if max_value is not None:
             if not isinstance(max_value, int):
                 raise TypeError(f"max_value must be None or an int, not {max_value!r}")
             if max_value < initial_value:
                 raise ValueError(
-                    f"max_value ({max_value}) must be >= initial_value ({initial_value})"
+                    f"max_values must be >= initial_value ({max_value} < {initial_value})"
                 )
         self._lot = ParkingLot()
         self._value = initial_value
@@ -355,10 +362,7 @@ class Semaphore(_AsyncContextManagerMixin):
             self._lot.unpark(count=1)
         else:
             if self._max_value is not None and self._value == self._max_value:
-                raise ValueError(
-                    f"Semaphore released too many times: its value is already at "
-                    f"max_value={self._max_value}"
-                )
+                raise ValueError(f"semaphore released too many times (max_value={self._max_value})")
             self._value += 1
 
     def statistics(self) -> ParkingLotStatistics:
@@ -380,7 +384,7 @@ class LockStatistics:
 
 
 class _LockImpl(_AsyncContextManagerMixin):
-    __slots__ = ("_lot", "_owner")
+    __slots__ = ("__weakref__", "_lot", "_owner")
 
     def __init__(self) -> None:
         self._lot = ParkingLot()
@@ -410,10 +414,8 @@ class _LockImpl(_AsyncContextManagerMixin):
             # If we exit still holding it, waiters get BrokenResourceError, not a hang.
             add_parking_lot_breaker(task, self._lot)
         elif self._owner is task:
-            raise RuntimeError(
-                f"attempt to re-acquire a {type(self).__name__} the current task already "
-                "holds (it is not reentrant)"
-            )
+            # Trio's text, which says "Lock" for StrictFIFOLock too.
+            raise RuntimeError("attempt to re-acquire an already held Lock (not reentrant)")
         else:
             raise WouldBlock
 
@@ -430,7 +432,7 @@ class _LockImpl(_AsyncContextManagerMixin):
             except BrokenResourceError:
                 # The lot is broken when an owner exits while holding the lock.
                 raise BrokenResourceError(
-                    f"the owner of this lock ({self._owner!r}) exited without releasing it"
+                    f"Owner of this lock exited without releasing: {self._owner}"
                 ) from None
         else:
             await cancel_shielded_checkpoint()
@@ -443,9 +445,7 @@ class _LockImpl(_AsyncContextManagerMixin):
         """
         task = current_task()
         if task is not self._owner:
-            raise RuntimeError(
-                f"can't release a {type(self).__name__} the current task doesn't hold"
-            )
+            raise RuntimeError("can't release a Lock you don't own")
         remove_parking_lot_breaker(task, self._lot)
         if self._lot:
             (self._owner,) = self._lot.unpark(count=1)
@@ -501,7 +501,7 @@ class Condition(_AsyncContextManagerMixin):
     returns.
     """
 
-    __slots__ = ("_lock", "_lot")
+    __slots__ = ("__weakref__", "_lock", "_lot")
 
     def __init__(self, lock: Lock | None = None) -> None:
         if lock is None:
@@ -535,7 +535,7 @@ class Condition(_AsyncContextManagerMixin):
         — even cancellation — the lock is held again when this returns or raises.
         """
         if current_task() is not self._lock._owner:
-            raise RuntimeError("must hold the Condition's lock to wait on it")
+            raise RuntimeError("must hold the lock to wait")
         self.release()
         # We park in our own lot, but notify() moves us into the lock's lot, and the lock's
         # release() then makes us the owner before waking us: so a normal wake-up means we
@@ -556,14 +556,14 @@ class Condition(_AsyncContextManagerMixin):
         They don't run until they can take the lock, i.e. after the caller releases it.
         """
         if current_task() is not self._lock._owner:
-            raise RuntimeError("must hold the Condition's lock to notify it")
+            raise RuntimeError("must hold the lock to notify")
         self._lot.repark(self._lock._lot, count=n)
 
     @enable_ki_protection
     def notify_all(self) -> None:
         """Wake every waiter. Requires holding the lock."""
         if current_task() is not self._lock._owner:
-            raise RuntimeError("must hold the Condition's lock to notify it")
+            raise RuntimeError("must hold the lock to notify")
         self._lot.repark_all(self._lock._lot)
 
     def statistics(self) -> ConditionStatistics:

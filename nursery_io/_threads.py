@@ -11,10 +11,11 @@ contextvars.
 from __future__ import annotations
 
 import contextvars
+import inspect
 import queue
 import threading
-from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Final, TypeVar, TypeVarTuple
 
 import outcome
 import sniffio
@@ -34,6 +35,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+PosArgT = TypeVarTuple("PosArgT")
 
 DEFAULT_THREAD_LIMIT: Final = 40
 
@@ -140,8 +142,8 @@ def _worker_link() -> _WorkerLink | None:
 
 
 async def to_thread_run_sync(
-    sync_fn: Callable[..., T],
-    *args: object,
+    sync_fn: Callable[[*PosArgT], T],
+    *args: *PosArgT,
     thread_name: str | None = None,
     abandon_on_cancel: bool = False,
     limiter: CapacityLimiter | None = None,
@@ -160,6 +162,8 @@ async def to_thread_run_sync(
     waiting at once; the thread runs on and its result is discarded.
     """
     await lowlevel.checkpoint_if_cancelled()
+    # Now, so that an object whose truth can't be told fails here and not at cancel time.
+    abandon_on_cancel = bool(abandon_on_cancel)
     state = _state()
     if limiter is None:
         limiter = state.limiter
@@ -181,14 +185,22 @@ async def to_thread_run_sync(
     try:
         context = contextvars.copy_context()
         context.run(sniffio.current_async_library_cvar.set, None)
-        name = thread_name if thread_name is not None else f"nursery_io to_thread: {sync_fn!r}"
+        if thread_name is None:
+            thread_name = f"{getattr(sync_fn, '__name__', None)} from {task.name}"
 
         def in_worker() -> T:
             _thread_local.link = borrower
             try:
-                return context.run(sync_fn, *args)
+                result = context.run(sync_fn, *args)
             finally:
                 del _thread_local.link
+            if inspect.iscoroutine(result):
+                result.close()  # no "never awaited" warning on top of our error
+                raise TypeError(
+                    f"Trio expected a sync function, but {_qualname(sync_fn)!r} appears to "
+                    "be asynchronous"
+                )
+            return result
 
         def deliver(result: outcome.Outcome[T]) -> None:
             # In the worker thread: hop back into the run's thread.
@@ -203,7 +215,7 @@ async def to_thread_run_sync(
             if not borrower.abandoned:
                 lowlevel.reschedule(task, outcome.Value(_Finished(result)))
 
-        lowlevel.start_thread_soon(in_worker, deliver, name)
+        lowlevel.start_thread_soon(in_worker, deliver, thread_name)
     except BaseException:
         state.finished()
         limiter.release_on_behalf_of(borrower)
@@ -232,22 +244,52 @@ async def _serve(request: _Request) -> None:
         own_context = task.context
         task.context = request.context
         await lowlevel.cancel_shielded_checkpoint()
-        result = await outcome.acapture(request.fn, *request.args)
+        result = await outcome.acapture(_call_async, request.fn, request.args)
         task.context = own_context
         await lowlevel.cancel_shielded_checkpoint()
     else:
-        result = outcome.capture(request.context.run, request.fn, *request.args)
+        result = outcome.capture(_call_sync, request)
     request.reply.put(result)
 
 
-def _check_not_in_run(token: lowlevel.RunToken | None = None) -> None:
-    # Blocking this thread on its own run would deadlock; blocking it on *another* run
-    # (e.g. a portal's run in another thread) is merely blocking.
-    if lowlevel.in_run() and (token is None or token is lowlevel.current_token()):
-        raise RuntimeError(
-            "this function must be called from a worker thread, not from inside the run's "
-            "own thread: await the function directly instead"
+def _qualname(fn: object) -> object:
+    return getattr(fn, "__qualname__", fn)
+
+
+def _call_sync(request: _Request) -> Any:
+    """``fn(*args)`` for ``from_thread.run_sync``, refusing an async function (Trio's text)."""
+    result = request.context.run(request.fn, *request.args)
+    if inspect.iscoroutine(result):
+        result.close()
+        raise TypeError(
+            f"Trio expected a synchronous function, but {_qualname(request.fn)!r} appears to "
+            "be asynchronous"
         )
+    return result
+
+
+async def _call_async(afn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    """``await afn(*args)`` for ``from_thread.run``, with Trio's errors for the usual
+    mistakes: a coroutine object instead of a function, or a synchronous function."""
+    if isinstance(afn, Coroutine):
+        name = getattr(afn, "__name__", "fn")
+        afn.close()
+        raise TypeError(
+            "Trio was expecting an async function, but instead it got a coroutine object "
+            f"{afn!r}\n\n"
+            "Probably you did something like:\n\n"
+            f"  trio.run({name}(...))            # incorrect!\n"
+            f"  nursery.start_soon({name}(...))  # incorrect!\n\n"
+            "Instead, you want (notice the parentheses!):\n\n"
+            f"  trio.run({name}, ...)            # correct!\n"
+            f"  nursery.start_soon({name}, ...)  # correct!"
+        )
+    coro = afn(*args)
+    if not inspect.isawaitable(coro):
+        raise TypeError(
+            f"Trio expected an async function, but {_qualname(afn)!r} appears to be synchronous"
+        )
+    return await coro
 
 
 def _send_request(
@@ -256,8 +298,19 @@ def _send_request(
     is_async: bool,
     token: lowlevel.RunToken | None,
 ) -> Any:
-    _check_not_in_run(token)
+    # Checks in Trio's order, with Trio's texts (users match on them).
     link = _worker_link()
+    if token is None:
+        if link is None:
+            raise RuntimeError(
+                "this thread wasn't created by Trio, pass kwarg trio_token=... (or token=...)"
+            )
+    elif not isinstance(token, lowlevel.RunToken):
+        raise RuntimeError("Passed kwarg trio_token is not of type TrioToken")
+    # Blocking this thread on its own run would deadlock. (Unlike Trio we allow blocking
+    # on *another* run, e.g. a portal's run in another thread: that is merely blocking.)
+    if lowlevel.in_run() and (token is None or token is lowlevel.current_token()):
+        raise RuntimeError("this is a blocking function; call it from a thread")
     request = _Request(fn, args, is_async)
     if token is None and link is not None and not link.abandon_on_cancel:
         # Served by the task waiting in to_thread.run_sync: same context, same scopes.
@@ -266,11 +319,7 @@ def _send_request(
         link.token.run_sync_soon(_deliver_to_waiting_task, link, request)
     else:
         if token is None:
-            if link is None:
-                raise RuntimeError(
-                    "this thread wasn't created by nursery_io.to_thread.run_sync; pass "
-                    "the run's token explicitly (token=...)"
-                )
+            assert link is not None
             token = link.token
         token.run_sync_soon(_serve_in_system_task, request)
     return request.reply.get().unwrap()
@@ -288,18 +337,20 @@ def _serve_in_system_task(request: _Request) -> None:
     if request.is_async:
 
         async def runner() -> None:
-            request.reply.put(await outcome.acapture(request.fn, *request.args))
+            request.reply.put(await outcome.acapture(_call_async, request.fn, request.args))
 
         try:
             lowlevel.spawn_system_task(runner, name=request.fn, context=request.context)
         except RuntimeError as exc:  # system nursery already closed: the run is ending
             request.reply.put(outcome.Error(RunFinishedError(str(exc))))
     else:
-        request.reply.put(outcome.capture(request.context.run, request.fn, *request.args))
+        request.reply.put(outcome.capture(_call_sync, request))
 
 
 def from_thread_run(
-    afn: Callable[..., Awaitable[T]], *args: object, token: lowlevel.RunToken | None = None
+    afn: Callable[[*PosArgT], Awaitable[T]],
+    *args: *PosArgT,
+    token: lowlevel.RunToken | None = None,
 ) -> T:
     """From a worker thread, run ``await afn(*args)`` in the run and return its result.
 
@@ -314,7 +365,7 @@ def from_thread_run(
 
 
 def from_thread_run_sync(
-    fn: Callable[..., T], *args: object, token: lowlevel.RunToken | None = None
+    fn: Callable[[*PosArgT], T], *args: *PosArgT, token: lowlevel.RunToken | None = None
 ) -> T:
     """From a worker thread, call ``fn(*args)`` in the run's thread and return its result."""
     return _send_request(fn, args, False, token)  # type: ignore[no-any-return]
@@ -323,9 +374,8 @@ def from_thread_run_sync(
 def check_cancelled() -> None:
     """From a ``to_thread.run_sync`` worker: raise ``Cancelled`` if the waiting task has been
     cancelled. Lets long-running blocking code stop cooperatively."""
-    _check_not_in_run()
     link = _worker_link()
     if link is None:
-        raise RuntimeError("check_cancelled() must be called from a to_thread.run_sync worker")
+        raise RuntimeError("this thread wasn't created by Trio, can't check for cancellation")
     if link.raise_cancel is not None:
         link.raise_cancel()

@@ -25,11 +25,12 @@ class TooSlowError(Exception):
     """Raised by :func:`fail_after` / :func:`fail_at` when the deadline passes."""
 
 
-def _check_timeout(seconds: float, what: str) -> None:
-    if math.isnan(seconds):
-        raise ValueError(f"{what} must not be NaN")
+def _check_seconds(seconds: float) -> None:
+    # Trio's order and texts: a negative value is reported before NaN is looked at.
     if seconds < 0:
-        raise ValueError(f"{what} must be non-negative")
+        raise ValueError("`seconds` must be non-negative")
+    if math.isnan(seconds):
+        raise ValueError("`seconds` must not be NaN")
 
 
 def move_on_at(deadline: float, *, shield: bool = False) -> CancelScope:
@@ -41,7 +42,7 @@ def move_on_at(deadline: float, *, shield: bool = False) -> CancelScope:
 
 def move_on_after(seconds: float, *, shield: bool = False) -> CancelScope:
     """A cancel scope that cancels itself ``seconds`` after it is entered."""
-    _check_timeout(seconds, "timeout")
+    _check_seconds(seconds)
     return CancelScope(relative_deadline=seconds, shield=shield)
 
 
@@ -68,7 +69,7 @@ def fail_after(seconds: float, *, shield: bool = False) -> Generator[CancelScope
 async def sleep_forever() -> None:
     """Sleep until cancelled."""
     await lowlevel.wait_task_rescheduled(lambda _: lowlevel.Abort.SUCCEEDED)
-    raise RuntimeError("sleep_forever was rescheduled without being cancelled")
+    raise RuntimeError("Should never have been rescheduled!")
 
 
 async def sleep_until(deadline: float) -> None:
@@ -84,5 +85,7 @@ async def sleep(seconds: float) -> None:
     if seconds == 0:  # the hot path: sleep(0) as a yield
         await checkpoint()
         return
-    _check_timeout(seconds, "duration")
+    if seconds < 0:
+        raise ValueError("`seconds` must be non-negative")
+    # NaN is reported by sleep_until, as "deadline must not be NaN" (as in Trio).
     await sleep_until(current_time() + seconds)

@@ -24,6 +24,11 @@ __all__ = ["FdStream"]
 
 DEFAULT_RECEIVE_SIZE: Final = 65536
 
+# Trio's texts, which users match on.
+_CLOSED: Final = "file was already closed"
+_BUSY_SENDING: Final = "another task is using this stream for send"
+_BUSY_RECEIVING: Final = "another task is using this stream for receive"
+
 
 class _FdHolder:
     """Owns the fd: puts it in non-blocking mode, and on close restores the mode it had
@@ -36,7 +41,7 @@ class _FdHolder:
         # -1 first, so that __del__ is harmless if we fail below.
         self.fd = -1
         if not isinstance(fd, int):
-            raise TypeError(f"FdStream needs an int fd, not {type(fd).__name__}")
+            raise TypeError(f"file descriptor must be an int, not {type(fd).__name__}")
         self._was_blocking = os.get_blocking(fd)
         self.fd = fd
         os.set_blocking(fd, False)
@@ -69,7 +74,7 @@ def _fd_error(exc: OSError) -> Exception:
     would."""
     error: Exception
     if exc.errno == errno.EBADF:
-        error = ClosedResourceError("this FdStream was already closed")
+        error = ClosedResourceError(_CLOSED)
         error.__suppress_context__ = True
     else:
         error = BrokenResourceError(f"fd broken: {exc}")
@@ -93,7 +98,7 @@ class FdStream(Stream):
     is closed.
     """
 
-    __slots__ = ("_holder", "_receiving", "_sending")
+    __slots__ = ("__weakref__", "_holder", "_receiving", "_sending")
 
     def __init__(self, fd: int) -> None:
         self._holder = _FdHolder(fd)
@@ -103,13 +108,13 @@ class FdStream(Stream):
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Write all of ``data``; if cancelled, a prefix of it may have been written."""
         if self._sending:
-            raise BusyResourceError("another task is already sending on this FdStream")
+            raise BusyResourceError(_BUSY_SENDING)
         self._sending = True
         try:
             holder = self._holder
             # Even an empty write must notice a closed stream.
             if holder.closed:
-                raise ClosedResourceError("this FdStream was already closed")
+                raise ClosedResourceError(_CLOSED)
             await checkpoint_if_cancelled()
             with memoryview(data) as items, items.cast("B") as view:
                 total = len(view)
@@ -138,11 +143,11 @@ class FdStream(Stream):
 
     async def wait_send_all_might_not_block(self) -> None:
         if self._sending:
-            raise BusyResourceError("another task is already sending on this FdStream")
+            raise BusyResourceError(_BUSY_SENDING)
         self._sending = True
         try:
             if self._holder.closed:
-                raise ClosedResourceError("this FdStream was already closed")
+                raise ClosedResourceError(_CLOSED)
             try:
                 await wait_writable(self._holder.fd)
             except OSError as exc:
@@ -157,11 +162,11 @@ class FdStream(Stream):
             max_bytes = DEFAULT_RECEIVE_SIZE
         else:
             if not isinstance(max_bytes, int):
-                raise TypeError("max_bytes must be an int >= 1")
+                raise TypeError("max_bytes must be integer >= 1")
             if max_bytes < 1:
-                raise ValueError("max_bytes must be >= 1")
+                raise ValueError("max_bytes must be integer >= 1")
         if self._receiving:
-            raise BusyResourceError("another task is already receiving on this FdStream")
+            raise BusyResourceError(_BUSY_RECEIVING)
         self._receiving = True
         try:
             holder = self._holder

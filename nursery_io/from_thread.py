@@ -6,7 +6,7 @@ Trio spells the token argument ``trio_token``; both ``token=`` and ``trio_token=
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, TypeVarTuple
 
 from . import lowlevel
 from ._threads import check_cancelled, from_thread_run, from_thread_run_sync
@@ -14,11 +14,12 @@ from ._threads import check_cancelled, from_thread_run, from_thread_run_sync
 __all__ = ["check_cancelled", "run", "run_sync"]
 
 T = TypeVar("T")
+PosArgT = TypeVarTuple("PosArgT")
 
 
 def run(
-    afn: Callable[..., Awaitable[T]],
-    *args: object,
+    afn: Callable[[*PosArgT], Awaitable[T]],
+    *args: *PosArgT,
     token: lowlevel.RunToken | None = None,
     trio_token: lowlevel.RunToken | None = None,
 ) -> T:
@@ -27,8 +28,8 @@ def run(
 
 
 def run_sync(
-    fn: Callable[..., T],
-    *args: object,
+    fn: Callable[[*PosArgT], T],
+    *args: *PosArgT,
     token: lowlevel.RunToken | None = None,
     trio_token: lowlevel.RunToken | None = None,
 ) -> T:

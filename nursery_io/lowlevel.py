@@ -10,6 +10,8 @@ Beyond Trio: :func:`run_op` runs a disk operation built with the constructors in
 the run's file engine — io_uring when available, the worker pool otherwise.
 """
 
+import sys
+
 from ._core import (
     Abort,
     ParkingLot,
@@ -41,6 +43,7 @@ from ._core import (
     remove_parking_lot_breaker,
     reschedule,
     spawn_system_task,
+    start_guest_run,
     temporarily_detach_coroutine_object,
     wait_readable,
     wait_task_rescheduled,
@@ -48,6 +51,7 @@ from ._core import (
 )
 from ._core._context import current_runner as _current_runner
 from ._core._ops import read_at, run_op
+from ._hostname import encode_hostname
 from ._kernel import ops
 from ._kernel.workers import start_thread_soon
 from ._unix_pipes import FdStream
@@ -67,12 +71,17 @@ from ._abc_clock import Instrument  # noqa: E402  (used in annotations above)
 
 # Last: _subprocess builds on modules that import this one.
 from ._subprocess import open_process  # noqa: E402
+from ._unbounded_queue import UnboundedQueue, UnboundedQueueStatistics  # noqa: E402
 
 # Trio spellings.
 TrioToken = RunToken
 current_trio_token = current_token
 in_trio_run = in_run
 in_trio_task = in_task
+
+# ``import nursery_io.lowlevel.ops`` works too, as ``import os.path`` does: the module is
+# registered under its public dotted name (its own ``__name__`` stays the kernel's).
+sys.modules[__name__ + ".ops"] = ops
 
 __all__ = [
     "Abort",
@@ -87,6 +96,8 @@ __all__ = [
     "SteppedRun",
     "Task",
     "TrioToken",
+    "UnboundedQueue",
+    "UnboundedQueueStatistics",
     "add_instrument",
     "add_parking_lot_breaker",
     "cancel_shielded_checkpoint",
@@ -101,6 +112,7 @@ __all__ = [
     "currently_ki_protected",
     "disable_ki_protection",
     "enable_ki_protection",
+    "encode_hostname",
     "in_run",
     "in_task",
     "in_trio_run",
@@ -116,6 +128,7 @@ __all__ = [
     "reschedule",
     "run_op",
     "spawn_system_task",
+    "start_guest_run",
     "start_thread_soon",
     "temporarily_detach_coroutine_object",
     "wait_readable",

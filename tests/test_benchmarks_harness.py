@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -63,3 +65,108 @@ def test_missing_features_are_unavailable_not_errors() -> None:
     assert classify(ValueError("bug"))["status"] == "error"
     assert classify(KeyError("bug"))["status"] == "error"
     assert classify(ExceptionGroup("g", [NotImplementedError(), ValueError()]))["status"] == "error"
+
+
+def harness_module() -> Any:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module("benchmarks.harness")
+
+
+def synthetic_report() -> dict[str, Any]:
+    def ok(median: float) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "version": "1.0",
+            "median_s": median,
+            "min_s": median,
+            "max_s": median * 1.5,
+            "n": 3,
+            "failed": 0,
+            "ops": 100,
+            "ops_per_s": 100 / median,
+            "threads": 1,
+            "library_threads": None,
+            "notes": "",
+        }
+
+    libraries = {"nursery_io": ok(0.5), "trio": ok(1.0), "sync": ok(0.125)}
+    libraries["asyncio"] = {"status": "unavailable", "version": "", "reason": "no | module"}
+    return {
+        "meta": {
+            "date": "2026-01-01 00:00:00 +0000",
+            "python": "3.11",
+            "platform": "Linux",
+            "cpus": 2,
+            "rounds": 3,
+            "size": "quick",
+        },
+        "workloads": {
+            "demo": {
+                "title": "a *demo* workload",
+                "unit": "ops",
+                "params": {"n": 1},
+                "reference": "trio",
+                "notes": {},
+                "libraries": libraries,
+                "targets": [
+                    {"text": "x", "measured": "2.00x (needs >= 1x)", "verdict": "PASS"},
+                ],
+            }
+        },
+    }
+
+
+def test_one_ratio_convention_in_tables_and_chart() -> None:
+    # trio took twice as long as nursery_io: nursery_io's speed-up over it is 2.00x, in the
+    # Markdown table, the docs' reST table and the chart alike; the sync floor, 4x faster
+    # than nursery_io, is 0.25x.
+    harness = harness_module()
+    report = synthetic_report()
+    wl = report["workloads"]["demo"]
+    assert harness.speedup(wl, "trio") == 2.0
+    assert harness.speedup(wl, "sync") == 0.25
+    assert harness.chart_values(wl) == (
+        "nursery_io",
+        {"nursery_io": 1.0, "trio": 2.0, "sync": 0.25},
+    )
+
+    markdown = harness.render_markdown(report)
+    assert "| nursery_io speed-up |" in markdown
+    assert "| trio | 1 s | 100 | 1 s - 1.5 s (3 runs) | 1 | 2.00x | 1.0 |" in markdown
+    assert "| sync | 125 ms | 800 | 125 ms - 188 ms (3 runs) | 1 | 0.25x | 1.0 |" in markdown
+    assert "above 1 means nursery_io is faster" in markdown
+
+    rst = harness.render_rst(report)
+    assert "     - nursery_io speed-up\n" in rst
+    assert (
+        "   * - trio\n     - 1 s\n     - 100\n     - 1 s - 1.5 s (3 runs)\n     - 1\n"
+        "     - 2.00x\n" in rst
+    )
+    assert "above 1 means nursery_io is faster" in rst
+
+
+def test_the_rst_tables_are_valid_restructuredtext() -> None:
+    docutils_core = pytest.importorskip("docutils.core")  # comes with Sphinx (the docs extra)
+
+    harness = harness_module()
+    for report in (synthetic_report(), None):
+        text = "Results\n-------\n\n" + harness.render_rst(report)
+        # Warnings are errors, as in the docs build (sphinx-build -W).
+        tree = docutils_core.publish_doctree(
+            text, settings_overrides={"halt_level": 2, "report_level": 2}
+        )
+        assert tree.astext()
+    tree = docutils_core.publish_doctree(
+        "Results\n-------\n\n" + harness.render_rst(synthetic_report())
+    )
+    tables = [node for node in tree.findall() if node.tagname == "table"]
+    assert len(tables) == 2  # the workload's and the targets'
+    assert "a *demo* workload" in tree.astext()  # escaped, not emphasis
+    assert "no | module" in tree.astext()
+
+
+def test_the_chart_is_drawn(tmp_path: Path) -> None:
+    harness = harness_module()
+    harness.write_chart(synthetic_report(), tmp_path / "chart.png")
+    assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

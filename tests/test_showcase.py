@@ -6,7 +6,11 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 
+import pytest
+
+from nursery_io import _showcase
 from nursery_io._kernel.engine import FileEngine
 
 
@@ -19,7 +23,16 @@ def run_showcase(*args: str, env: dict[str, str] | None = None) -> str:
         check=True,
         env={**os.environ, **(env or {})},
     )
+    # Everything fits a standard terminal: the report on stdout, the progress on stderr.
+    for line in completed.stdout.splitlines() + completed.stderr.splitlines():
+        assert len(line) <= 80, line
     return completed.stdout
+
+
+def verdict(output: str) -> str:
+    """The verdict at the end of the report, its wrapped lines joined."""
+    text = output[output.index("  => ") :]
+    return " ".join(line.strip() for line in text.splitlines())
 
 
 def uring_available() -> bool:
@@ -36,6 +49,23 @@ def test_reports_the_engines_and_statistics() -> None:
     assert "64 tasks x 25 random 4 KiB file reads" in output
     assert re.search(r"time: [\d.]+ s for 1,600 file reads and 400 TCP round trips", output)
     assert "asyncio + thread pool (the thread-pool design)" in output
+    assert re.search(r"the floor: .*\n  time: [\d.]+ s \(os.pread/os.pwrite in a loop", output)
+    said = verdict(output)
+    assert re.fullmatch(
+        r"=> nursery_io: [\d.]+ s on \d+ threads?( \(\+\d+ kernel io-wq\))?; "
+        r"thread pool: [\d.]+ s on \d+ threads \(nursery_io [\d.]+x (as fast|slower)\); "
+        r"synchronous floor \(the file reads and writes alone, one thread, no event loop\): "
+        r"[\d.]+ s\.",
+        said,
+    ), said
+    # The process's own threads and the kernel's io-wq workers are counted apart.
+    own = int(re.search(r"peak threads of the process: (\d+)", output).group(1))  # type: ignore[union-attr]
+    assert f"nursery_io: {said.split(' s on ')[0].split(': ')[1]} s on {own} thread" in said
+    workers = re.search(r"peak io_uring kernel workers .*?: (\d+)", output, re.S)
+    if workers:
+        assert f"(+{workers.group(1)} kernel io-wq)" in said
+    else:
+        assert "io-wq" not in said
     if os.environ.get("NURSERY_IO_URING") != "0" and uring_available():
         assert "files and disk ops: io_uring" in output
         assert "threads: 0" in output
@@ -50,3 +80,37 @@ def test_forced_fallback_says_why() -> None:
     assert "why not io_uring: disabled by NURSERY_IO_URING=0" in output
     assert "io_uring: 0, threads: 2,176, inline: 0" in output
     assert "thread-pool design" not in output
+
+
+def test_the_report_comes_before_the_cleanup(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen_at_cleanup: list[str] = []
+
+    class RecordingDirectory(tempfile.TemporaryDirectory[str]):
+        def cleanup(self) -> None:
+            seen_at_cleanup.append(capsys.readouterr().out)
+            super().cleanup()
+
+    monkeypatch.setattr(_showcase.tempfile, "TemporaryDirectory", RecordingDirectory)
+    assert _showcase.main(["--quick", "--no-compare"]) == 0
+    [printed] = seen_at_cleanup
+    assert "nursery_io run statistics" in printed
+    assert verdict(printed).endswith(" s.")
+    assert capsys.readouterr().out == ""  # nothing left to say after the cleanup
+
+
+def test_verdict_wording() -> None:
+    ours = _showcase.Outcome("nursery_io", 0.5, 1, 1, 1, {"kernel_workers": 3})
+    theirs = _showcase.Outcome("asyncio + thread pool", 2.0, 1, 1, 9)
+    assert _showcase._verdict(ours, theirs, 0.25) == (
+        "=> nursery_io: 0.50 s on 1 thread (+3 kernel io-wq); thread pool: 2.00 s on 9 "
+        "threads (nursery_io 4.0x as fast); synchronous floor (the file reads and writes "
+        "alone, one thread, no event loop): 0.25 s."
+    )
+    slower = _showcase.Outcome("asyncio + thread pool", 0.25, 1, 1, 2)
+    ours.details = {}
+    assert _showcase._verdict(ours, slower, None) == (
+        "=> nursery_io: 0.50 s on 1 thread; thread pool: 0.25 s on 2 threads "
+        "(nursery_io 2.0x slower)."
+    )

@@ -272,9 +272,12 @@ def test_from_thread_with_explicit_token_from_a_foreign_thread() -> None:
 
 def test_from_thread_errors() -> None:
     async def main() -> None:
-        with pytest.raises(RuntimeError, match="worker thread"):
+        # In the run's own thread: no worker, so no run to call back into (Trio's texts).
+        with pytest.raises(RuntimeError, match="wasn't created by Trio, pass kwarg trio_token"):
             from_thread.run_sync(int)
-        with pytest.raises(RuntimeError, match="worker thread"):
+        with pytest.raises(RuntimeError, match="blocking function; call it from a thread"):
+            from_thread.run_sync(int, token=lowlevel.current_token())
+        with pytest.raises(RuntimeError, match="can't check for cancellation"):
             from_thread.check_cancelled()
 
     nursery_io.run(main)

@@ -19,6 +19,7 @@ from ._exceptions import (
     RunFinishedError,
     WouldBlock,
 )
+from ._guest import start_guest_run
 from ._io import notify_closing, wait_readable, wait_writable
 from ._ki import currently_ki_protected, disable_ki_protection, enable_ki_protection
 from ._local import RunVar, RunVarToken
@@ -105,6 +106,7 @@ __all__ = [
     "reschedule",
     "run",
     "spawn_system_task",
+    "start_guest_run",
     "temporarily_detach_coroutine_object",
     "wait_all_tasks_blocked",
     "wait_readable",

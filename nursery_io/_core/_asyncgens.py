@@ -6,6 +6,11 @@ every async generator first iterated inside our run, and when one is garbage-col
 unfinished we close it in a system task, where awaiting works. Generators still alive when
 the main task ends are closed after the system tasks have finished, in a cancelled scope:
 their awaits raise Cancelled rather than wait for services that are gone.
+
+Async generators that aren't the run's go to the hooks that were installed before the run
+(and are put back after it). That matters for a guest run (``start_guest_run``): the host
+loop, asyncio say, iterates its own generators on the same thread between the guest's
+turns, and only its own hooks can finalize them.
 """
 
 from __future__ import annotations
@@ -58,7 +63,11 @@ class AsyncGenerators:
             self._previous = None
 
     def _firstiter(self, agen: AsyncGenerator[Any, Any]) -> None:
-        if getattr(GLOBAL_RUN_CONTEXT, "runner", None) is self._runner:
+        # Ours if first iterated inside our run: by a task, a run_sync_soon callback, ...
+        # A guest run's host runs its own code on our thread between our turns; what it
+        # iterates belongs to whoever installed the hooks we replaced (asyncio, say).
+        runner = self._runner
+        if getattr(GLOBAL_RUN_CONTEXT, "runner", None) is runner and not runner.host_owns_thread:
             self.alive.add(agen)
         else:
             self._foreign.add(id(agen))
@@ -151,7 +160,10 @@ class AsyncGenerators:
                         break
                     for agen in batch:
                         with CancelScope(shield=True) as scope:
-                            scope._cancel(source="shutdown", reason="the run is finishing")
+                            scope.cancel(
+                                reason="disallow async work when closing async generators "
+                                "during nursery_io shutdown"
+                            )
                             await self._aclose(agen)
                     del batch, agen
         finally:

@@ -14,11 +14,12 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import types
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Final
 
-from ._context import GLOBAL_RUN_CONTEXT, current_runner
-from ._exceptions import Cancelled, CancelReasonSource
+from ._context import GLOBAL_RUN_CONTEXT, NOT_IN_RUN_MESSAGE, current_runner
+from ._exceptions import DEADLINE_REASON, Cancelled, CancelReason, final_class
 from ._ki import enable_ki_protection
 
 if TYPE_CHECKING:
@@ -27,7 +28,23 @@ if TYPE_CHECKING:
     from ._runner import Runner
     from ._task import Task
 
-__all__ = ["CancelScope", "CancelStatus", "Deadlines"]
+__all__ = [
+    "MISNESTING_ADVICE",
+    "NONSTRICT_EXCEPTIONGROUP_NOTE",
+    "CancelScope",
+    "CancelStatus",
+    "Deadlines",
+    "collapse_exception_group",
+]
+
+#: Added to the exception groups of nurseries with ``strict_exception_groups=False``: once
+#: cancellations are split out of such a group, a single remaining exception comes out bare.
+NONSTRICT_EXCEPTIONGROUP_NOTE: Final = (
+    'This is a "loose" ExceptionGroup, and may be collapsed by nursery_io if it only '
+    "contains one exception - typically after `Cancelled` has been stripped from it. Note "
+    "this has consequences for exception handling, and strict_exception_groups=True is "
+    "recommended."
+)
 
 
 class CancelStatus:
@@ -82,9 +99,17 @@ class CancelStatus:
         todo = [self]
         while todo:
             status = todo.pop()
-            new_state = status.scope._cancel_called or status.parent_cancellation_is_visible_to_us
+            scope = status.scope
+            inherited = status.parent_cancellation_is_visible_to_us
+            new_state = scope._cancel_called or inherited
             if new_state == status.effectively_cancelled:
                 continue
+            if inherited and scope._cancel_reason is None:
+                # A scope cancelled from outside reports the outer scope's reason, and
+                # keeps it (Trio's rule: the first reason a scope learns is the one it
+                # gives every Cancelled raised inside it).
+                assert status._parent is not None
+                scope._cancel_reason = status._parent.scope._cancel_reason
             status.effectively_cancelled = new_state
             if new_state:
                 for task in list(status.tasks):
@@ -93,11 +118,17 @@ class CancelStatus:
 
     def close(self) -> None:
         self.parent = None
-        # A child that outlives us was abandoned by misnested scopes; make sure it doesn't
-        # keep looking cancelled because of a scope that no longer exists.
-        for child in list(self._children):
-            child.parent = None
-            child.recalculate()
+        if self.tasks or self._children:
+            # Scopes were exited out of order: tasks or scopes still hang below this one.
+            # Leave that subtree detached, marked abandoned (so exiting the scopes inside
+            # it later changes nothing) and cancelled for good, so whatever runs in it
+            # unwinds. Nothing will recalculate us any more, hence setting it by hand.
+            self.mark_abandoned()
+            self.effectively_cancelled = True
+            for task in list(self.tasks):
+                task._attempt_delivery_of_any_pending_cancel()
+            for child in list(self._children):
+                child.recalculate()
 
     def encloses(self, other: CancelStatus | None) -> bool:
         while other is not None:
@@ -129,14 +160,54 @@ class CancelStatus:
             status = parent
 
 
-_MISNESTING_HELP = (
-    "This is probably a bug in your code: it has caused a nursery_io internal state "
-    "inconsistency. Cancel scopes must be exited in the reverse order of entry and in the "
-    "same task that entered them; a common cause is an async generator that yields inside a "
-    "cancel scope or nursery (wrap such generators so the consumer owns the scope instead)."
-)
+MISNESTING_ADVICE = """
+This is probably a bug in your code that has corrupted nursery_io's internal state. We'll
+do our best to recover, but from now on there are no guarantees.
+
+Cancel scopes and nurseries must be exited in the reverse order of entry, in the task that
+entered them. Common causes of this error:
+  - yielding inside a cancel scope or nursery from a generator or async generator (other
+    than one decorated with @contextmanager or @asynccontextmanager);
+  - calling __enter__/__exit__ of a CancelScope, or __aenter__/__aexit__ of the object
+    returned by open_nursery(), by hand, or interleaving them with an [Async]ExitStack in
+    an order that no nesting of 'with'/'async with' blocks could produce;
+  - driving parts of an async function's coroutine from a different cancel scope or
+    nursery than other parts.
+"""
 
 
+def collapse_exception_group(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """Replace every single-exception group marked as non-strict (``strict_exception_groups
+    =False``) with its one exception, recursively."""
+    exceptions = list(group.exceptions)
+    modified = False
+    for i, exc in enumerate(exceptions):
+        if isinstance(exc, BaseExceptionGroup):
+            collapsed = collapse_exception_group(exc)
+            if collapsed is not exc:
+                modified = True
+                exceptions[i] = collapsed
+    if len(exceptions) == 1 and NONSTRICT_EXCEPTIONGROUP_NOTE in getattr(group, "__notes__", ()):
+        only = exceptions[0]
+        only.__traceback__ = concat_tb(group.__traceback__, only.__traceback__)
+        return only
+    if modified:
+        return group.derive(exceptions)
+    return group
+
+
+def concat_tb(head: TracebackType | None, tail: TracebackType | None) -> TracebackType | None:
+    """The traceback ``head`` followed by ``tail``."""
+    entries = []
+    while head is not None:
+        entries.append(head)
+        head = head.tb_next
+    for entry in reversed(entries):
+        tail = types.TracebackType(tail, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
+    return tail
+
+
+@final_class
 class CancelScope:
     """A region of code that can be cancelled, or time out, as a unit.
 
@@ -172,16 +243,18 @@ class CancelScope:
         if math.isnan(deadline):
             raise ValueError("deadline must not be NaN")
         if math.isnan(relative_deadline):
-            raise ValueError("relative_deadline must not be NaN")
+            raise ValueError("relative deadline must not be NaN")
         if relative_deadline < 0:
-            raise ValueError("relative_deadline must be non-negative")
+            raise ValueError("timeout must be non-negative")
         if math.inf not in (deadline, relative_deadline):
             raise ValueError("Cannot specify both a deadline and a relative deadline")
         self._deadline = deadline
         self._relative_deadline = relative_deadline
         self._shield = bool(shield)
         self._cancel_called = False
-        self._cancel_reason: Cancelled | None = None
+        # Set by the first cancellation that reaches the scope (its own, or an enclosing
+        # scope's); every Cancelled raised inside the scope is built from it.
+        self._cancel_reason: CancelReason | None = None
         self._cancel_status: CancelStatus | None = None
         self._has_been_entered = False
         self._registered_deadline = math.inf
@@ -200,16 +273,14 @@ class CancelScope:
             current_runner()  # raises the "not in a run" error
             raise RuntimeError("cancel scopes can only be entered from inside a task")
         if self._has_been_entered:
-            raise RuntimeError(
-                "Each CancelScope may only be used for a single 'with' block; create a new one"
-            )
+            raise RuntimeError("Each CancelScope may only be used for a single 'with' block")
         self._has_been_entered = True
-        self._runner = task._runner
+        runner = self._runner = task._runner
         if self._relative_deadline != math.inf:
-            self._deadline = task._runner.clock.current_time() + self._relative_deadline
+            self._deadline = runner.clock.current_time() + self._relative_deadline
             self._relative_deadline = math.inf
-        if self._deadline <= task._runner.clock.current_time() and not self._cancel_called:
-            self._set_cancelled(source="deadline")
+        if self._deadline != math.inf and self._deadline <= runner.clock.current_time():
+            self._cancel(DEADLINE_REASON)
         self._cancel_status = CancelStatus(scope=self, parent=task._cancel_status)
         task._activate_cancel_status(self._cancel_status)
         self._update_deadline_registration()
@@ -229,8 +300,8 @@ class CancelScope:
             return True
         if remaining is exc:
             return False
-        # The exception changed (Cancelled split out of a group): raise the remainder while
-        # keeping the context the original had.
+        # The exception changed (Cancelled split out of a group, or a misnesting error):
+        # raise the remainder while keeping the context the original had.
         context = remaining.__context__
         try:
             raise remaining
@@ -242,42 +313,52 @@ class CancelScope:
         """Leave the scope; return the exception that should keep propagating, if any."""
         status = self._cancel_status
         if status is None:
-            if self._has_been_entered:
-                raise RuntimeError("this CancelScope has already been exited") from exc
-            raise RuntimeError("this CancelScope was never entered") from exc
-        if status.abandoned_by_misnesting:
-            # An enclosing scope was already force-closed; the task has moved on without us.
-            self._finish_close(status)
-            return exc
-        try:
-            task: Task | None = GLOBAL_RUN_CONTEXT.task
-        except AttributeError:
-            task = None
-        if task is None or task._cancel_status is not status:
-            if task is not None and status.encloses(task._cancel_status):
-                # Exiting an outer scope while inner ones are still open: abandon the inner
-                # ones so the task is left consistent, then report the bug.
-                for child in list(status._children):
-                    child.mark_abandoned()
-                task._activate_cancel_status(status.parent)
-                problem = "while an inner cancel scope is still active"
-                self._finish_close(status)
-            else:
-                # Not even inside this scope: report it and change nothing, so the task
-                # that really owns the scope can still exit it normally.
-                problem = "in a different task than it was entered in"
             error = RuntimeError(
-                f"Cancel scope stack corrupted: attempted to exit {self!r} {problem}. "
-                f"{_MISNESTING_HELP}"
+                f"Cancel scope stack corrupted: attempted to exit {self!r} which had "
+                "already been exited"
             )
             error.__context__ = exc
             return error
-        task._activate_cancel_status(status.parent)
+        try:
+            task: Task = GLOBAL_RUN_CONTEXT.task
+        except AttributeError:
+            # Outside any task (a coroutine closed from outside its run): nothing to
+            # unwind into, leave the scope tree alone.
+            error = RuntimeError(NOT_IN_RUN_MESSAGE)
+            error.__context__ = exc
+            return error
+        if task._cancel_status is not status:
+            if status.abandoned_by_misnesting:
+                # An enclosing scope was exited first and already reported it; another
+                # error here would only clutter the traceback.
+                pass
+            elif not status.encloses(task._cancel_status):
+                # Not even inside this scope: report it and change nothing, so the task
+                # that really owns the scope can still exit it normally.
+                error = RuntimeError(
+                    f"Cancel scope stack corrupted: attempted to exit {self!r} from "
+                    f"unrelated {task!r}\n{MISNESTING_ADVICE}"
+                )
+                error.__context__ = exc
+                return error
+            else:
+                # Exiting an outer scope while inner ones are still open: abandon the inner
+                # ones (close() below cancels them) and report the bug.
+                error = RuntimeError(
+                    f"Cancel scope stack corrupted: attempted to exit {self!r} in {task!r} "
+                    f"that's still within its child {task._cancel_status.scope!r}\n"
+                    f"{MISNESTING_ADVICE}"
+                )
+                error.__context__ = exc
+                exc = error
+                task._activate_cancel_status(status.parent)
+        else:
+            task._activate_cancel_status(status.parent)
         if (
             exc is not None
             and status.effectively_cancelled
             and not status.parent_cancellation_is_visible_to_us
-        ):
+        ) or (task._cancel_status is not status and status.abandoned_by_misnesting):
             if isinstance(exc, Cancelled):
                 self.cancelled_caught = True
                 exc = None
@@ -285,14 +366,11 @@ class CancelScope:
                 matched, rest = exc.split(Cancelled)
                 if matched is not None:
                     self.cancelled_caught = True
-                    exc = rest
-        self._finish_close(status)
-        return exc
-
-    def _finish_close(self, status: CancelStatus) -> None:
+                exc = None if rest is None else collapse_exception_group(rest)
         status.close()
         self._cancel_status = None
         self._update_deadline_registration()
+        return exc
 
     # ----- deadline bookkeeping -----
 
@@ -312,62 +390,55 @@ class CancelScope:
         if wanted != math.inf:
             runner.deadlines.add(wanted, self)
 
-    def _set_cancelled(self, *, source: CancelReasonSource, reason: str | None = None) -> None:
-        self._cancel_called = True
-        if self._cancel_reason is None:
-            source_task: str | None = None
-            # A deadline is not caused by whichever task happens to be running when it is
-            # noticed (entry, a deadline setter, a cancel_called read): naming that task
-            # would mislead whoever reads the Cancelled.
-            if source != "deadline":
-                try:
-                    source_task = repr(GLOBAL_RUN_CONTEXT.task)
-                except AttributeError:
-                    pass
-            self._cancel_reason = Cancelled._create(
-                source=source, reason=reason, source_task=source_task
-            )
-
     def _current_time(self) -> float:
         runner = self._runner if self._runner is not None else current_runner()
         return runner.clock.current_time()
 
-    # ----- public API -----
+    # ----- cancelling -----
+
+    @enable_ki_protection
+    def _cancel(self, reason: CancelReason | None) -> None:
+        """Cancel with a runtime-supplied reason (the first reason a scope gets sticks)."""
+        if self._cancel_called:
+            return
+        if self._cancel_reason is None:
+            self._cancel_reason = reason
+        self._cancel_called = True
+        status = self._cancel_status
+        if status is not None:
+            self._update_deadline_registration()
+            status.recalculate()
 
     @enable_ki_protection
     def cancel(self, reason: str | None = None) -> None:
         """Cancel this scope immediately; does nothing if it was already cancelled.
+
+        ``reason`` (a string) is attached to every resulting :class:`Cancelled`, with the
+        task that called ``cancel``, to tell where the cancellation came from.
 
         Safe to call before the scope is entered or after it exited (then it does nothing
         observable except setting :attr:`cancel_called`).
         """
         if self._cancel_called:
             return
-        self._set_cancelled(source="explicit", reason=reason)
-        self._cancel_with_current_reason()
-
-    def _cancel(self, *, source: CancelReasonSource, reason: str | None = None) -> None:
-        if self._cancel_called:
-            return
-        self._set_cancelled(source=source, reason=reason)
-        self._cancel_with_current_reason()
-
-    def _cancel_with_current_reason(self) -> None:
-        if self._cancel_status is not None:
-            self._update_deadline_registration()
-            self._cancel_status.recalculate()
+        try:
+            source_task: str | None = repr(GLOBAL_RUN_CONTEXT.task)
+        except AttributeError:
+            source_task = None
+        self._cancel(CancelReason("explicit", source_task, reason))
 
     @property
     def cancel_called(self) -> bool:
         """Whether :meth:`cancel` was called or the deadline passed (may be before entry)."""
-        # A deadline in the past counts even if the loop hasn't processed it yet.
-        if (
-            self._cancel_status is not None
-            and not self._cancel_called
-            and self._deadline <= self._current_time()
+        # A deadline in the past counts even if the loop hasn't processed it yet (for an
+        # exited scope it no longer matters, so its answer is frozen).
+        if (self._cancel_status is not None or not self._has_been_entered) and (
+            not self._cancel_called and self._deadline <= self._current_time()
         ):
-            self._cancel(source="deadline")
+            self._cancel(DEADLINE_REASON)
         return self._cancel_called
+
+    # ----- deadlines and shielding -----
 
     @property
     def deadline(self) -> float:
@@ -377,11 +448,9 @@ class CancelScope:
         """
         if self._relative_deadline != math.inf:
             # Not entered yet, so there is no absolute deadline. Inventing one ("now +
-            # relative") would silently change meaning between read and entry; Trio
-            # raises here too.
+            # relative") would silently change meaning between read and entry.
             raise RuntimeError(
-                "unentered relative cancel scope does not have an absolute deadline yet; "
-                "read relative_deadline instead"
+                "Unentered relative cancel scope does not have an absolute deadline."
             )
         return self._deadline
 
@@ -391,14 +460,13 @@ class CancelScope:
             raise ValueError("deadline must not be NaN")
         if self._relative_deadline != math.inf:
             raise RuntimeError(
-                "unentered relative cancel scope does not have an absolute deadline; set "
-                "relative_deadline instead"
+                "Unentered relative cancel scope does not have an absolute deadline."
             )
         self._deadline = float(new_deadline)
         if self._cancel_status is not None:
             self._update_deadline_registration()
             if self._deadline <= self._current_time():
-                self._cancel(source="deadline")
+                self._cancel(DEADLINE_REASON)
 
     @property
     def relative_deadline(self) -> float:
@@ -407,25 +475,22 @@ class CancelScope:
         if self._has_been_entered:
             return self._deadline - self._current_time()
         if self._deadline != math.inf:
-            # Symmetric with the deadline getter (and Trio): answering "inf" here would
-            # claim the scope has no deadline at all.
             raise RuntimeError(
-                "unentered non-relative cancel scope does not have a relative deadline; "
-                "read deadline instead"
+                "Unentered non-relative cancel scope does not have a relative deadline"
             )
         return self._relative_deadline
 
     @relative_deadline.setter
     def relative_deadline(self, new_relative_deadline: float) -> None:
         if math.isnan(new_relative_deadline):
-            raise ValueError("relative_deadline must not be NaN")
+            raise ValueError("relative deadline must not be NaN")
         if new_relative_deadline < 0:
-            raise ValueError("relative_deadline must be non-negative")
+            raise ValueError("relative deadline must be non-negative")
         if self._has_been_entered:
-            self.deadline = self._current_time() + new_relative_deadline
+            self.deadline = self._current_time() + float(new_relative_deadline)
         elif self._deadline != math.inf:
             raise RuntimeError(
-                "unentered non-relative cancel scope does not support relative deadlines"
+                "Unentered non-relative cancel scope does not have a relative deadline"
             )
         else:
             self._relative_deadline = new_relative_deadline
@@ -458,9 +523,20 @@ class CancelScope:
             binding = "exited"
         else:
             binding = "unbound"
-        state = ", cancelled" if self._cancel_called else ""
-        if self._deadline != math.inf:
-            state += f", deadline={self._deadline:.3f}"
+        if self._cancel_called:
+            state = ", cancelled"
+        elif self._deadline == math.inf:
+            state = ""
+        else:
+            # Relative to now, on the current run's clock; outside a run there is no now.
+            try:
+                now = GLOBAL_RUN_CONTEXT.runner.clock.current_time()
+            except AttributeError:
+                state = ""
+            else:
+                distance = abs(self._deadline - now)
+                when = "from now" if self._deadline >= now else "ago"
+                state = f", deadline is {distance:.2f} seconds {when}"
         return f"<nursery_io.CancelScope at {id(self):#x}, {binding}{state}>"
 
 
@@ -513,7 +589,7 @@ class Deadlines:
             deadline, _, scope = heapq.heappop(heap)
             if self._is_live(deadline, scope):
                 # _cancel re-registers with deadline inf, which calls remove() for us.
-                scope._cancel(source="deadline")
+                scope._cancel(DEADLINE_REASON)
                 did_something = True
         self.prune()
         return did_something

@@ -9,7 +9,29 @@ if TYPE_CHECKING:
     from ._runner import Runner
     from ._task import Task
 
-__all__ = ["GLOBAL_RUN_CONTEXT", "NOT_IN_RUN_MESSAGE", "current_runner", "current_task"]
+__all__ = [
+    "GLOBAL_RUN_CONTEXT",
+    "NOT_IN_RUN_MESSAGE",
+    "current_library_name",
+    "current_runner",
+    "current_task",
+    "set_library_name",
+]
+
+# What sniffio reports inside a run: "nursery_io", or "trio" in trio mode (_trio_mode.py).
+library_name = "nursery_io"
+
+
+def set_library_name(name: str) -> None:
+    """Set the name sniffio reports inside runs started from now on."""
+    global library_name
+    library_name = name
+
+
+def current_library_name() -> str:
+    """The name sniffio reports inside runs ("nursery_io", or "trio" in trio mode)."""
+    return library_name
+
 
 NOT_IN_RUN_MESSAGE = (
     "must be called from inside a nursery_io run (nursery_io.run(...)); "

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, NoReturn
+from typing import Any, Final, Literal, NoReturn, TypeVar
 
 from .._kernel.errors import BusyResourceError, ClosedResourceError
 
 __all__ = [
     "BrokenResourceError",
     "BusyResourceError",
+    "CancelReason",
     "Cancelled",
     "ClosedResourceError",
     "EndOfChannel",
     "InternalError",
     "RunFinishedError",
     "WouldBlock",
+    "final_class",
+    "no_public_constructor_error",
 ]
+
+_T = TypeVar("_T")
 
 CancelReasonSource = Literal[
     "deadline", "nursery", "explicit", "KeyboardInterrupt", "shutdown", "unknown"
@@ -25,9 +30,10 @@ CancelReasonSource = Literal[
 class InternalError(Exception):
     """The runtime itself failed: a bug in nursery_io or in code that broke its invariants.
 
-    Any exception raised by an instrument or a ``run_sync_soon`` callback, or an
-    inconsistency in the scheduler, ends the run with this error; the original error is its
-    ``__cause__``.
+    An exception raised by a system task or a ``run_sync_soon`` callback, or an
+    inconsistency in the scheduler, ends the run with this error. Its ``__cause__`` is the
+    original error; for system tasks and callbacks, wrapped in the exception groups of the
+    run's internal nurseries, as in Trio.
     """
 
 
@@ -47,6 +53,54 @@ class BrokenResourceError(Exception):
     """The resource broke (for example the peer went away) and cannot be used any more."""
 
 
+def final_class(cls: type[_T]) -> type[_T]:
+    """Class decorator: subclassing ``cls`` raises TypeError, as it does for Trio's final
+    classes (the message names the would-be subclass, like Trio's)."""
+
+    def refuse_subclass(subclass: type[object], /, **kwargs: object) -> None:
+        raise TypeError(
+            f"{subclass.__module__}.{subclass.__qualname__} does not support subclassing"
+        )
+
+    cls.__init_subclass__ = classmethod(refuse_subclass)  # type: ignore[assignment]
+    return cls
+
+
+def no_public_constructor_error(public_name: str) -> TypeError:
+    return TypeError(f"{public_name} has no public constructor")
+
+
+class CancelReason:
+    """Why a cancel scope was cancelled; copied into each :class:`Cancelled` it raises.
+
+    Immutable. ``source_task`` is the ``repr`` of the task that asked (a string, so no
+    reference cycles through tasks and their frames).
+    """
+
+    __slots__ = ("reason", "source", "source_task")
+
+    def __init__(
+        self,
+        source: CancelReasonSource,
+        source_task: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.source: CancelReasonSource = source
+        self.source_task = source_task
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return (
+            f"CancelReason(source={self.source!r}, source_task={self.source_task!r}, "
+            f"reason={self.reason!r})"
+        )
+
+
+#: Shared by every deadline expiry: nothing about it depends on who noticed it.
+DEADLINE_REASON: Final = CancelReason("deadline")
+
+
+@final_class
 class Cancelled(BaseException):
     """Raised at a checkpoint when the surrounding cancel scope has been cancelled.
 
@@ -54,10 +108,11 @@ class Cancelled(BaseException):
     that caught it. It derives from :class:`BaseException` so ``except Exception`` does not
     catch it by accident.
 
-    ``source`` says why: ``"deadline"``, ``"nursery"`` (a sibling task failed),
-    ``"explicit"`` (:meth:`CancelScope.cancel`), ``"KeyboardInterrupt"``, ``"shutdown"`` or
-    ``"unknown"``; ``reason`` is the text given to :meth:`CancelScope.cancel`, and
-    ``source_task`` describes the task that asked for the cancellation.
+    ``source`` says why: ``"deadline"``, ``"nursery"`` (a sibling task failed, or the
+    nursery's body raised), ``"explicit"`` (:meth:`CancelScope.cancel`),
+    ``"KeyboardInterrupt"``, ``"shutdown"`` or ``"unknown"``; ``reason`` is the text given
+    to :meth:`CancelScope.cancel` (or written by the runtime), and ``source_task`` is the
+    ``repr`` of the task that asked for the cancellation.
     """
 
     source: CancelReasonSource
@@ -65,25 +120,33 @@ class Cancelled(BaseException):
     source_task: str | None
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        raise TypeError(
-            "Cancelled has no public constructor: it is raised by the runtime at checkpoints. "
-            "To cancel something, call cancel() on a CancelScope."
-        )
+        raise no_public_constructor_error("nursery_io.Cancelled")
 
     @classmethod
     def _create(
         cls,
         *,
         source: CancelReasonSource = "unknown",
-        reason: str | None = None,
         source_task: str | None = None,
+        reason: str | None = None,
     ) -> Cancelled:
         self = cls.__new__(cls)
-        BaseException.__init__(self)
+        # Same args as Trio's, so code that inspects exc.args agrees.
+        BaseException.__init__(self, source, source_task, reason)
         self.source = source
-        self.reason = reason
         self.source_task = source_task
+        self.reason = reason
         return self
+
+    @classmethod
+    def _from_reason(cls, reason: CancelReason | None) -> Cancelled:
+        if reason is None:
+            # Only a scope tree left behind by misnested scopes can be cancelled without
+            # anyone having said why.
+            return cls._create(source="unknown", reason="misnesting")
+        return cls._create(
+            source=reason.source, source_task=reason.source_task, reason=reason.reason
+        )
 
     def __str__(self) -> str:
         text = f"cancelled due to {self.source}"
@@ -94,11 +157,9 @@ class Cancelled(BaseException):
         return text
 
     def __repr__(self) -> str:
-        # The default repr is "Cancelled()" since the runtime bypasses __init__; show the
-        # fields that say where the cancellation came from.
         return (
-            f"Cancelled(source={self.source!r}, reason={self.reason!r}, "
-            f"source_task={self.source_task!r})"
+            f"Cancelled(source={self.source!r}, source_task={self.source_task!r}, "
+            f"reason={self.reason!r})"
         )
 
     def __reduce__(self) -> Any:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, TypeVarTuple, overload
 
 import outcome
 
-from ._cancel import CancelScope
+from ._cancel import NONSTRICT_EXCEPTIONGROUP_NOTE, CancelScope
 from ._context import GLOBAL_RUN_CONTEXT, current_runner, current_task
-from ._exceptions import Cancelled
+from ._exceptions import Cancelled, CancelReason, final_class, no_public_constructor_error
 from ._ki import enable_ki_protection
 from ._traps import Abort, RaiseCancelT, cancel_shielded_checkpoint, wait_task_rescheduled
 
@@ -20,13 +20,35 @@ if TYPE_CHECKING:
 
 __all__ = ["TASK_STATUS_IGNORED", "Nursery", "NurseryManager", "TaskStatus", "open_nursery"]
 
-StatusT = TypeVar("StatusT")
-StatusT_contra = TypeVar("StatusT_contra", contravariant=True)
+if TYPE_CHECKING:
+    # A bare ``TaskStatus`` means ``TaskStatus[None]`` (PEP 696 defaults), as in Trio. Only
+    # the type checker needs the default; at run time these are plain TypeVars.
+    from typing_extensions import TypeVar as TypeVarWithDefault
+
+    StatusT = TypeVarWithDefault("StatusT", default=None)
+    StatusT_co = TypeVarWithDefault("StatusT_co", covariant=True, default=None)
+    StatusT_contra = TypeVarWithDefault("StatusT_contra", contravariant=True, default=None)
+else:
+    StatusT = TypeVar("StatusT")
+    StatusT_co = TypeVar("StatusT_co", covariant=True)
+    StatusT_contra = TypeVar("StatusT_contra", contravariant=True)
+
+PosArgT = TypeVarTuple("PosArgT")
+# The positional arguments of a function given to Nursery.start, one by one (see there).
+Arg1T_contra = TypeVar("Arg1T_contra", contravariant=True)
+Arg2T_contra = TypeVar("Arg2T_contra", contravariant=True)
+Arg3T_contra = TypeVar("Arg3T_contra", contravariant=True)
+Arg4T_contra = TypeVar("Arg4T_contra", contravariant=True)
+Arg5T_contra = TypeVar("Arg5T_contra", contravariant=True)
 
 
 class TaskStatus(Protocol[StatusT_contra]):
     """What a task started with :meth:`Nursery.start` uses to say it is ready."""
 
+    @overload
+    def started(self: TaskStatus[None]) -> None: ...
+    @overload
+    def started(self, value: StatusT_contra) -> None: ...
     def started(self, value: StatusT_contra | None = None) -> None:
         """Report readiness: ``start()`` returns ``value`` and the task moves to its nursery."""
 
@@ -44,6 +66,58 @@ class _TaskStatusIgnored:
 TASK_STATUS_IGNORED: Final[TaskStatus[Any]] = _TaskStatusIgnored()
 
 _NO_STATUS: Final = object()
+
+
+# What Nursery.start accepts: an async function taking the given positional arguments and a
+# ``task_status`` keyword. A type checker infers StatusT_co from that parameter's annotation,
+# which makes it start()'s return type. mypy drops keyword parameters when it matches a
+# callable against a TypeVarTuple (``*args: *PosArgT``), so the common arities spell their
+# arguments out one by one. Past four arguments, _StartableAnyArity checks the arguments but
+# not the status type (start() then returns Any). It must not accept fewer arguments: as a
+# fallback for a failed precise match it would hide that failure.
+class _Startable0(Protocol[StatusT_co]):
+    def __call__(self, *, task_status: TaskStatus[StatusT_co]) -> Awaitable[object]: ...
+
+
+class _Startable1(Protocol[Arg1T_contra, StatusT_co]):
+    def __call__(
+        self, a1: Arg1T_contra, /, *, task_status: TaskStatus[StatusT_co]
+    ) -> Awaitable[object]: ...
+
+
+class _Startable2(Protocol[Arg1T_contra, Arg2T_contra, StatusT_co]):
+    def __call__(
+        self, a1: Arg1T_contra, a2: Arg2T_contra, /, *, task_status: TaskStatus[StatusT_co]
+    ) -> Awaitable[object]: ...
+
+
+class _Startable3(Protocol[Arg1T_contra, Arg2T_contra, Arg3T_contra, StatusT_co]):
+    def __call__(
+        self,
+        a1: Arg1T_contra,
+        a2: Arg2T_contra,
+        a3: Arg3T_contra,
+        /,
+        *,
+        task_status: TaskStatus[StatusT_co],
+    ) -> Awaitable[object]: ...
+
+
+class _Startable4(Protocol[Arg1T_contra, Arg2T_contra, Arg3T_contra, Arg4T_contra, StatusT_co]):
+    def __call__(
+        self,
+        a1: Arg1T_contra,
+        a2: Arg2T_contra,
+        a3: Arg3T_contra,
+        a4: Arg4T_contra,
+        /,
+        *,
+        task_status: TaskStatus[StatusT_co],
+    ) -> Awaitable[object]: ...
+
+
+class _StartableAnyArity(Protocol[*PosArgT]):
+    def __call__(self, *args: *PosArgT, task_status: TaskStatus[Any]) -> Awaitable[object]: ...
 
 
 class _StartTaskStatus(Generic[StatusT]):
@@ -91,6 +165,7 @@ class _StartTaskStatus(Generic[StatusT]):
         old._check_nursery_closed()
 
 
+@final_class
 class Nursery:
     """A scope that owns child tasks; get one from ``async with open_nursery() as nursery``.
 
@@ -100,10 +175,8 @@ class Nursery:
     """
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        raise TypeError(
-            "Nursery has no public constructor: use 'async with nursery_io.open_nursery() "
-            "as nursery:'"
-        )
+        # Get one from 'async with nursery_io.open_nursery() as nursery:'.
+        raise no_public_constructor_error("nursery_io.Nursery")
 
     @classmethod
     def _create(
@@ -142,9 +215,13 @@ class Nursery:
         """The task that opened this nursery."""
         return self._parent_task
 
-    def _add_exc(self, exc: BaseException) -> None:
+    def _add_exc(self, exc: BaseException, why: Callable[[], CancelReason] | None) -> None:
         self._pending_excs.append(exc)
-        self.cancel_scope._cancel(source="nursery", reason="a child task raised an exception")
+        scope = self.cancel_scope
+        if not scope._cancel_called:
+            # The reason (with its exception repr) is only built if it can still matter:
+            # a scope keeps the first reason it gets.
+            scope._cancel(why() if why is not None and scope._cancel_reason is None else None)
 
     def _check_nursery_closed(self) -> None:
         if not any([self._nested_child_running, self._children, self._pending_starts]):
@@ -156,7 +233,14 @@ class Nursery:
     def _child_finished(self, task: Task, result: outcome.Outcome[Any]) -> None:
         self._children.remove(task)
         if isinstance(result, outcome.Error):
-            self._add_exc(result.error)
+            error = result.error
+            self._add_exc(
+                error,
+                lambda: CancelReason(
+                    "nursery", repr(task), f"child task raised exception {error!r}"
+                ),
+            )
+            del error
         self._check_nursery_closed()
 
     async def _nested_child_finished(
@@ -164,7 +248,16 @@ class Nursery:
     ) -> BaseException | None:
         """Called from ``__aexit__``: wait for the children, then build the combined error."""
         if nested_child_exc is not None:
-            self._add_exc(nested_child_exc)
+            parent = self._parent_task
+            self._add_exc(
+                nested_child_exc,
+                lambda: CancelReason(
+                    "nursery",
+                    repr(parent),
+                    "Code block inside nursery contextmanager raised exception "
+                    f"{nested_child_exc!r}",
+                ),
+            )
         self._nested_child_running = False
         self._check_nursery_closed()
 
@@ -176,7 +269,8 @@ class Nursery:
                 # keep it so it is raised with the children's errors.
                 error = outcome.capture(raise_cancel).error
                 if not isinstance(error, Cancelled):
-                    self._add_exc(error)
+                    parent = self._parent_task
+                    self._add_exc(error, lambda: CancelReason("KeyboardInterrupt", repr(parent)))
                 del error
                 return Abort.FAILED
 
@@ -187,32 +281,27 @@ class Nursery:
             try:
                 await cancel_shielded_checkpoint()
             except BaseException as exc:
-                self._add_exc(exc)
+                self._add_exc(exc, None)
 
         open_nurseries = self._parent_task._child_nurseries
-        if not open_nurseries or open_nurseries[-1] is not self:
-            # A user error (manual __aexit__ calls, or an async generator yielding inside a
-            # nursery), not an internal one: say so, rather than a bare assert that -O
-            # would strip and that would pop someone else's nursery.
-            if self in open_nurseries:
-                open_nurseries.remove(self)
-            raise RuntimeError(
-                "Nursery stack corrupted: this nursery was exited while a nursery opened "
-                "after it in the same task was still open. Nurseries must be exited in the "
-                "reverse order of entry, in the task that entered them."
-            )
-        open_nurseries.pop()
+        if not open_nurseries or open_nurseries.pop() is not self:
+            # Nurseries exited out of order. Like Trio, fail this exit; the task's exit
+            # then reports the nurseries it left open as "Nursery stack corrupted".
+            raise AssertionError("Nursery misnesting detected!")
         if not self._pending_excs:
             return None
         excs, self._pending_excs = self._pending_excs, []
         if not self._strict_exception_groups and len(excs) == 1:
             return excs[0]
-        return BaseExceptionGroup("Exceptions from nursery_io nursery", excs)
+        group = BaseExceptionGroup("Exceptions from nursery_io nursery", excs)
+        if not self._strict_exception_groups:
+            group.add_note(NONSTRICT_EXCEPTIONGROUP_NOTE)
+        return group
 
     def start_soon(
         self,
-        async_fn: Callable[..., Awaitable[object]],
-        *args: object,
+        async_fn: Callable[[*PosArgT], Awaitable[object]],
+        *args: *PosArgT,
         name: object = None,
     ) -> None:
         """Create a child task running ``await async_fn(*args)`` and return immediately.
@@ -223,6 +312,67 @@ class Nursery:
         """
         GLOBAL_RUN_CONTEXT.runner.spawn_impl(async_fn, args, self, name)
 
+    @overload
+    async def start(
+        self, async_fn: _Startable0[StatusT_co], *, name: object = None
+    ) -> StatusT_co: ...
+    @overload
+    async def start(
+        self,
+        async_fn: _Startable1[Arg1T_contra, StatusT_co],
+        a1: Arg1T_contra,
+        /,
+        *,
+        name: object = None,
+    ) -> StatusT_co: ...
+    @overload
+    async def start(
+        self,
+        async_fn: _Startable2[Arg1T_contra, Arg2T_contra, StatusT_co],
+        a1: Arg1T_contra,
+        a2: Arg2T_contra,
+        /,
+        *,
+        name: object = None,
+    ) -> StatusT_co: ...
+    @overload
+    async def start(
+        self,
+        async_fn: _Startable3[Arg1T_contra, Arg2T_contra, Arg3T_contra, StatusT_co],
+        a1: Arg1T_contra,
+        a2: Arg2T_contra,
+        a3: Arg3T_contra,
+        /,
+        *,
+        name: object = None,
+    ) -> StatusT_co: ...
+    @overload
+    async def start(
+        self,
+        async_fn: _Startable4[Arg1T_contra, Arg2T_contra, Arg3T_contra, Arg4T_contra, StatusT_co],
+        a1: Arg1T_contra,
+        a2: Arg2T_contra,
+        a3: Arg3T_contra,
+        a4: Arg4T_contra,
+        /,
+        *,
+        name: object = None,
+    ) -> StatusT_co: ...
+    @overload
+    async def start(
+        self,
+        async_fn: _StartableAnyArity[
+            Arg1T_contra, Arg2T_contra, Arg3T_contra, Arg4T_contra, Arg5T_contra, *PosArgT
+        ],
+        a1: Arg1T_contra,
+        a2: Arg2T_contra,
+        a3: Arg3T_contra,
+        a4: Arg4T_contra,
+        a5: Arg5T_contra,
+        /,
+        *args: *PosArgT,
+        name: object = None,
+    ) -> Any: ...
     async def start(
         self,
         async_fn: Callable[..., Awaitable[object]],
@@ -234,6 +384,10 @@ class Nursery:
         Returns the value passed to ``task_status.started()``. Until then the new task runs
         inside a temporary nursery owned by the caller: exceptions it raises propagate out of
         ``start()``, and cancelling the caller cancels it. Once started it moves here.
+
+        For a type checker, ``start()`` returns ``T`` when ``async_fn`` declares
+        ``task_status: TaskStatus[T]`` (with up to four positional arguments; ``Any`` past
+        that), and a function without a ``task_status`` parameter is an error.
         """
         if self._closed:
             raise RuntimeError("Nursery is closed to new arrivals")
@@ -248,9 +402,15 @@ class Nursery:
                     task._eventual_parent_nursery = self
             except BaseExceptionGroup as group:
                 # The temporary nursery is an implementation detail: a single failure comes
-                # out of start() as itself, the way the child raised it.
+                # out of start() as itself, the way the child raised it (context included).
                 if len(group.exceptions) == 1:
-                    raise group.exceptions[0] from None
+                    only = group.exceptions[0]
+                    context = only.__context__
+                    try:
+                        raise only
+                    finally:
+                        only.__context__ = context
+                        del only, context
                 raise
             if task_status._value is _NO_STATUS:
                 raise RuntimeError("child exited without calling task_status.started()")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -43,7 +44,7 @@ class ParkingLot:
     their state and use a lot to sleep on it. ``bool(lot)`` is True when anyone is parked.
     """
 
-    __slots__ = ("_parked", "broken_by")
+    __slots__ = ("__weakref__", "_parked", "broken_by")
 
     def __init__(self) -> None:
         # A dict is an insertion-ordered set with O(1) removal from the middle, which
@@ -60,11 +61,11 @@ class ParkingLot:
     @enable_ki_protection
     async def park(self) -> None:
         """Sleep until unparked (or cancelled). Raises ``BrokenResourceError`` if broken."""
-        task = current_task()
         if self.broken_by:
             raise BrokenResourceError(
-                f"Attempted to park in a parking lot broken by {self.broken_by[0]!r}"
+                f"Attempted to park in parking lot broken by {self.broken_by}"
             )
+        task = current_task()
         self._parked[task] = None
         task.custom_sleep_data = self
 
@@ -76,8 +77,12 @@ class ParkingLot:
         await wait_task_rescheduled(abort)
 
     def _pop(self, count: int | float) -> Iterator[Task]:
-        if count < 0:
-            raise ValueError("count must be >= 0")
+        # As in Trio: math.inf means everyone, a negative count means no one, and any
+        # other float is an error.
+        if isinstance(count, float):
+            if not math.isinf(count):
+                raise ValueError("Cannot pop a non-integer number of tasks.")
+            count = len(self._parked)
         parked = self._parked
         while count > 0 and parked:
             task = next(iter(parked))
@@ -89,9 +94,11 @@ class ParkingLot:
     def unpark(self, *, count: int | float = 1) -> list[Task]:
         """Wake the ``count`` longest-waiting tasks; return them."""
         tasks = list(self._pop(count))
-        reschedule = GLOBAL_RUN_CONTEXT.runner.reschedule
-        for task in tasks:
-            reschedule(task)
+        if tasks:
+            # Only now: with nobody parked this works outside a run too (Event.set does).
+            reschedule = GLOBAL_RUN_CONTEXT.runner.reschedule
+            for task in tasks:
+                reschedule(task)
         return tasks
 
     def unpark_all(self) -> list[Task]:
@@ -118,8 +125,10 @@ class ParkingLot:
         and every later ``park`` get ``BrokenResourceError``."""
         if task is None:
             task = current_task()
-        if task not in self.broken_by:
-            self.broken_by.append(task)
+        # Every call is recorded, repeats included (as in Trio).
+        self.broken_by.append(task)
+        if not self._parked:
+            return
         reschedule = GLOBAL_RUN_CONTEXT.runner.reschedule
         for parked in list(self._pop(len(self))):
             # One Error (and one exception) per task: an outcome can be unwrapped only
@@ -135,7 +144,14 @@ class ParkingLot:
 
 def add_parking_lot_breaker(task: Task, lot: ParkingLot) -> None:
     """Break ``lot`` (see :meth:`ParkingLot.break_lot`) if ``task`` exits before the
-    registration is removed. Lock uses this so waiters don't hang on a dead owner."""
+    registration is removed. Lock uses this so waiters don't hang on a dead owner.
+
+    ``BrokenResourceError`` if ``task`` has already exited (it could never break the lot).
+    """
+    # A finished coroutine drops its frame (cheaper to test than getcoroutinestate; Lock
+    # calls this on every acquire). Non-coroutine awaitables are taken as alive.
+    if getattr(task.coro, "cr_frame", True) is None:
+        raise BrokenResourceError("Attempted to add already exited task as lot breaker.")
     _LOT_BREAKERS.setdefault(task, []).append(lot)
 
 
@@ -145,7 +161,7 @@ def remove_parking_lot_breaker(task: Task, lot: ParkingLot) -> None:
         _LOT_BREAKERS[task].remove(lot)
     except (KeyError, ValueError):
         raise RuntimeError(
-            "attempted to remove a parking lot breaker that was never added"
+            "Attempted to remove task as breaker for a lot it is not registered for"
         ) from None
     if not _LOT_BREAKERS[task]:
         del _LOT_BREAKERS[task]

@@ -25,21 +25,27 @@ import math
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar, TypeVarTuple, cast
 
 import outcome
 import sniffio
 
 from .._kernel.kernel import Kernel
+from . import _context
 from ._asyncgens import AsyncGenerators
-from ._cancel import Deadlines
+from ._cancel import MISNESTING_ADVICE, Deadlines
 from ._clock import SystemClock
-from ._context import GLOBAL_RUN_CONTEXT, current_runner, current_task
+from ._context import (
+    GLOBAL_RUN_CONTEXT,
+    current_runner,
+    current_task,
+)
 from ._detach import PermanentlyDetachCoroutineObject
-from ._exceptions import Cancelled, InternalError, RunFinishedError
+from ._exceptions import Cancelled, CancelReason, InternalError, RunFinishedError
 from ._instruments import Instruments
 from ._ki import enable_ki_protection, ki_protection_enabled
 from ._nursery import Nursery, open_nursery
@@ -72,21 +78,12 @@ __all__ = [
 ]
 
 RetT = TypeVar("RetT")
+PosArgT = TypeVarTuple("PosArgT")
 
 _BUSY_POLL_INTERVAL_NS: Final = 500_000
-# What sniffio reports inside a run: "nursery_io", or "trio" in trio mode (_trio_mode.py).
-_library_name = "nursery_io"
-
-
-def set_library_name(name: str) -> None:
-    """Set the name sniffio reports inside runs started from now on."""
-    global _library_name
-    _library_name = name
-
-
-def current_library_name() -> str:
-    """The name sniffio reports inside runs ("nursery_io", or "trio" in trio mode)."""
-    return _library_name
+INTERNAL_ERROR_MESSAGE: Final = "internal error in nursery_io - please file a bug!"
+# Longest single kernel sleep: a huge timeout would overflow epoll_wait's milliseconds.
+_MAX_SLEEP: Final = 86400.0
 
 
 class _ResumeCheckpoint:
@@ -133,7 +130,7 @@ class RunToken:
         return f"<nursery_io.lowlevel.RunToken at {id(self):#x}>"
 
     def run_sync_soon(
-        self, sync_fn: Callable[..., object], *args: object, idempotent: bool = False
+        self, sync_fn: Callable[[*PosArgT], object], *args: *PosArgT, idempotent: bool = False
     ) -> None:
         """Schedule ``sync_fn(*args)`` to run in the run's thread, soon. Thread- and
         signal-safe.
@@ -166,6 +163,10 @@ class Runner:
         # Upper bound on one kernel sleep; SteppedRun lowers it so its host gets control back.
         self.max_sleep = math.inf
         self.cancelled_by_host = False
+        # True while a guest run's host runs its own code on this thread, between the
+        # guest's callbacks: what happens then (an async generator's first iteration,
+        # say) isn't the run's, although the run is still the thread's current one.
+        self.host_owns_thread = False
         self.runq: list[Task] = []
         self.tasks: set[Task] = set()
         self.deadlines = Deadlines()
@@ -173,6 +174,7 @@ class Runner:
         self.main_task: Task | None = None
         self.main_task_outcome: outcome.Outcome[Any] | None = None
         self.system_nursery: Nursery | None = None
+        self.outer_nursery: Nursery | None = None
         self.system_context = contextvars.copy_context()
         self.ki_pending = False
         self.waiting_for_idle: dict[tuple[float, int], Task] = {}
@@ -235,20 +237,36 @@ class Runner:
             self.instruments.call("task_scheduled", task)
 
     def task_exited(self, task: Task, result: outcome.Outcome[Any]) -> None:
+        open_nurseries = task._child_nurseries
+        if open_nurseries:
+            # The task left nurseries open (misnested exits, or a nursery entered by hand
+            # and never exited). Their children can't be waited for any more: cancel them
+            # and let no new ones in.
+            for nursery in open_nurseries:
+                nursery.cancel_scope._cancel(
+                    CancelReason(
+                        "nursery",
+                        repr(task),
+                        "Parent Task exited prematurely, abandoning this nursery without "
+                        "exiting it properly.",
+                    )
+                )
+                nursery._closed = True
         status = task._cancel_status
-        if (status is not None and status.abandoned_by_misnesting and status.parent is None) or any(
-            not nursery._closed for nursery in task._child_nurseries
-        ):
+        if (
+            status is not None and status.abandoned_by_misnesting and status.parent is None
+        ) or open_nurseries:
+            what = "Nursery" if open_nurseries else "Cancel scope"
             try:
+                # Raised rather than just created, so the traceback shows where.
                 raise RuntimeError(
-                    f"Cancel scope stack corrupted: a cancel scope or nursery opened by "
-                    f"{task!r} was still open, or closed out of order, when the task exited. "
-                    "Cancel scopes must be exited in the reverse order of entry, in the task "
-                    "that entered them."
+                    f"{what} stack corrupted: {what} surrounding {task!r} was closed before "
+                    f"the task exited\n{MISNESTING_ADVICE}"
                 )
             except RuntimeError as misnesting:
-                if isinstance(result, outcome.Error):
-                    misnesting.__context__ = result.error
+                # The task's own error, if any, is the context (not the StopIteration that
+                # may be being handled while we get here).
+                misnesting.__context__ = result.error if isinstance(result, outcome.Error) else None
                 result = outcome.Error(misnesting)
         task._activate_cancel_status(None)
         self.tasks.remove(task)
@@ -389,20 +407,33 @@ class Runner:
         instruments = self.instruments
         if instruments and "before_io_wait" in instruments:
             instruments.call("before_io_wait", timeout)
-        events = kernel.poll(-1 if timeout == math.inf else min(timeout, 86400.0))
+        events = kernel.poll(-1 if timeout == math.inf else min(timeout, _MAX_SLEEP))
+        self.finish_turn(timeout, primed, events)
+
+    def finish_turn(self, timeout: float, primed: int, events: int) -> None:
+        """The rest of a loop turn once the kernel poll is done and dispatched: expire
+        deadlines, wake idle waiters or autojump if nothing happened, run a batch.
+
+        ``timeout``/``primed`` are what :meth:`_sleep_timeout` planned for the poll and
+        ``events`` is what the poll's dispatch returned.
+        """
         self._last_poll_ns = time.monotonic_ns()
+        instruments = self.instruments
         if instruments and "after_io_wait" in instruments:
             instruments.call("after_io_wait", timeout)
         if self.deadlines and self.deadlines.expire(self.clock.current_time()):
             primed = 0
+        # Both checks are needed: in a guest run the poll can end early with nothing
+        # runnable (the host moved a deadline), or hit its timeout while host code made a
+        # task runnable meanwhile.
         if primed and not self.runq and not events:
-            if primed == 1:
+            if primed == 1 and self.waiting_for_idle:
                 cushion = min(self.waiting_for_idle)[0]
                 for key in sorted(self.waiting_for_idle):
                     if key[0] != cushion:
                         break
                     self.reschedule(self.waiting_for_idle.pop(key))
-            else:
+            elif primed == 2:
                 autojump = getattr(self.clock, "_autojump", None)
                 if autojump is not None:
                     autojump()
@@ -411,16 +442,34 @@ class Runner:
     async def init(
         self, async_fn: Callable[..., Awaitable[object]], args: tuple[object, ...]
     ) -> None:
-        async with open_nursery() as system_nursery:
-            self.system_nursery = system_nursery
-            async with open_nursery() as main_task_nursery:
-                try:
-                    self.main_task = self.spawn_impl(async_fn, args, main_task_nursery, None)
-                except BaseException as exc:
-                    self.main_task_outcome = outcome.Error(exc)
-            # The main task is done: system tasks exist only to serve it.
-            system_nursery.cancel_scope._cancel(source="shutdown")
-        await self.asyncgens.finalize_remaining()
+        # Three nurseries, as in Trio (so failures come out in the same exception-group
+        # shape): the outer one catches run_sync_soon callbacks that fail after the system
+        # nursery closed, the system nursery holds system tasks, the inner one the main task.
+        async with open_nursery() as outer_nursery:
+            self.outer_nursery = outer_nursery
+            async with open_nursery() as system_nursery:
+                self.system_nursery = system_nursery
+                async with open_nursery() as main_task_nursery:
+                    try:
+                        self.main_task = self.spawn_impl(async_fn, args, main_task_nursery, None)
+                    except BaseException as exc:
+                        self.main_task_outcome = outcome.Error(exc)
+                # The main task is done: system tasks exist only to serve it.
+                system_nursery.cancel_scope._cancel(
+                    CancelReason(
+                        "shutdown",
+                        repr(self.init_task),
+                        "main task done, shutting down system tasks",
+                    )
+                )
+            await self.asyncgens.finalize_remaining()
+            outer_nursery.cancel_scope._cancel(
+                CancelReason(
+                    "shutdown",
+                    repr(self.init_task),
+                    "main task done, shutting down run_sync_soon callbacks",
+                )
+            )
 
     # ----- entry from other threads -----
 
@@ -448,9 +497,23 @@ class Runner:
         try:
             sync_fn(*args)
         except BaseException as exc:
-            crash = InternalError(f"run_sync_soon callback {sync_fn!r} raised an exception")
-            crash.__cause__ = exc
-            self.report_crash(crash)
+            self._fail_from_callback(exc)
+
+    def _fail_from_callback(self, exc: BaseException) -> None:
+        """A run_sync_soon callback raised: fail the run the way a crashed system task does."""
+
+        async def kill_everything(exc: BaseException) -> None:
+            raise exc
+
+        for nursery in (self.system_nursery, self.outer_nursery):
+            if nursery is not None and not nursery._closed:
+                self.spawn_impl(kill_everything, (exc,), nursery, None, system_task=True)
+                return
+        # No nursery left to fail in (the run is past its last task): end the run with
+        # the error as that outer nursery would have reported it.
+        crash = InternalError(INTERNAL_ERROR_MESSAGE)
+        crash.__cause__ = BaseExceptionGroup("Exceptions from nursery_io nursery", [exc])
+        self.report_crash(crash)
 
     def report_crash(self, crash: InternalError) -> None:
         """End the run with ``crash`` (raised by :func:`run`), after cancelling everything.
@@ -463,9 +526,9 @@ class Runner:
         if self.crash is not None:
             return  # the first crash is the one worth reporting
         self.crash = crash
-        nursery = self.system_nursery
+        nursery = self.outer_nursery
         if nursery is not None:
-            nursery.cancel_scope._cancel(source="shutdown", reason=str(crash))
+            nursery.cancel_scope._cancel(CancelReason("shutdown", None, str(crash)))
 
     # ----- KeyboardInterrupt -----
 
@@ -565,13 +628,14 @@ def _new_runner(
     restrict_keyboard_interrupt_to_checkpoints: bool,
     strict_exception_groups: bool,
     handle_signals: bool,
+    runner_type: type[Runner] = Runner,
 ) -> Runner:
     if hasattr(GLOBAL_RUN_CONTEXT, "runner"):
         raise RuntimeError(
             "Attempted to call nursery_io.run() from inside a run. Await the function "
             "directly, or start it in a nursery, instead of starting a second loop."
         )
-    return Runner(
+    return runner_type(
         clock if clock is not None else SystemClock(),
         Instruments(instruments),
         restrict_keyboard_interrupt_to_checkpoints,
@@ -584,7 +648,7 @@ def _new_runner(
 def _entered(runner: Runner) -> Iterator[None]:
     """Make ``runner`` the current run of this thread (and tell sniffio) while inside."""
     previous_library = sniffio.thread_local.name
-    sniffio.thread_local.name = _library_name
+    sniffio.thread_local.name = _context.library_name
     GLOBAL_RUN_CONTEXT.runner = runner
     try:
         yield
@@ -596,6 +660,17 @@ def _entered(runner: Runner) -> Iterator[None]:
 def _start(
     runner: Runner, async_fn: Callable[..., Awaitable[object]], args: tuple[object, ...]
 ) -> None:
+    if runner.kernel.replaced_signal_wakeup_fd != -1:
+        # Signals that the other owner of the wake-up fd relied on now wake us instead.
+        warnings.warn(
+            RuntimeWarning(
+                "It looks like nursery_io's signal handling code might have collided with "
+                "another library you're using. If you're running nursery_io in guest mode, "
+                "then this might mean you should set host_uses_signal_set_wakeup_fd=True. "
+                "Otherwise, please report it to nursery_io's developers."
+            ),
+            stacklevel=3,
+        )
     runner.clock.start_clock()
     if "before_run" in runner.instruments:
         runner.instruments.call("before_run")
@@ -613,8 +688,9 @@ def _only_cancellations(error: BaseException) -> bool:
     return False
 
 
-def _finish(runner: Runner, failure: BaseException | None) -> Any:
-    """Tear the run down and return the main task's result (or raise what ended the run)."""
+def _finish(runner: Runner, failure: BaseException | None) -> outcome.Outcome[Any]:
+    """Tear the run down; return what the run's caller gets: the main task's outcome, or
+    what ended the run instead."""
     if failure is None and "after_run" in runner.instruments:
         try:
             runner.instruments.call("after_run")
@@ -629,32 +705,40 @@ def _finish(runner: Runner, failure: BaseException | None) -> Any:
     if failure is None and runner.crash is not None:
         failure = runner.crash
     if failure is not None:
-        if isinstance(failure, InternalError):
-            raise failure
-        raise InternalError("internal error in nursery_io; please report it") from failure
+        if isinstance(failure, InternalError) or failure is runner.kernel.sleep_interrupted_by:
+            # The latter came from a signal handler (a test timeout, say) while the loop
+            # slept: it is the user's exception, not the runtime's, so it comes out as is
+            # (minus the frame of the caller, which re-raises it).
+            if failure.__traceback__ is not None and not isinstance(failure, InternalError):
+                failure = failure.with_traceback(failure.__traceback__.tb_next)
+            return outcome.Error(failure)
+        crash = InternalError(INTERNAL_ERROR_MESSAGE)
+        crash.__cause__ = failure
+        return outcome.Error(crash)
     result = runner.main_task_outcome
     assert result is not None
     if runner.ki_pending:
         ki = KeyboardInterrupt()
         if isinstance(result, outcome.Error):
             ki.__context__ = result.error
-        raise ki
-    if isinstance(result, outcome.Error) and _only_cancellations(result.error):
-        if runner.cancelled_by_host:
-            raise RunFinishedError(
-                "the run was cancelled by its host before the main task finished"
-            ) from result.error
-        raise InternalError(
-            "a Cancelled exception escaped the main task; this means a cancel scope was "
-            "exited out of order or a Cancelled was raised by hand"
-        ) from result.error
-    return result.unwrap()
+        return outcome.Error(ki)
+    if (
+        runner.cancelled_by_host
+        and isinstance(result, outcome.Error)
+        and _only_cancellations(result.error)
+    ):
+        cut_short = RunFinishedError(
+            "the run was cancelled by its host before the main task finished"
+        )
+        cut_short.__cause__ = result.error
+        return outcome.Error(cut_short)
+    return result
 
 
 @enable_ki_protection
 def run(
-    async_fn: Callable[..., Awaitable[RetT]],
-    *args: object,
+    async_fn: Callable[[*PosArgT], Awaitable[RetT]],
+    *args: *PosArgT,
     clock: Clock | None = None,
     instruments: tuple[Instrument, ...] | list[Instrument] = (),
     restrict_keyboard_interrupt_to_checkpoints: bool = False,
@@ -690,8 +774,19 @@ def run(
         except BaseException as exc:
             failure = exc
         finally:
-            result = _finish(runner, failure)
-    return result  # type: ignore[no-any-return]
+            final = _finish(runner, failure)
+            del failure
+    # Unwrapped here rather than by a helper, so that a traceback out of run() shows just
+    # this frame above the main task's own frames.
+    if isinstance(final, outcome.Value):
+        return final.value  # type: ignore[no-any-return]
+    assert isinstance(final, outcome.Error)
+    error = final.error
+    del final
+    try:
+        raise error
+    finally:
+        del error  # no cycle through this frame's locals
 
 
 # ----- module-level API over the current runner -----
@@ -745,8 +840,8 @@ def in_task() -> bool:
 
 
 def spawn_system_task(
-    async_fn: Callable[..., Awaitable[object]],
-    *args: object,
+    async_fn: Callable[[*PosArgT], Awaitable[object]],
+    *args: *PosArgT,
     name: object = None,
     context: contextvars.Context | None = None,
 ) -> Task:

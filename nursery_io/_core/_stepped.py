@@ -5,16 +5,21 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVarTuple
 
 import outcome
 
+from ._exceptions import CancelReason
 from ._runner import _entered, _finish, _new_runner, _start
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from .._abc_clock import Clock, Instrument
 
 __all__ = ["SteppedRun"]
+
+PosArgT = TypeVarTuple("PosArgT")
 
 
 class SteppedRun:
@@ -35,8 +40,8 @@ class SteppedRun:
 
     def __init__(
         self,
-        async_fn: Callable[..., Awaitable[object]],
-        *args: object,
+        async_fn: Callable[[*PosArgT], Awaitable[object]],
+        *args: *PosArgT,
         clock: Clock | None = None,
         instruments: tuple[Instrument, ...] | list[Instrument] = (),
         strict_exception_groups: bool = True,
@@ -47,6 +52,7 @@ class SteppedRun:
         self._failure: BaseException | None = None
         self._finished = False
         self._result: outcome.Outcome[Any] | None = None
+        self._result_tb: TracebackType | None = None
         self.token = self._runner.token
         with self._turn_context():
             try:
@@ -86,7 +92,7 @@ class SteppedRun:
             # The run hasn't opened its system nursery yet: try again next turn.
             self.token.run_sync_soon(self._cancel_everything)
             return
-        nursery.cancel_scope._cancel(source="shutdown", reason="the host cancelled the run")
+        nursery.cancel_scope._cancel(CancelReason("shutdown", None, "the host cancelled the run"))
 
     def turn(self, timeout: float | None = None) -> bool:
         """Run one loop turn; return False once the run has finished (then see ``result``)."""
@@ -102,11 +108,19 @@ class SteppedRun:
                 self._failure = exc
             if self._failure is not None or not runner.tasks:
                 self._finished = True
-                self._result = outcome.capture(_finish, runner, self._failure)
+                self._result = _finish(runner, self._failure)
+                if isinstance(self._result, outcome.Error):
+                    self._result_tb = self._result.error.__traceback__
         return not self._finished
 
     def result(self) -> Any:
         """The main task's return value (or its exception); only once :attr:`done`."""
-        if self._result is None:
+        result = self._result
+        if result is None:
             raise RuntimeError("the run has not finished yet")
-        return self._result.unwrap()
+        # Unwrapped inline (no helper frames in the traceback), and with the traceback
+        # the error had, however often this is called.
+        if isinstance(result, outcome.Value):
+            return result.value
+        assert isinstance(result, outcome.Error)
+        raise result.error.with_traceback(self._result_tb)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import outcome
 
-from ._exceptions import Cancelled, InternalError
+from ._exceptions import Cancelled, InternalError, final_class
 from ._traps import Abort, RaiseCancelT
 
 if TYPE_CHECKING:
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["Task"]
 
 
+@final_class
 class Task:
     """A running task. Get the current one with :func:`nursery_io.lowlevel.current_task`.
 
@@ -161,19 +162,12 @@ class Task:
         status = self._cancel_status
         if not status.effectively_cancelled:
             return
-        # The Cancelled belongs to the outermost cancelled scope this task can see: that is
-        # the scope that will catch it, so its reason is the one to report.
-        while status.parent_cancellation_is_visible_to_us:
-            assert status.parent is not None
-            status = status.parent
-        template = status.scope._cancel_reason
+        # The innermost scope knows the reason: its own, or the one it inherited when an
+        # enclosing scope's cancellation reached it.
+        reason = status.scope._cancel_reason
 
         def raise_cancel() -> Any:
-            if template is None:
-                raise Cancelled._create(source="unknown")
-            raise Cancelled._create(
-                source=template.source, reason=template.reason, source_task=template.source_task
-            )
+            raise Cancelled._from_reason(reason)
 
         self._attempt_abort(raise_cancel)
 

@@ -118,8 +118,22 @@ def _deliver_pending_cancel() -> Generator[Any, Any, None]:
     # Cancelled). If the cancellation vanished meanwhile (a shield went up), this inner
     # scope catches its own Cancelled and the checkpoint simply returns.
     from ._cancel import CancelScope
+    from ._exceptions import CancelReason
 
-    with CancelScope(deadline=-math.inf):
+    task = GLOBAL_RUN_CONTEXT.task
+    enclosing = task._cancel_status.scope
+    if (
+        enclosing._cancel_reason is None
+        and task._runner.ki_pending
+        and task is task._runner.main_task
+    ):
+        # What Trio does here: a pending KeyboardInterrupt becomes the enclosing scope's
+        # reason (it sticks, and shows if that scope is cancelled later).
+        enclosing._cancel_reason = CancelReason("KeyboardInterrupt")
+    scope = CancelScope(deadline=-math.inf)
+    # The Cancelled raised here must describe the enclosing cancellation, not this helper.
+    scope._cancel_reason = enclosing._cancel_reason
+    with scope:
         yield from wait_task_rescheduled(_abort_succeeded)
 
 

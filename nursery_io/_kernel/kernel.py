@@ -35,7 +35,9 @@ class KernelStatistics:
 
 
 class Kernel:
-    """Per-run kernel state. Everything except :meth:`call_soon_threadsafe` is loop-thread only."""
+    """Per-run kernel state. Loop-thread only, except :meth:`call_soon_threadsafe` and
+    :meth:`wakeup_threadsafe` (any thread) and :meth:`wait` (one thread at a time, while
+    the loop thread is not using the kernel: a guest run sleeps in a worker thread)."""
 
     def __init__(self, *, handle_signals: bool) -> None:
         self._epoll = select.epoll()
@@ -59,6 +61,7 @@ class Kernel:
         self._ring_fd = -1
         self.polls = 0
         self._closed = False
+        self.sleep_interrupted_by: BaseException | None = None
 
     # ----- cross-thread entry queue -----
 
@@ -70,6 +73,13 @@ class Kernel:
 
     def wakeup_threadsafe(self) -> None:
         self._wakeup.wakeup_threadsafe()
+
+    @property
+    def replaced_signal_wakeup_fd(self) -> int:
+        """The process's signal wake-up fd before this kernel installed its own (-1: none,
+        or this kernel installed none)."""
+        signal_wakeup = self._signal_wakeup
+        return -1 if signal_wakeup is None else signal_wakeup.replaced_fd
 
     @property
     def entry_queue_size(self) -> int:
@@ -118,20 +128,55 @@ class Kernel:
 
         Returns how many things happened (fd events plus cross-thread callbacks run), so the
         caller can tell "slept the whole timeout with nothing happening" from real work.
+        The same three steps, taken one by one, let a guest run (``start_guest_run``) sleep
+        in a worker thread: :meth:`prepare_wait` and :meth:`dispatch` in the loop thread,
+        :meth:`wait` in any thread.
         """
         engine = self._engine
         if engine is not None:
             engine.flush()
-        queue = self._entry_queue
+        return self.dispatch(self.wait(timeout))
+
+    def prepare_wait(self) -> bool:
+        """Loop thread, before :meth:`wait`: submit pending ring work (the ring takes
+        submissions only from its own thread). True if callbacks are already queued, so a
+        wait would return at once."""
+        engine = self._engine
+        if engine is not None:
+            engine.flush()
+        return bool(self._entry_queue)
+
+    def wait(self, timeout: float) -> list[tuple[int, int]]:
+        """Sleep in ``epoll_wait`` up to ``timeout`` seconds (-1: forever); return its events.
+
+        Touches nothing but the epoll set and the sleeping flag, so it may run in another
+        thread while the loop thread is outside the run; what it returns must then be handed
+        to :meth:`dispatch` in the loop thread. The ring is never entered here: a completion
+        makes the ring fd readable, and reaping it is :meth:`dispatch`'s job.
+        """
         if timeout != 0:
             self._sleeping = True
-            if queue:  # checked after raising the flag: see call_soon_threadsafe
+            if self._entry_queue:  # checked after raising the flag: see call_soon_threadsafe
                 timeout = 0
         self.polls += 1
         try:
-            events = self._epoll.poll(timeout)
+            return self._epoll.poll(timeout)
+        except BaseException as exc:
+            # Raised by a Python signal handler that ran while we slept: it belongs to
+            # whoever installed the handler, and the runner passes it on unchanged.
+            self.sleep_interrupted_by = exc
+            raise
         finally:
             self._sleeping = False
+
+    def dispatch(self, events: list[tuple[int, int]]) -> int:
+        """Loop thread: act on what :meth:`wait` returned, then run queued callbacks.
+
+        Returns the number of events plus callbacks run. Events may be stale by now (a
+        guest's host can close an fd between the wait and this call): the registry ignores
+        fds nobody waits on any more.
+        """
+        engine = self._engine
         registry = self.registry
         for fd, mask in events:
             if fd == self._wakeup_fd:
@@ -146,7 +191,8 @@ class Kernel:
                 registry.dispatch(fd, mask)
         # Run only what was queued before we started: a callback that queues another one
         # (or a thread that keeps queueing) must not keep the loop here forever. Anything
-        # queued meanwhile makes the next poll non-blocking (see the check above).
+        # queued meanwhile makes the next poll non-blocking (see the check in wait).
+        queue = self._entry_queue
         pending = len(queue)
         for _ in range(pending):
             queue.popleft()()

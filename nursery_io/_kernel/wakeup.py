@@ -77,6 +77,11 @@ class SignalWakeup:
     def fileno(self) -> int:
         return self._read.fileno()
 
+    @property
+    def replaced_fd(self) -> int:
+        """The wake-up fd that :meth:`install` replaced (-1: there was none)."""
+        return -1 if self._old_fd is None else self._old_fd
+
     def drain(self) -> None:
         try:
             while self._read.recv(4096):

@@ -1,4 +1,11 @@
-"""Helpers for testing code that uses nursery_io."""
+"""Helpers for testing code that uses nursery_io.
+
+``RaisesGroup`` and ``Matcher`` are also here, deprecated as in Trio (use
+``pytest.RaisesGroup`` / ``pytest.RaisesExc``): they are loaded, together with pytest, on
+first use, with Trio's ``DeprecationWarning``.
+"""
+
+from typing import Any
 
 from .._core import MockClock, wait_all_tasks_blocked
 from .._threads import active_thread_count, wait_all_threads_completed
@@ -43,3 +50,26 @@ __all__ = [
     "wait_all_tasks_blocked",
     "wait_all_threads_completed",
 ]
+
+
+# Trio 0.33 deprecated these in favour of pytest's versions: same warning, same text.
+_DEPRECATED_FOR_PYTEST = {
+    "RaisesGroup": "https://docs.pytest.org/en/stable/reference/reference.html#pytest.RaisesGroup",
+    "Matcher": "https://docs.pytest.org/en/stable/reference/reference.html#pytest.RaisesExc",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DEPRECATED_FOR_PYTEST:
+        from .. import _deprecate
+        from . import _raises_group
+
+        _deprecate.warn_deprecated(
+            f"{__name__}.{name}",
+            "0.33.0",
+            issue=3326,
+            instead=f"See {_DEPRECATED_FOR_PYTEST[name]}",
+            stacklevel=2,
+        )
+        return getattr(_raises_group, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

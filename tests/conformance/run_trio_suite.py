@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 PUBLIC_MODULES = ("abc", "from_thread", "lowlevel", "socket", "testing", "to_thread")
@@ -215,13 +216,18 @@ def _trio_package_dir() -> Path:
     return Path(spec.origin).parent
 
 
-_PRIVATE_ABSOLUTE = re.compile(r"\b(from|import)\s+trio\.(_\w+)")
-_TRIO_PRIVATE_FROM_TESTS = re.compile(r"\btrio\._tests\b")
+_PRIVATE_REFERENCE = re.compile(r"\btrio\.(_\w+)")
+_FUTURE_IMPORT = re.compile(r"^from __future__ import [^\n]+\n", re.M)
 
 
 def _rewrite(source: str) -> str:
-    """Send absolute imports of trio's private modules to the suite's stand-ins."""
-    source = _PRIVATE_ABSOLUTE.sub(r"\1 trio_suite.\2", source)
+    """Send every use of trio's private modules (imports, ``trio._x`` attribute access,
+    ``"trio._x.y"`` monkeypatch targets) to the suite's stand-ins, on both targets alike."""
+    source = _PRIVATE_REFERENCE.sub(r"trio_suite.\1", source)
+    if "trio_suite." in source:
+        future = list(_FUTURE_IMPORT.finditer(source))
+        at = future[-1].end() if future else 0
+        source = source[:at] + "import trio_suite  # noqa\n" + source[at:]
     return source
 
 
@@ -275,7 +281,7 @@ def build_tree(destination: Path) -> Path:
     (destination / "pytest.ini").write_text(
         "[pytest]\n"
         "addopts = -p no:cacheprovider -p no:nursery_io -p no:trio -p no:anyio "
-        "-p trio_suite._tests.pytest_plugin\n"
+        "-p trio_suite._tests.pytest_plugin --continue-on-collection-errors\n"
         "timeout = 60\n"
         "xfail_strict = true\n"
         "filterwarnings =\n"
@@ -284,20 +290,46 @@ def build_tree(destination: Path) -> Path:
     return package
 
 
-def run_target(target: str, tree: Path, selection: list[str], extra: list[str]) -> dict[str, str]:
-    """Run the suite on one target; returns {node id: outcome}."""
-    report = tree / f"junit-{target}.xml"
-    command = [sys.executable]
-    if target == "nursery_io":
-        command += ["-m", "nursery_io", "run", "--as-trio"]
-    command += ["-m", "pytest", "-q", "-rN", f"--junitxml={report}", *extra]
-    command += selection or ["trio_suite/_tests", "trio_suite/_core/_tests"]
+def run_target(
+    target: str, tree: Path, selection: list[str], extra: list[str], jobs: int
+) -> dict[str, str]:
+    """Run the suite on one target; returns {node id: outcome}.
+
+    Every test file runs in its own pytest process: some of trio's tests raise real
+    signals, and one that goes wrong (on either target) must not end the whole run.
+    """
+    if not selection:
+        selection = sorted(
+            str(path.relative_to(tree))
+            for folder in ("trio_suite/_tests", "trio_suite/_core/_tests")
+            for path in (tree / folder).glob("test_*.py")
+        )
     environment = dict(os.environ)
     environment["PYTHONPATH"] = os.pathsep.join(
         [str(tree), *filter(None, [environment.get("PYTHONPATH")])]
     )
-    subprocess.run(command, cwd=tree, env=environment, check=False)
-    return parse_junit(report)
+
+    def run_one(index_and_item: tuple[int, str]) -> dict[str, str]:
+        index, item = index_and_item
+        report = tree / f"junit-{target}-{index}.xml"
+        command = [sys.executable]
+        if target == "nursery_io":
+            command += ["-m", "nursery_io", "run", "--as-trio"]
+        command += ["-m", "pytest", "-q", "-rN", f"--junitxml={report}", *extra, item]
+        completed = subprocess.run(
+            command, cwd=tree, env=environment, check=False, capture_output=True, text=True
+        )
+        log = tree / f"log-{target}-{index}.txt"
+        log.write_text(completed.stdout + completed.stderr)
+        if completed.returncode < 0:
+            print(f"  {target}: {item} ended by signal {-completed.returncode}", file=sys.stderr)
+        return parse_junit(report)
+
+    outcomes: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for result in pool.map(run_one, enumerate(selection)):
+            outcomes.update(result)
+    return outcomes
 
 
 def parse_junit(report: Path) -> dict[str, str]:
@@ -342,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", choices=("trio", "nursery_io", "both"), default="both")
     parser.add_argument("--keep", metavar="DIR", help="build the tree in DIR and keep it")
     parser.add_argument("--json", metavar="FILE", help="write outcomes and the comparison here")
+    parser.add_argument("--jobs", type=int, default=2, help="test files run at once")
     parser.add_argument("files", nargs="*", help="test files or node ids, relative to trio_suite")
     arguments, extra = parser.parse_known_args(argv)
 
@@ -353,7 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         build_tree(tree)
         selection = [f"trio_suite/{name}" for name in arguments.files]
         targets = ["trio", "nursery_io"] if arguments.target == "both" else [arguments.target]
-        results = {target: run_target(target, tree, selection, extra) for target in targets}
+        results = {
+            target: run_target(target, tree, selection, extra, arguments.jobs) for target in targets
+        }
         summary: dict[str, object] = {"outcomes": results}
         if arguments.target == "both":
             comparison = compare(results["trio"], results["nursery_io"])

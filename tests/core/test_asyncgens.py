@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import importlib
+import queue
 import sys
+import warnings
 from collections.abc import AsyncGenerator
+from functools import partial
+from types import ModuleType
 from typing import Any
 
 import pytest
+import trio
+import trio.testing
 
 import nursery_io
+import nursery_io.testing
 from nursery_io import lowlevel
 from nursery_io.testing import wait_all_tasks_blocked
 
@@ -248,3 +257,173 @@ def test_generator_from_an_earlier_run_is_closed_synchronously() -> None:
     box.clear()
     gc.collect()
     assert events == ["closed"]
+
+
+# ----- generators that aren't the run's go to the hooks installed before it -----
+
+
+class _HookSpy:
+    """Stands for the hooks a host loop installed before the run (asyncio's, say)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    def firstiter(self, agen: Any) -> None:
+        self.seen.append(("previous firstiter", agen.ag_frame.f_locals["name"]))
+
+    def finalizer(self, agen: Any) -> None:
+        self.seen.append(("previous finalizer", agen.ag_frame.f_locals["name"]))
+        with pytest.raises(StopIteration):
+            agen.aclose().send(None)
+
+
+def _with_hooks(spy: _HookSpy, fn: Any) -> None:
+    old = sys.get_asyncgen_hooks()
+    sys.set_asyncgen_hooks(firstiter=spy.firstiter, finalizer=spy.finalizer)
+    try:
+        with warnings.catch_warnings():
+            # Trio also warns about generators collected before they were exhausted.
+            warnings.simplefilter("ignore", ResourceWarning)
+            fn()
+        # Put back when the run is over.
+        assert sys.get_asyncgen_hooks() == (spy.firstiter, spy.finalizer)
+    finally:
+        sys.set_asyncgen_hooks(*old)
+
+
+def _iterate_once(agen: AsyncGenerator[str, None], seen: list[tuple[str, str]]) -> None:
+    # First iteration by hand, from sync code.
+    with pytest.raises(StopIteration) as stop:
+        agen.asend(None).send(None)
+    seen.append(("yielded", stop.value.value))
+
+
+async def _named_gen(name: str, seen: list[tuple[str, str]]) -> AsyncGenerator[str, None]:
+    try:
+        yield name
+    finally:
+        seen.append(("closed", name))
+
+
+@pytest.mark.parametrize("lib", [trio, nursery_io], ids=lambda lib: lib.__name__)
+def test_generator_of_a_run_sync_soon_callback_is_the_runs(lib: ModuleType) -> None:
+    spy = _HookSpy()
+
+    async def main() -> None:
+        kept: list[AsyncGenerator[str, None]] = []
+        iterated = lib.Event()
+
+        def callback() -> None:
+            agen = _named_gen("callback's", spy.seen)
+            _iterate_once(agen, spy.seen)
+            kept.append(agen)
+            iterated.set()
+
+        lib.lowlevel.current_trio_token().run_sync_soon(callback)
+        await iterated.wait()
+        kept.clear()
+        gc.collect()
+        await _testing(lib).wait_all_tasks_blocked()
+
+    _with_hooks(spy, partial(lib.run, main))
+    assert spy.seen == [("yielded", "callback's"), ("closed", "callback's")]
+
+
+@pytest.mark.parametrize("lib", [trio, nursery_io], ids=lambda lib: lib.__name__)
+def test_guest_hands_its_hosts_generators_to_the_previous_hooks(lib: ModuleType) -> None:
+    spy = _HookSpy()
+    callbacks: queue.Queue[Any] = queue.Queue()
+
+    async def main() -> None:
+        # One generator iterated by the guest's task, one by host code between its turns.
+        ours = _named_gen("guest's", spy.seen)
+        spy.seen.append(("yielded", await ours.asend(None)))
+        kept: list[AsyncGenerator[str, None]] = []
+        iterated = lib.Event()
+
+        def host_code() -> None:
+            agen = _named_gen("host's", spy.seen)
+            _iterate_once(agen, spy.seen)
+            kept.append(agen)
+            iterated.set()
+
+        callbacks.put(host_code)
+        await iterated.wait()
+        kept.clear()
+        del ours
+        gc.collect()
+        await _testing(lib).wait_all_tasks_blocked()
+
+    def run_guest() -> None:
+        done: list[Any] = []
+        lib.lowlevel.start_guest_run(
+            main, run_sync_soon_threadsafe=callbacks.put, done_callback=done.append
+        )
+        while not done:
+            callbacks.get(timeout=30)()
+        done[0].unwrap()
+
+    _with_hooks(spy, run_guest)
+    assert spy.seen == [
+        ("yielded", "guest's"),
+        ("previous firstiter", "host's"),
+        ("yielded", "host's"),
+        ("previous finalizer", "host's"),
+        ("closed", "host's"),
+        ("closed", "guest's"),
+    ]
+
+
+def test_guest_run_delegates_to_asyncio_hooks() -> None:
+    # Under an asyncio host, the hooks installed before the guest run are asyncio's: its
+    # generators are handed to them; the guest's own are not.
+    handed: list[str] = []
+
+    async def asyncio_gen() -> AsyncGenerator[int, None]:
+        yield 1
+
+    async def guest_gen() -> AsyncGenerator[int, None]:
+        yield 2
+
+    async def host_main() -> None:
+        loop = asyncio.get_running_loop()
+        asyncio_hooks = sys.get_asyncgen_hooks()
+
+        def spy_firstiter(agen: Any) -> None:
+            handed.append(agen.ag_code.co_name)
+            assert asyncio_hooks.firstiter is not None
+            asyncio_hooks.firstiter(agen)
+
+        sys.set_asyncgen_hooks(firstiter=spy_firstiter, finalizer=asyncio_hooks.finalizer)
+        done: asyncio.Future[Any] = loop.create_future()
+
+        async def guest() -> None:
+            gen = guest_gen()
+            await gen.asend(None)
+            await gen.aclose()
+            started = nursery_io.Event()
+
+            async def in_asyncio() -> None:
+                gen = asyncio_gen()
+                await gen.asend(None)
+                await gen.aclose()
+                started.set()
+
+            asyncio.ensure_future(in_asyncio())
+            await started.wait()
+
+        nursery_io.lowlevel.start_guest_run(
+            guest,
+            run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+            done_callback=done.set_result,
+            host_uses_signal_set_wakeup_fd=True,
+        )
+        (await asyncio.wait_for(done, 30)).unwrap()
+        assert sys.get_asyncgen_hooks().firstiter is spy_firstiter
+
+    asyncio.run(host_main())
+    assert handed == ["asyncio_gen"]
+
+
+def _testing(lib: ModuleType) -> Any:
+    return importlib.import_module(lib.__name__ + ".testing")

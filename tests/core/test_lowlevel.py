@@ -424,8 +424,10 @@ async def test_parking_lot_fifo_and_counts() -> None:
     assert sorted(woke[3:]) == [3, 4, 5]
     assert not lot and lot.statistics().tasks_waiting == 0
     assert lot.unpark() == []
-    with pytest.raises(ValueError):
-        lot.unpark(count=-1)
+    # As in Trio: a negative count wakes no one; a fractional one is an error.
+    assert lot.unpark(count=-1) == []
+    with pytest.raises(ValueError, match="non-integer"):
+        lot.unpark(count=1.5)
 
 
 async def test_parking_lot_unpark_returns_the_tasks() -> None:
@@ -498,7 +500,7 @@ async def test_parking_lot_break_lot() -> None:
     with pytest.raises(nursery_io.BrokenResourceError, match="broken by"):
         await lot.park()
     lot.break_lot(me)
-    assert lot.broken_by == [me]
+    assert lot.broken_by == [me, me]  # every call is recorded, as in Trio
 
 
 async def test_parking_lot_park_is_cancellable() -> None:
@@ -847,3 +849,13 @@ async def test_wait_all_tasks_blocked_is_cancellable() -> None:
             nursery.start_soon(nursery_io.sleep, 0)
             await wait_all_tasks_blocked(10)
     assert scope.cancelled_caught
+
+
+def test_ops_is_importable_by_its_documented_name() -> None:
+    import importlib
+
+    ops = importlib.import_module("nursery_io.lowlevel.ops")
+    assert ops is nursery_io.lowlevel.ops
+    from nursery_io.lowlevel.ops import read  # the documented spelling
+
+    assert read is nursery_io.lowlevel.ops.read

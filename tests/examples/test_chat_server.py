@@ -14,7 +14,7 @@ import pytest
 
 import nursery_io
 import nursery_io.testing
-from examples.chat_server import ChatRoom, LineReader, serve_chat
+from examples.chat_server import MAX_LINE, ChatRoom, LineReader, serve_chat
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "chat_server.py"
 HOST = "127.0.0.1"
@@ -26,7 +26,8 @@ class Client:
 
     def __init__(self, stream: nursery_io.SocketStream) -> None:
         self.stream = stream
-        self.lines = LineReader(stream)
+        # Room for what the server sends: a nickname and a full-length line.
+        self.lines = LineReader(stream, max_line=2 * MAX_LINE)
         Client.made.append(self)
 
     @classmethod
@@ -90,9 +91,11 @@ async def test_nicknames_must_be_unique_and_sensible(nursery: nursery_io.Nursery
         await alice.expect("* alice joined (1 here)")
         other = await Client.connect(port, "alice")
         await other.expect("* that nickname is taken, try another")
-        for bad in ["two words", "*star", "x" * 33, "  "]:
+        bad_nicks = ["two words", "*star", "x" * 33, "  ", "\x1b[31mred", "bel\x07", "a\u202eb"]
+        bad_nicks += ["tab\tbed", "nb\u00a0sp", "y" * 5000]
+        for bad in bad_nicks:
             await other.say(bad)
-            await other.expect("* one word, up to 32 characters please")
+            await other.expect("* one word, up to 32 printable characters please")
         await other.say("  alice2 ")
         await other.expect("* alice2 joined (2 here)")
         await alice.expect("* alice2 joined (2 here)")
@@ -177,17 +180,47 @@ async def test_a_pasted_burst_does_not_get_anyone_kicked(nursery: nursery_io.Nur
         await bob.aclose()
 
 
-async def test_an_overlong_line_ends_only_that_connection(nursery: nursery_io.Nursery) -> None:
+async def test_overlong_lines_are_not_sent(nursery: nursery_io.Nursery) -> None:
     with nursery_io.fail_after(30):
         _, port = await start(nursery)
         alice = await Client.connect(port, "alice")
         await alice.expect("* alice joined (1 here)")
         mallory = await Client.connect(port, "mallory")
         await alice.expect("* mallory joined (2 here)")
-        await mallory.stream.send_all(b"x" * 5000)
-        await alice.expect("* mallory left")
-        await alice.say("ok")
-        await alice.expect("<alice> ok")
+        await mallory.expect("* mallory joined (2 here)")
+        notice = "* not sent: lines are limited to 1024 bytes"
+        # A whole line over the limit, in one piece...
+        await mallory.say("x" * 5000)
+        await mallory.expect(notice)
+        # ...one that never ends (refused once it has passed the limit)...
+        await mallory.stream.send_all(b"y" * 3000)
+        await mallory.expect(notice)
+        await mallory.stream.send_all(b"y" * 100_000 + b" the end of the long line\n")
+        # ...and the limit itself, which is fine.
+        await mallory.say("z" * 1024)
+        await mallory.say("still here")
+        for client in (alice, mallory):
+            await client.expect(f"<mallory> {'z' * 1024}", "<mallory> still here")
+        await alice.aclose()
+        await mallory.aclose()
+
+
+async def test_control_characters_reach_nobody(nursery: nursery_io.Nursery) -> None:
+    with nursery_io.fail_after(30):
+        _, port = await start(nursery)
+        alice = await Client.connect(port, "alice")
+        await alice.expect("* alice joined (1 here)")
+        mallory = await Client.connect(port, "mallory")
+        await alice.expect("* mallory joined (2 here)")
+        # Clear the screen, recolour, overwrite the line, ring the bell, reverse the text.
+        await mallory.say("\x1b[2J\x1b[31mred\x1b[0m fake\r<alice> hi\x07 \u202etxet \x9b1m")
+        expected = (
+            "<mallory> \\x1b[2J\\x1b[31mred\\x1b[0m fake\\x0d<alice> hi\\x07 \\u202etxet \\x9b1m"
+        )
+        await alice.expect(expected)
+        # Ordinary text, accents and emoji (joiner included) go through untouched.
+        await mallory.say("gr\u00fc\u00dfe \U0001f468\u200d\U0001f469")
+        await alice.expect("<mallory> gr\u00fc\u00dfe \U0001f468\u200d\U0001f469")
         await alice.aclose()
         await mallory.aclose()
 
@@ -211,6 +244,31 @@ def test_runs_as_a_script() -> None:
         out, _ = server.communicate(timeout=30)
         assert server.returncode == 0
         assert "chat server stopped (0 slow clients disconnected)" in out
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+
+
+def test_a_terminal_escape_over_loopback_to_the_script() -> None:
+    # What a user of `nc` sees: escape sequences arrive as visible text, never as controls.
+    server = subprocess.Popen(
+        [sys.executable, str(EXAMPLE), "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline().rsplit(":", 1)[1])
+        with socket.create_connection((HOST, port), timeout=30) as conn:
+            replies = conn.makefile("rb")
+            assert replies.readline() == b"* welcome! what's your nickname?\n"
+            conn.sendall(b"\x1b]0;pwned\x07\ndave\n\x1b[2Jboo\n" + b"w" * 2000 + b"\n")
+            assert replies.readline() == b"* one word, up to 32 printable characters please\n"
+            assert replies.readline() == b"* dave joined (1 here)\n"
+            assert replies.readline() == b"<dave> \\x1b[2Jboo\n"
+            assert replies.readline() == b"* not sent: lines are limited to 1024 bytes\n"
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=30)
+        assert server.returncode == 0
     finally:
         if server.poll() is None:
             server.kill()

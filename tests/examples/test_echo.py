@@ -14,7 +14,13 @@ import pytest
 
 import nursery_io
 import nursery_io.testing
-from examples.echo_client import EchoMismatchError, LineReader, echo_lines, run_clients
+from examples.echo_client import (
+    EchoMismatchError,
+    LineReader,
+    echo_lines,
+    explain,
+    run_clients,
+)
 from examples.echo_server import serve_echo
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -96,3 +102,35 @@ def test_runs_as_scripts() -> None:
         if server.poll() is None:
             server.kill()
             server.communicate()
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (just released, so nothing else has it yet)."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_client_without_a_server_says_so_in_one_line() -> None:
+    port = closed_port()
+    client = subprocess.run(
+        [sys.executable, str(EXAMPLES / "echo_client.py"), "--port", str(port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert client.returncode == 1
+    assert client.stdout == ""
+    assert client.stderr == f"echo_client: can't connect to {HOST}:{port}: Connection refused\n"
+
+
+def test_only_expected_failures_are_explained() -> None:
+    too_slow = ExceptionGroup("outer", [nursery_io.TooSlowError()])
+    assert explain(too_slow, 2.5) == "gave up after 2.5 s (--timeout)"
+    mismatch = ExceptionGroup("outer", [ExceptionGroup("inner", [EchoMismatchError("sent x")])])
+    assert explain(mismatch, 30) == "sent x"
+    # A bug keeps its traceback: no one-line summary can hide it.
+    assert explain(ExceptionGroup("outer", [EchoMismatchError("x"), KeyError("bug")]), 30) is None
+    assert explain(ZeroDivisionError(), 30) is None

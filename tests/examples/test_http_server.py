@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -213,8 +214,19 @@ async def test_oversized_headers_and_bodies_are_refused(running: Running) -> Non
         huge_header = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"
         assert (await raw_exchange(running.port, huge_header)).startswith(b"HTTP/1.1 431 ")
         body = b"b" * 100_000
+        big_get = b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + body
+        reply = await raw_exchange(running.port, big_get)
+        assert reply.startswith(b"HTTP/1.1 413 ")
+        assert b"connection: close\r\n" in reply.lower()
+        # A chunked body has no length up front: it is refused once it has grown too big.
+        chunked = b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        chunked += b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+        assert (await raw_exchange(running.port, chunked)).startswith(b"HTTP/1.1 413 ")
+        # A method we refuse anyway gets its 405 (and the connection closes: too much body).
         big_post = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + body
-        assert (await raw_exchange(running.port, big_post)).startswith(b"HTTP/1.1 413 ")
+        reply = await raw_exchange(running.port, big_post)
+        assert reply.startswith(b"HTTP/1.1 405 ")
+        assert b"connection: close\r\n" in reply.lower()
 
 
 async def test_http_1_0_and_connection_close(running: Running) -> None:
@@ -345,6 +357,191 @@ def test_runs_as_a_script(site: Path) -> None:
         assert "got SIGTERM, shutting down" in out
         assert "1 connections, 1 requests" in out
         assert "file engine: " in out
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+
+
+async def read_until(stream: nursery_io.SocketStream, marker: bytes, received: bytearray) -> bytes:
+    """Read into ``received`` until it holds ``marker``; return (and remove) what comes up to
+    and including it."""
+    while (end := received.find(marker)) < 0:
+        chunk = await stream.receive_some()
+        assert chunk, f"connection closed; received {bytes(received)!r}"
+        received += chunk
+    head = bytes(received[: end + len(marker)])
+    del received[: end + len(marker)]
+    return head
+
+
+async def test_an_overlong_name_gets_404_and_an_overlong_target_414(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    with nursery_io.fail_after(30):
+        # One path component over NAME_MAX (255 bytes), and a long path of short ones.
+        for target, status in [
+            (b"/" + b"n" * 256, 404),
+            (b"/sub/" + b"%C3%B6" * 200, 404),  # 200 characters, but 400 bytes
+            (b"/" + b"n" * 255, 404),  # a legal name that doesn't exist
+            (b"/" + b"n" * 20_000, 414),
+            (b"/" + b"a/" * 5000, 414),
+        ]:
+            request = b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            reply = await raw_exchange(running.port, request)
+            assert reply.startswith(b"HTTP/1.1 %d " % status), (target[:40], reply[:100])
+    assert not [r for r in caplog.records if r.name == "http_server"]
+
+
+async def test_a_failure_is_a_500_and_its_log_is_bounded(
+    running: Running, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(path: nursery_io.Path) -> str:
+        raise RuntimeError(f"can't guess the type of {path}?{'q' * 20_000}")
+
+    monkeypatch.setattr("examples.http_server.content_type", broken)
+    with nursery_io.fail_after(30):
+        request = b"GET /style.css?" + b"x" * 7000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+        reply = await raw_exchange(running.port, request)
+    assert reply.startswith(b"HTTP/1.1 500 ")
+    [record] = [r for r in caplog.records if r.name == "http_server"]
+    caplog.clear()  # expected: don't let no_logged_errors fail the test
+    message = record.getMessage()
+    assert "GET /style.css?xxx" in message
+    assert "RuntimeError: can't guess the type of" in message
+    assert len(message) < 5000
+    assert max(len(line) for line in message.splitlines()) < 400
+
+
+async def test_refusals_do_not_wait_for_the_body(running: Running) -> None:
+    # The body never comes: a 405 (or 413, 404) must not wait for it.
+    requests = [
+        (b"PUT /index.html HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n", 405),
+        (b"PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n", 405),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999\r\nExpect: 100-continue\r\n\r\n",
+            413,
+        ),
+        (
+            b"GET /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+            404,
+        ),
+    ]
+    for request, status in requests:
+        # The server's own timeout is 30 s: an answer within 10 s didn't wait for the body.
+        with nursery_io.fail_after(10):
+            async with await nursery_io.open_tcp_stream(HOST, running.port) as stream:
+                await stream.send_all(request)
+                received = bytearray()
+                head = await read_until(stream, b"\r\n\r\n", received)
+                assert head.startswith(b"HTTP/1.1 %d " % status), head
+                if b"Expect" in request:
+                    # No "100 Continue" first, and the connection ends with the answer: the
+                    # client may or may not send its body now.
+                    assert b"connection: close\r\n" in head.lower()
+                    async for chunk in stream:
+                        received += chunk
+                    assert b"HTTP/1.1" not in received
+
+
+async def test_a_refused_body_is_skipped_to_keep_the_connection(running: Running) -> None:
+    with nursery_io.fail_after(30):
+        async with await nursery_io.open_tcp_stream(HOST, running.port) as stream:
+            received = bytearray()
+            await stream.send_all(b"PUT /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
+            head = await read_until(stream, b"405 Method Not Allowed\n", received)
+            assert head.startswith(b"HTTP/1.1 405 ")
+            # The body comes after the answer; then the next request on the same connection.
+            await stream.send_all(b"hello" + b"GET /style.css HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await read_until(stream, FILES["style.css"], received)
+            assert head.startswith(b"HTTP/1.1 200 ")
+
+
+async def test_100_continue_when_the_request_is_accepted(running: Running) -> None:
+    with nursery_io.fail_after(30):
+        async with await nursery_io.open_tcp_stream(HOST, running.port) as stream:
+            received = bytearray()
+            await stream.send_all(
+                b"GET /style.css HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                b"Expect: 100-continue\r\n\r\n"
+            )
+            assert await read_until(stream, b"\r\n\r\n", received) == (b"HTTP/1.1 100 \r\n\r\n")
+            await stream.send_all(b"hello")
+            head = await read_until(stream, FILES["style.css"], received)
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+            # Keep-alive holds: another request with a body but no Expect header.
+            await stream.send_all(
+                b"GET /empty.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+            )
+            head = await read_until(stream, b"\r\n\r\n", received)
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert b"Content-Length: 0\r\n" in head
+    assert running.server.statistics.responses_by_status == {200: 2}
+
+
+@pytest.fixture
+def site_with_links(site: Path) -> Path:
+    outside = site.parent
+    (site / "inside-link.css").symlink_to("style.css")
+    (site / "secret-link.txt").symlink_to(outside / "secret.txt")
+    (site / "outside-dir").symlink_to(outside)
+    (site / "sub" / "up.txt").symlink_to("../../secret.txt")
+    (site / "dangling").symlink_to(outside / "nowhere")
+    (site / "loop").symlink_to("loop")
+    return site
+
+
+async def test_symlinks_cannot_leave_the_root(
+    nursery: nursery_io.Nursery, site_with_links: Path, no_logged_errors: None
+) -> None:
+    running = await start_server(nursery, site_with_links, timeout=30)
+    requests = [
+        ("GET", "/inside-link.css"),  # a link that stays inside: served
+        ("GET", "/secret-link.txt"),
+        ("GET", "/outside-dir/secret.txt"),
+        ("GET", "/outside-dir/site/style.css"),  # out and back in: it's inside the root
+        ("GET", "/sub/up.txt"),
+        ("GET", "/dangling"),
+        ("GET", "/loop"),
+    ]
+    with nursery_io.fail_after(30):
+        replies, connections = await fetch(running.port, requests)
+    assert [r.status for r in replies] == [200, 403, 403, 200, 403, 404, 404]
+    assert replies[0].body == replies[3].body == FILES["style.css"]
+    assert all(b"outside" not in r.body for r in replies)
+    assert connections == 1
+
+
+async def test_a_root_that_is_a_symlink_still_serves(
+    nursery: nursery_io.Nursery, site: Path, no_logged_errors: None
+) -> None:
+    (site.parent / "alias").symlink_to(site)
+    (site / "inside-link.css").symlink_to("style.css")
+    running = await start_server(nursery, site.parent / "alias", timeout=30)
+    with nursery_io.fail_after(30):
+        replies, _ = await fetch(running.port, [("GET", "/inside-link.css"), ("GET", "/")])
+    assert [r.status for r in replies] == [200, 200]
+
+
+def test_a_huge_name_over_loopback_to_the_script(site: Path) -> None:
+    # What a user sees in the server's terminal: an answer for the client, nothing logged.
+    server = subprocess.Popen(
+        [sys.executable, str(EXAMPLE), str(site), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().split(" on ", 1)[1].strip()
+        for name, status in [("x" * 300, 404), ("x" * 20_000, 414)]:
+            with pytest.raises(urllib.error.HTTPError) as caught:
+                urllib.request.urlopen(url + name, timeout=30)
+            assert caught.value.code == status
+            caught.value.close()
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=30)
+        assert err == ""
     finally:
         if server.poll() is None:
             server.kill()

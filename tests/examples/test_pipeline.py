@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from examples.pipeline import run_pipeline
 from nursery_io.testing import MockClock
@@ -32,12 +35,60 @@ async def test_overall_deadline_cancels_everything(autojump_clock: MockClock) ->
     assert len(results) < 1000
 
 
-def test_runs_as_a_script() -> None:
-    completed = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--items", "50", "--workers", "4"],
+def run_script(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLE), *args],
         capture_output=True,
         text=True,
         timeout=60,
-        check=True,
+        check=False,
     )
+
+
+def test_runs_as_a_script() -> None:
+    completed = run_script("--items", "50", "--workers", "4")
+    assert completed.returncode == 0, completed.stderr
     assert "50 of 50 jobs finished" in completed.stdout
+
+
+def test_the_defaults_finish_every_job() -> None:
+    completed = run_script()
+    assert completed.returncode == 0, completed.stderr
+    assert re.fullmatch(
+        r"200 of 200 jobs finished in [\d.]+ s: 200 ok, 0 timed out\n", completed.stdout
+    )
+
+
+def test_timeouts_and_the_deadline_are_explained() -> None:
+    completed = run_script("--job-timeout", "0.015", "--max-cost", "0.02")
+    assert completed.returncode == 0, completed.stderr
+    first, explanation = completed.stdout.splitlines()
+    assert re.fullmatch(r"200 of 200 jobs finished in [\d.]+ s: \d+ ok, \d+ timed out", first)
+    assert explanation == (
+        "  timed out: took longer than --job-timeout 0.015 s (jobs take up to --max-cost 0.02 s)"
+    )
+    completed = run_script(
+        "--items", "1000", "--workers", "1", "--max-cost", "1", "--timeout", "0.5"
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "  not finished: the overall deadline (--timeout 0.5 s) passed with" in completed.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "0"], "argument --workers: must be at least 1, got 0"),
+        (["--workers", "-3"], "argument --workers: must be at least 1, got -3"),
+        (["--items", "-5"], "argument --items: must be at least 0, got -5"),
+        (["--items", "many"], "argument --items: 'many' is not a whole number"),
+        (["--job-timeout", "0"], "argument --job-timeout: must be greater than 0, got 0"),
+        (["--max-cost", "-1"], "argument --max-cost: must be at least 0, got -1"),
+        (["--timeout", "nan"], "argument --timeout: must be greater than 0, got nan"),
+    ],
+)
+def test_bad_arguments_are_usage_errors(args: list[str], message: str) -> None:
+    completed = run_script(*args)
+    assert completed.returncode == 2
+    assert completed.stdout == ""
+    assert completed.stderr.endswith(f"pipeline.py: error: {message}\n"), completed.stderr
+    assert "Traceback" not in completed.stderr

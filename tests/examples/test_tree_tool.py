@@ -184,3 +184,151 @@ def test_runs_as_a_script(tree: Path, tmp_path: Path) -> None:
     )
     assert refused.returncode == 2
     assert "the destination can't be inside the source" in refused.stderr
+
+
+def run_failing(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLE), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_bad_paths_give_one_line_errors(tree: Path, tmp_path: Path) -> None:
+    a_file = tmp_path / "plain.txt"
+    a_file.write_text("not a directory")
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "top.txt").mkdir()  # where a file would go, a directory is in the way
+    cases = [
+        (["hash", str(tmp_path / "missing")], f"{tmp_path / 'missing'}: No such file or directory"),
+        (["hash", str(a_file)], f"{a_file}: Not a directory"),
+        (["copy", str(tmp_path / "missing"), str(tmp_path / "out")], "No such file or directory"),
+        (["copy", str(tree), str(a_file)], f"can't create {a_file}: File exists"),
+        (
+            ["copy", str(tree), str(a_file / "sub")],
+            f"can't create {a_file / 'sub'}: Not a directory",
+        ),
+        (["copy", str(tree), str(taken)], f"can't write {taken / 'top.txt'}: Is a directory"),
+    ]
+    if os.geteuid() == 0:
+        # root may write anywhere a permission bit says no; /sys says no to root too.
+        cases.append((["copy", str(tree), "/sys/tree-tool-test"], "Operation not permitted"))
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        cases.append((["copy", str(tree), str(locked / "out")], "Permission denied"))
+    for args, message in cases:
+        completed = run_failing(*args)
+        assert completed.returncode == 1, (args, completed.stderr)
+        assert completed.stdout == ""
+        assert completed.stderr.endswith(f"{message}\n"), (args, completed.stderr)
+        assert completed.stderr.startswith("tree_tool.py: ")
+        assert completed.stderr.count("\n") == 1, (args, completed.stderr)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def special_tree(tmp_path: Path) -> Path:
+    root = tmp_path / "special"
+    (root / "sub").mkdir(parents=True)
+    (root / "real.txt").write_text("real\n")
+    (root / "sub" / "link").symlink_to("../real.txt")
+    (root / "dangling").symlink_to("nowhere")
+    (root / "dir-link").symlink_to("sub")
+    os.mkfifo(root / "sub" / "fifo")
+    return root
+
+
+def test_links_and_fifos_are_reported(special_tree: Path, tmp_path: Path) -> None:
+    for args in (["hash", str(special_tree)], ["copy", str(special_tree), str(tmp_path / "c")]):
+        completed = run_failing(*args)
+        assert completed.returncode == 0, completed.stderr
+        assert completed.stderr.splitlines() == [
+            f"tree_tool.py: skipped {special_tree / 'dangling'}: dangling symbolic link to nowhere",
+            f"tree_tool.py: skipped {special_tree / 'dir-link'}: symbolic link to sub",
+            f"tree_tool.py: skipped {special_tree / 'sub/fifo'}: FIFO",
+            f"tree_tool.py: skipped {special_tree / 'sub/link'}: symbolic link to ../real.txt",
+            "tree_tool.py: skipped 4 of the tree's entries (3 symbolic links, 1 FIFO): only "
+            "regular files and directories are processed",
+        ]
+    hashed = run_failing("hash", str(special_tree)).stdout
+    assert hashed.splitlines() == [
+        tree_tool.sha256sum_line(
+            hashlib.sha256(b"real\n").hexdigest(), str(special_tree / "real.txt")
+        )
+    ]
+    assert sorted(listing(tmp_path / "c")) == ["real.txt", "sub"]
+
+
+async def test_an_unreadable_subdirectory_is_reported(
+    special_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_iterdir = nursery_io.Path.iterdir
+
+    async def iterdir(self: nursery_io.Path) -> list[nursery_io.Path]:
+        if self.name == "sub":
+            raise PermissionError(13, "Permission denied", str(self))
+        return await real_iterdir(self)
+
+    monkeypatch.setattr(nursery_io.Path, "iterdir", iterdir)
+    with nursery_io.fail_after(60):
+        report = await tree_tool.process_tree(nursery_io.Path(special_tree), None, jobs=2)
+    assert report.errors == {"sub": "Permission denied"}
+    assert list(report.digests) == ["real.txt"]
+    assert set(report.skipped) == {"dangling", "dir-link"}
+
+
+def test_no_progress_line_when_stderr_is_not_a_terminal(tree: Path) -> None:
+    (tree / "link").unlink()
+    completed = run_failing("hash", str(tree))
+    assert completed.returncode == 0
+    assert completed.stderr == ""  # no progress line, no escape sequences
+    assert "\r" not in completed.stdout and "\x1b" not in completed.stdout
+
+
+def test_progress_line_on_a_terminal(tree: Path) -> None:
+    # stderr on a pseudo-terminal, stdout a pipe (as in `tree_tool.py hash DIR > SUMS`). The
+    # delay is 0 so that even this small tree shows the progress line.
+    import pty
+
+    code = (
+        "import sys; from examples import tree_tool as t; "
+        "t.PROGRESS_DELAY = t.PROGRESS_INTERVAL = 0; sys.argv[0] = 'tree_tool.py'; "
+        "sys.exit(t.main(sys.argv[1:]))"
+    )
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-c", code, "hash", str(tree)],
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            cwd=Path(__file__).parents[2],
+        )
+        os.close(terminal)
+        shown = bytearray()
+        while True:
+            try:
+                data = os.read(controller, 65536)
+            except OSError:  # EIO: the process exited and closed the terminal
+                break
+            if not data:
+                break
+            shown += data
+        stdout, _ = process.communicate(timeout=60)
+    finally:
+        os.close(controller)
+    assert process.returncode == 0
+    text = shown.decode()
+    assert f"{len(NAMES)}/{len(NAMES)} files (100%)" in text
+    progress, notes = text.split("tree_tool.py: skipped", 1)  # the symlink's note follows
+    # Redrawn in place, not line after line, then erased: the notes (and the shell's
+    # prompt) start on a clean line.
+    assert "\n" not in progress
+    assert progress.endswith("\r\x1b[K")
+    assert "\x1b" not in notes
+    # stdout (the checksums) has no trace of it.
+    assert b"\r" not in stdout and b"\x1b" not in stdout
+    assert len(stdout.splitlines()) == len(NAMES)

@@ -737,15 +737,19 @@ async def test_cancelled_handshake_breaks_stream_and_wakes_waiters() -> None:
         await client.receive_some()
 
 
-async def test_transport_failure_is_broken_resource_error() -> None:
+async def test_transport_failure_passes_through_then_the_stream_is_broken() -> None:
     client, server = await handshaken_pair()
     await server.transport_stream.aclose()
+    # The transport's own exception, as in Trio...
     with pytest.raises(BrokenResourceError) as info:
         for _ in range(100):
             await client.send_all(b"x" * 1000)
-    assert isinstance(info.value.__cause__, BrokenResourceError)
-    with pytest.raises(BrokenResourceError):
+    assert "MemoryReceiveStream was closed" in str(info.value)
+    original = info.value
+    # ... and from then on the stream is broken, naming that exception as the cause.
+    with pytest.raises(BrokenResourceError) as info:
         await client.send_all(b"x")
+    assert info.value.__cause__ is original
 
 
 async def test_corrupted_record() -> None:
@@ -813,12 +817,33 @@ async def test_aclose_does_not_wait_for_the_peer() -> None:
     await server.aclose()
 
 
-async def test_aclose_before_handshake_just_closes() -> None:
+async def test_aclose_before_handshake_does_the_handshake() -> None:
+    client, server = ssl_pair()
+    # As in Trio: the handshake first, so that the close_notify can follow; the server
+    # then sees a clean end of stream.
+    async with open_nursery() as nursery:
+        nursery.start_soon(client.aclose)
+        with fail_after(5):
+            assert await server.receive_some() == b""
+    await server.aclose()
+
+
+async def test_aclose_before_handshake_waits_for_the_peer() -> None:
+    client, server = ssl_pair()
+    # A peer that never answers holds up aclose's handshake, as in Trio; cancelling it
+    # still closes the transport.
+    with move_on_after(0.1) as scope:
+        await client.aclose()
+    assert scope.cancelled_caught
+    with pytest.raises(ClosedResourceError):
+        await client.send_all(b"x")
+
+
+async def test_aclose_forcefully_before_handshake_just_closes() -> None:
     client, server = ssl_pair()
     with fail_after(5):
-        await client.aclose()
-    # Nothing was negotiated, so there is no session to close: the server sees the
-    # transport end in the middle of its handshake.
+        await aclose_forcefully(client)
+    # Nothing was negotiated: the server sees the transport end during its handshake.
     with pytest.raises(BrokenResourceError):
         await server.receive_some()
 

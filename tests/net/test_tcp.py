@@ -13,7 +13,7 @@ import pytest
 import nursery_io
 import nursery_io.socket as nsocket
 from nursery_io import SocketListener, SocketStream
-from nursery_io._highlevel_open_tcp_stream import format_host_port, interleave_families
+from nursery_io._highlevel_open_tcp_stream import format_host_port, reorder_for_rfc_6555
 from nursery_io.abc import HostnameResolver, SocketFactory
 from nursery_io.testing import open_stream_to_socket_listener
 
@@ -250,8 +250,10 @@ async def test_open_tcp_stream_refused() -> None:
         port = probe.getsockname()[1]
         with pytest.raises(OSError) as info:
             await nursery_io.open_tcp_stream("127.0.0.1", port)
+    # A plain OSError as in Trio, with the errno every attempt got.
+    assert type(info.value) is OSError
     assert info.value.errno == errno.ECONNREFUSED
-    assert f"127.0.0.1:{port}" in str(info.value)
+    assert str(info.value) == f"all attempts to connect to 127.0.0.1:{port} failed"
     group = info.value.__cause__
     assert isinstance(group, ExceptionGroup)
     assert [type(e) for e in group.exceptions] == [ConnectionRefusedError]
@@ -272,7 +274,8 @@ async def test_open_tcp_stream_local_address() -> None:
             await nursery_io.open_tcp_stream("127.0.0.1", port, local_address="192.0.2.1")
         assert isinstance(info.value.__cause__, ExceptionGroup)
         (error,) = info.value.__cause__.exceptions
-        assert "local_address='192.0.2.1'" in str(error)
+        assert "local_address='192.0.2.1' is incompatible with remote address" in str(error)
+        assert type(error) is OSError
         assert error.errno == errno.EADDRNOTAVAIL
 
 
@@ -281,8 +284,15 @@ def test_helpers() -> None:
     assert format_host_port(b"example.com", 80) == "example.com:80"
     six, four = stdlib_socket.AF_INET6, stdlib_socket.AF_INET
     targets = [(six, "a"), (six, "b"), (six, "c"), (four, "x"), (four, "y")]
-    assert [t[1] for t in interleave_families(targets)] == ["a", "x", "b", "y", "c"]
-    assert interleave_families([]) == []
+    # RFC 6555 section 5.4, as Trio does: only the other family's first address moves up.
+    reorder_for_rfc_6555(targets)
+    assert [t[1] for t in targets] == ["a", "x", "b", "c", "y"]
+    same_family = [(four, "x"), (four, "y")]
+    reorder_for_rfc_6555(same_family)
+    assert [t[1] for t in same_family] == ["x", "y"]
+    empty: list[Any] = []
+    reorder_for_rfc_6555(empty)
+    assert empty == []
 
 
 # ----- Happy Eyeballs, with a scripted resolver and scripted sockets -----
@@ -429,10 +439,18 @@ async def test_happy_eyeballs_all_fail(autojump_clock: Any) -> None:
     assert all(sock.closed for sock in factory.sockets)
 
 
-async def test_happy_eyeballs_interleaves_families(autojump_clock: Any) -> None:
+async def test_happy_eyeballs_moves_the_other_family_up(autojump_clock: Any) -> None:
+    # RFC 6555 section 5.4, as Trio does it: the other family's first address is tried
+    # second, and the rest keep the resolver's order.
     six = stdlib_socket.AF_INET6
     factory = script(
-        [(six, "::1", FAIL), (six, "::2", FAIL), (V4, "127.0.0.1", FAIL), (V4, "127.0.0.2", FAIL)]
+        [
+            (six, "::1", FAIL),
+            (six, "::2", FAIL),
+            (six, "::3", FAIL),
+            (V4, "127.0.0.1", FAIL),
+            (V4, "127.0.0.2", FAIL),
+        ]
     )
     with pytest.raises(OSError):
         await nursery_io.open_tcp_stream("example.test", 80)
@@ -440,6 +458,7 @@ async def test_happy_eyeballs_interleaves_families(autojump_clock: Any) -> None:
         "::1",
         "127.0.0.1",
         "::2",
+        "::3",
         "127.0.0.2",
     ]
 
