@@ -3,6 +3,9 @@
 ``import nursery_io as trio`` programs run: the public names and their behaviour follow
 Trio's documentation. Sockets use epoll, files use io_uring (falling back to worker threads
 where it is unavailable), and the run's statistics say which engine did what.
+
+(PYTEST_DONT_REWRITE: ``python -m nursery_io run -m pytest`` imports this package before
+pytest, which would otherwise warn that it can't rewrite its asserts.)
 """
 
 import typing as _typing

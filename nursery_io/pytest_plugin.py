@@ -6,29 +6,35 @@ under nursery_io when it is marked ``@pytest.mark.nursery_io`` (optionally
 :func:`nursery_io.run`), or when the ini option ``nursery_io_mode = true`` is set, which marks
 every ``async def`` test that isn't claimed by another async framework's marker.
 
-How a test runs
----------------
+Trio mode (``--nursery-io-trio-mode``, ini ``nursery_io_trio_mode = true``, environment
+``NURSERY_IO_TRIO_MODE=1``, or a session started with ``python -m nursery_io run --as-trio
+-m pytest``) runs a pytest-trio suite unchanged on nursery_io: ``import trio`` gives
+nursery_io, and this plugin takes over pytest-trio's ``trio_mode``/``trio_run`` settings,
+its ``@pytest.mark.trio`` marker and ``pytest_trio.trio_fixture``.
+
+How a test runs (pytest-trio's model)
+-------------------------------------
 pytest sets fixtures up synchronously, before it calls the test. Async fixtures (and sync
 fixtures that depend on them) can't be evaluated there, so during setup they resolve to a
-placeholder; the real work happens when pytest calls the test:
+placeholder; the real work happens when pytest calls the test, in one run per test (per
+example, under Hypothesis):
 
-* one :func:`nursery_io.run` per test (per example, under Hypothesis) evaluates the deferred
-  fixtures and then the test, each in its own task, one after the other in pytest's order;
+* every deferred fixture and the test get a task of their own, all started at once; each
+  waits until the fixtures it uses are set up, so independent fixtures set up
+  concurrently;
 * a fixture's task stays alive after setup, so a fixture may ``yield`` inside an open
-  nursery and its background tasks keep running during the test;
-* teardown runs in the reverse order of setup, each fixture after everything set up after it
-  has finished;
-* if a fixture fails (in setup, in teardown, or in a background task), the test and any
-  setup still in progress are cancelled, the fixtures are torn down, and the failure is
-  reported: one error as itself, several as an exception group;
-* the fixtures and the test share one :class:`contextvars.Context`, so a context variable set
-  in a fixture is visible in the test.
+  nursery and its background tasks keep running during the test; it is torn down once
+  everything that uses it (and the test) has finished, so teardown runs in reverse
+  dependency order, concurrently where independent;
+* a failure anywhere (setup, teardown, a background task) "crashes" the test: setups in
+  progress and the test are cancelled, fixtures that haven't started never start, and
+  the ones that did are torn down as usual; the failure is then reported;
+* the fixtures and the test share one :class:`contextvars.Context`.
 
-Built-in fixtures: ``nursery`` (a nursery owned by the test or fixture that requests it;
-its tasks are cancelled once the test returns or the fixture is torn down), ``mock_clock``
-and ``autojump_clock``. Any fixture whose value is a
-:class:`nursery_io.abc.Clock` becomes the run's clock, and every
-:class:`nursery_io.abc.Instrument` fixture is installed for the run.
+Tests run for pytest-trio (``trio`` marker, trio mode) report errors the way pytest-trio
+does: each fixture and the test run inside a nursery of their own, so an error arrives
+wrapped in that nursery's exception group. Tests of nursery_io's own mode report a
+single error as itself.
 """
 
 from __future__ import annotations
@@ -36,13 +42,26 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from types import AsyncGeneratorType, CoroutineType, GeneratorType
-from typing import Any, Final, NoReturn
+from typing import Any, Final, Literal, NoReturn
 
 import pytest
 
 import nursery_io
+from nursery_io._pytest_trio_mode import (
+    ENV_VAR,
+    PYTEST_TRIO_PLUGIN,
+    TrioModeSession,
+    env_requests_trio_mode,
+    import_private_stand_ins,
+    is_pytest_trio_plugin,
+    take_over_pytest_trio,
+)
+from nursery_io._trio_mode import trio_mode_active
+from nursery_io.abc import Clock, Instrument
 from nursery_io.lowlevel import (
     ParkingLot,
     cancel_shielded_checkpoint,
@@ -59,17 +78,56 @@ try:  # pytest's own helper binds fixtures defined as methods of a test class.
 except ImportError:  # pragma: no cover - depends on pytest internals
     _resolve_fixture_function = None
 
-__all__ = ["autojump_clock", "mock_clock", "nursery"]
+__all__ = ["autojump_clock", "mock_clock", "nursery", "nursery_io_fixture"]
 
 MARKER: Final = "nursery_io"
-# Tests carrying one of these belong to another plugin, even in nursery_io mode.
+TRIO_MARKER: Final = "trio"
+# Tests carrying one of these belong to another plugin, even in nursery_io mode (in trio
+# mode, "trio" is ours).
 _FOREIGN_ASYNC_MARKERS: Final = ("trio", "anyio", "asyncio")
 _RUNNER_ATTR: Final = "_nursery_io_test_runner"
 _FORCED_ATTR: Final = "_nursery_io_fixture"
+# What pytest_trio.trio_fixture sets on a fixture function.
+_PYTEST_TRIO_FORCED_ATTR: Final = "_force_trio_fixture"
 _BUILTIN_ATTR: Final = "_nursery_io_builtin_fixture"
+_BUILTIN_NAMES: Final = ("nursery", "mock_clock", "autojump_clock")
+
+# A test is run either the nursery_io way or the pytest-trio way (see the module docs).
+Flavour = Literal["nursery_io", "trio"]
+
+
+def nursery_io_fixture(func: Callable[..., object]) -> Any:
+    """Declare a function-scoped fixture that runs inside the test's run, even if it is
+    a plain ``def`` (say, to call :func:`nursery_io.current_time`). The equivalent of
+    ``pytest_trio.trio_fixture``; returns what ``pytest.fixture(func)`` returns."""
+    setattr(func, _FORCED_ATTR, True)
+    return pytest.fixture(func)
 
 
 # ----- configuration -----
+
+
+@dataclass
+class _Settings:
+    trio_mode: bool = False
+    # How this plugin switched the session to trio mode (None: not by this plugin).
+    trio_switch: TrioModeSession | None = None
+    # pytest-trio's plugin runs alongside (no trio mode): its tests get its fixtures.
+    pytest_trio_active: bool = False
+
+
+_SETTINGS_KEY: Final = pytest.StashKey[_Settings]()
+
+
+def _settings(config: pytest.Config) -> _Settings:
+    return config.stash.setdefault(_SETTINGS_KEY, _Settings())
+
+
+# With the environment switch, switch right away: if this plugin loads before pytest-trio's,
+# its plugin then imports nursery_io as trio and nothing has to be undone.
+_early_switch: TrioModeSession | None = None
+if env_requests_trio_mode() and "trio" not in sys.modules:
+    _early_switch = TrioModeSession.switch_on()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -80,18 +138,102 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="bool",
         default=False,
     )
+    parser.addini(
+        "nursery_io_trio_mode",
+        "trio mode: 'import trio' gives nursery_io, and pytest-trio suites (trio_mode, "
+        "@pytest.mark.trio, trio_fixture) run on nursery_io",
+        type="bool",
+        default=False,
+    )
+    group = parser.getgroup("nursery_io")
+    group.addoption(
+        "--nursery-io-trio-mode",
+        action="store_true",
+        dest="nursery_io_trio_mode",
+        default=False,
+        help=f"trio mode: run this pytest-trio suite on nursery_io (also: {ENV_VAR}=1)",
+    )
+
+
+def _wants_trio_mode(config: pytest.Config) -> bool:
+    return (
+        trio_mode_active()
+        or env_requests_trio_mode()
+        or bool(getattr(config.known_args_namespace, "nursery_io_trio_mode", False))
+        or bool(getattr(config.option, "nursery_io_trio_mode", False))
+        or bool(config.getini("nursery_io_trio_mode"))
+    )
+
+
+def _switch_to_trio_mode(config: pytest.Config, parser: pytest.Parser) -> None:
+    global _early_switch
+    settings = _settings(config)
+    if settings.trio_mode:
+        return
+    settings.trio_mode = True
+    switch, _early_switch = _early_switch or TrioModeSession.switch_on(), None
+    settings.trio_switch = switch
+    import_private_stand_ins()
+    take_over_pytest_trio(config.pluginmanager)
+    # pytest-trio's settings, whether or not its plugin was loaded (-p no:trio).
+    parser.addini("trio_mode", "run every async test as a trio test", type="bool")
+    parser.addini("trio_run", "the run function for trio tests (only 'trio')", default="trio")
+    if switch.stale_holders:
+        names = ", ".join(sorted(switch.stale_holders))
+        config.issue_config_time_warning(
+            pytest.PytestConfigWarning(
+                "nursery_io trio mode: these modules imported the real trio before the "
+                f"switch and still use it: {names}. Start pytest with 'python -m "
+                "nursery_io run --as-trio -m pytest' so that trio is nursery_io from the start."
+            ),
+            stacklevel=2,
+        )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser) -> None:
+    # The earliest hook that sees the command line and the ini file, and it comes before
+    # any conftest or test module is imported.
+    if _wants_trio_mode(early_config):
+        _switch_to_trio_mode(early_config, parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    settings = _settings(config)
+    if not settings.trio_mode and trio_mode_active():
+        # Registered too late for pytest_load_initial_conftests (a conftest's
+        # pytest_plugins, say), in a process that is in trio mode already.
+        _switch_to_trio_mode(config, config._parser)
     config.addinivalue_line(
         "markers",
         f"{MARKER}(run=None): run this async test (and its async fixtures) under "
         "nursery_io.run, or under the given run function with the same signature",
     )
+    if settings.trio_mode:
+        config.addinivalue_line(
+            "markers",
+            f"{TRIO_MARKER}(run=None): run this async test the pytest-trio way; in trio mode "
+            "it runs on nursery_io",
+        )
+        run_name = config.getini("trio_run")
+        if run_name != "trio":
+            raise pytest.UsageError(
+                f"trio_run = {run_name!r} can't be used in nursery_io's trio mode: tests "
+                "run on nursery_io, which stands in for trio only. Remove the setting (or "
+                "set it to 'trio'), or run this suite without trio mode."
+            )
+    else:
+        settings.pytest_trio_active = any(
+            is_pytest_trio_plugin(plugin) for plugin in config.pluginmanager.get_plugins()
+        )
 
 
-def _mode_enabled(config: pytest.Config) -> bool:
-    return bool(config.getini("nursery_io_mode"))
+def pytest_unconfigure(config: pytest.Config) -> None:
+    settings = _settings(config)
+    if settings.trio_switch is not None:
+        # An in-process session (pytester) must not leave its trio alias behind.
+        settings.trio_switch.switch_off()
+        settings.trio_switch = None
 
 
 def _is_async_callable(fn: object) -> bool:
@@ -108,61 +250,112 @@ def _test_function(item: pytest.Function) -> Callable[..., Any]:
     return fn
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not _mode_enabled(config):
+    settings = _settings(config)
+    mark_for_trio = settings.trio_mode and bool(config.getini("trio_mode"))
+    if not mark_for_trio and not config.getini("nursery_io_mode"):
         return
-    mark = getattr(pytest.mark, MARKER)
+    mark = getattr(pytest.mark, TRIO_MARKER if mark_for_trio else MARKER)
     for item in items:
-        if not isinstance(item, pytest.Function):
+        if not isinstance(item, pytest.Function) or _flavour(item, settings) is not None:
             continue
-        if item.get_closest_marker(MARKER) is not None:
-            continue
-        if _is_foreign(item):
+        if _is_foreign(item, settings):
             continue
         if inspect.iscoroutinefunction(_test_function(item)):
             item.add_marker(mark)
 
 
-def _is_ours(item: pytest.Item) -> bool:
-    return isinstance(item, pytest.Function) and item.get_closest_marker(MARKER) is not None
-
-
-def _is_foreign(item: pytest.Item) -> bool:
-    return any(item.get_closest_marker(name) is not None for name in _FOREIGN_ASYNC_MARKERS)
-
-
-def _shadowing_problem(
-    fixturedef: pytest.FixtureDef[Any], item: pytest.Item, ours: bool
-) -> str | None:
-    # pytest-trio defines fixtures with the same names as ours (nursery, mock_clock,
-    # autojump_clock); with both plugins active, one set silently hides the other and the
-    # test would get the wrong library's object. Say so instead.
-    func = fixturedef.func
-    if ours and getattr(func, "__module__", None) == "pytest_trio.plugin":
-        shadowing, wanted = "pytest-trio", "nursery_io"
-    elif getattr(func, _BUILTIN_ATTR, False) and item.get_closest_marker("trio") is not None:
-        shadowing, wanted = "nursery_io", "pytest-trio"
-    else:
+def _flavour(item: pytest.Item, settings: _Settings) -> Flavour | None:
+    """How this plugin runs the test, or None if it doesn't."""
+    if not isinstance(item, pytest.Function):
         return None
-    return (
-        f"fixture {fixturedef.argname!r} here comes from {shadowing}'s plugin, but test "
-        f"{item.name!r} is a {wanted} test: both plugins define this fixture and only one "
-        "can be seen. Disable one of them for this session (-p no:trio or -p no:nursery_io)."
+    if item.get_closest_marker(MARKER) is not None:
+        return "nursery_io"
+    if settings.trio_mode and item.get_closest_marker(TRIO_MARKER) is not None:
+        return "trio"
+    return None
+
+
+def _is_foreign(item: pytest.Item, settings: _Settings) -> bool:
+    return any(
+        item.get_closest_marker(name) is not None
+        for name in _FOREIGN_ASYNC_MARKERS
+        if not (settings.trio_mode and name == TRIO_MARKER)
     )
 
 
+def _mode_enabled(config: pytest.Config, settings: _Settings) -> bool:
+    if settings.trio_mode and config.getini("trio_mode"):
+        return True
+    return bool(config.getini("nursery_io_mode"))
+
+
+def _is_forced(func: object, settings: _Settings) -> bool:
+    if getattr(func, _FORCED_ATTR, False):
+        return True
+    return settings.trio_mode and bool(getattr(func, _PYTEST_TRIO_FORCED_ATTR, False))
+
+
 def _fail_setup(
-    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest, message: str
+    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest, error: BaseException
 ) -> NoReturn:
     """Fail this fixture's setup the way pytest's own setup does: the error is cached, so
     that pytest's teardown bookkeeping for the fixture stays consistent."""
     __tracebackhide__ = True
     try:
-        pytest.fail(message, pytrace=False)
-    except pytest.fail.Exception as exc:
+        raise error
+    except BaseException as exc:
         key = fixturedef.cache_key(request)  # type: ignore[arg-type]
         fixturedef.cached_result = (None, key, (exc, exc.__traceback__))
         raise
+
+
+def _failure(message: str) -> BaseException:
+    try:
+        pytest.fail(message, pytrace=False)
+    except pytest.fail.Exception as exc:
+        return exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _scope_error(fixturedef: pytest.FixtureDef[Any], trio_texts: bool) -> BaseException:
+    if trio_texts:
+        return RuntimeError("Trio fixtures must be function-scope")
+    return _failure(
+        f"async fixture {fixturedef.argname!r} has scope {fixturedef.scope!r}, but "
+        "nursery_io fixtures must be function-scoped: each test has its own run, "
+        "and a fixture's tasks can't outlive it"
+    )
+
+
+def _not_ours_error(
+    fixturedef: pytest.FixtureDef[Any], item: pytest.Item, trio_texts: bool
+) -> BaseException:
+    if trio_texts:
+        return RuntimeError("Trio fixtures can only be used by Trio tests")
+    return _failure(
+        f"fixture {fixturedef.argname!r} must run inside nursery_io, but test "
+        f"{item.name!r} is not a nursery_io test. Make the test 'async def' (in "
+        f"nursery_io mode) or mark it with @pytest.mark.{MARKER}."
+    )
+
+
+def _builtin_name(func: object) -> str | None:
+    """``nursery``/``mock_clock``/``autojump_clock`` if ``func`` is ours or pytest-trio's."""
+    own: str | None = getattr(func, _BUILTIN_ATTR, None)
+    if own is not None:
+        return own
+    name = getattr(func, "__name__", None)
+    if getattr(func, "__module__", None) == PYTEST_TRIO_PLUGIN and name in _BUILTIN_NAMES:
+        return str(name)
+    return None
+
+
+def _pytest_trio_clock(name: str) -> object:
+    """What pytest-trio's own ``mock_clock``/``autojump_clock`` fixture returns."""
+    clock_type = sys.modules[PYTEST_TRIO_PLUGIN].MockClock
+    return clock_type() if name == "mock_clock" else clock_type(autojump_threshold=0)
 
 
 # ----- fixtures: setup phase (placeholders) -----
@@ -188,59 +381,76 @@ class DeferredFixture:
 _DEFERRED_KEY: Final = pytest.StashKey[list[DeferredFixture]]()
 
 
+def _cache(
+    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest, value: object
+) -> object:
+    key = fixturedef.cache_key(request)  # type: ignore[arg-type]
+    fixturedef.cached_result = (value, key, None)
+    return value
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_fixture_setup(
     fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
 ) -> object | None:
-    func = fixturedef.func
+    settings = _settings(request.config)
     # For a wider-scoped fixture request.node is the module or session; we want the test.
     item = getattr(request, "_pyfuncitem", request.node)
-    ours = _is_ours(item)
-    problem = _shadowing_problem(fixturedef, item, ours)
-    if problem is not None:
-        _fail_setup(fixturedef, request, problem)
-    needs_run = _is_async_callable(func) or getattr(func, _FORCED_ATTR, False)
-    if not needs_run:
+    flavour = _flavour(item, settings)
+    if flavour is None:
+        return _setup_for_another_test(fixturedef, request, item, settings)
+    func = fixturedef.func
+    builtin = _builtin_name(func)
+    if builtin is not None and not getattr(func, _BUILTIN_ATTR, None):
+        # pytest-trio's definition hides ours (both plugins active): this test is ours.
+        if builtin != "nursery":
+            return _cache(fixturedef, request, _OWN_BUILTINS[builtin]())
+        func = _nursery_fixture
+    trio_texts = flavour == "trio"
+    if not (_is_async_callable(func) or _is_forced(func, settings)):
         # A sync fixture is deferred too if it uses a deferred one; only function-scoped
-        # fixtures of our tests can (pytest forbids wider scopes from using narrower ones).
-        if not ours or not fixturedef.argnames or fixturedef.scope != "function":
+        # fixtures can (pytest forbids wider scopes from using narrower ones).
+        if not fixturedef.argnames or fixturedef.scope != "function":
             return None
         kwargs = {name: request.getfixturevalue(name) for name in fixturedef.argnames}
         if not any(isinstance(value, DeferredFixture) for value in kwargs.values()):
             return None
     else:
-        if not ours:
-            forced = getattr(func, _FORCED_ATTR, False)
-            if not forced and (_is_foreign(item) or not _mode_enabled(request.config)):
-                # Not ours to handle: another plugin may, or pytest reports it.
-                return None
         if fixturedef.scope != "function":
-            _fail_setup(
-                fixturedef,
-                request,
-                f"async fixture {fixturedef.argname!r} has scope {fixturedef.scope!r}, but "
-                "nursery_io fixtures must be function-scoped: each test has its own run, "
-                "and a fixture's tasks can't outlive it",
-            )
-        if not ours:
-            _fail_setup(
-                fixturedef,
-                request,
-                f"fixture {fixturedef.argname!r} must run inside nursery_io, but test "
-                f"{item.name!r} is not a nursery_io test. Make the test 'async def' (in "
-                f"nursery_io mode) or mark it with @pytest.mark.{MARKER}.",
-            )
+            _fail_setup(fixturedef, request, _scope_error(fixturedef, trio_texts))
         kwargs = {name: request.getfixturevalue(name) for name in fixturedef.argnames}
-    cache_key = fixturedef.cache_key(request)  # type: ignore[arg-type]
     if func is _nursery_fixture:
-        fixturedef.cached_result = (_NURSERY, cache_key, None)
-        return _NURSERY
+        return _cache(fixturedef, request, _NURSERY)
     if _resolve_fixture_function is not None:
         func = _resolve_fixture_function(fixturedef, request)
     placeholder = DeferredFixture(fixturedef.argname, func, kwargs)
-    fixturedef.cached_result = (placeholder, cache_key, None)
     item.stash.setdefault(_DEFERRED_KEY, []).append(placeholder)
-    return placeholder
+    return _cache(fixturedef, request, placeholder)
+
+
+def _setup_for_another_test(
+    fixturedef: pytest.FixtureDef[Any],
+    request: pytest.FixtureRequest,
+    item: pytest.Item,
+    settings: _Settings,
+) -> object | None:
+    """A fixture requested by a test this plugin doesn't run."""
+    func = fixturedef.func
+    builtin: str | None = getattr(func, _BUILTIN_ATTR, None)
+    if builtin is not None and settings.pytest_trio_active:
+        # Our definition hides pytest-trio's: give the test what pytest-trio would.
+        if builtin == "nursery":
+            return None  # marked as a trio_fixture: pytest-trio's own hook handles it
+        return _cache(fixturedef, request, _pytest_trio_clock(builtin))
+    forced = _is_forced(func, settings)
+    if not (forced or _is_async_callable(func)):
+        return None
+    if not forced and (_is_foreign(item, settings) or not _mode_enabled(request.config, settings)):
+        return None  # not ours to handle: another plugin may, or pytest reports it
+    trio_texts = settings.trio_mode and not getattr(func, _FORCED_ATTR, False)
+    if fixturedef.scope != "function":
+        _fail_setup(fixturedef, request, _scope_error(fixturedef, trio_texts))
+    _fail_setup(fixturedef, request, _not_ours_error(fixturedef, item, trio_texts))
 
 
 # ----- the test call -----
@@ -248,9 +458,11 @@ def pytest_fixture_setup(
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    if pyfuncitem.get_closest_marker(MARKER) is None:
+    flavour = _flavour(pyfuncitem, _settings(pyfuncitem.config))
+    if flavour is None:
         return None
-    _check_marker_arguments(pyfuncitem)
+    if flavour == "nursery_io":
+        _check_marker_arguments(pyfuncitem)
     funcargs = pyfuncitem.funcargs
     testargs = {name: funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
     handle = getattr(pyfuncitem.obj, "hypothesis", None)
@@ -260,13 +472,16 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         pyfuncitem.obj(**testargs)
         return True
     if not inspect.iscoroutinefunction(test_fn):
+        if flavour == "trio":
+            # pytest-trio fails every sync test that carries its marker.
+            pytest.fail(f"test function `{pyfuncitem!r}` is marked trio but is not async")
         if any(mark.name == MARKER for mark in pyfuncitem.own_markers):
             pytest.fail(
                 f"test {pyfuncitem.name!r} is marked {MARKER} but is not an 'async def' function",
                 pytrace=False,
             )
         return None  # marked through its module or class: a plain test runs as usual
-    runner = _make_test_runner(pyfuncitem, test_fn)
+    runner = _make_test_runner(pyfuncitem, test_fn, flavour)
     if handle is None:
         runner(**testargs)
         return True
@@ -294,31 +509,62 @@ def _check_marker_arguments(item: pytest.Function) -> None:
             )
 
 
-def _choose_run(item: pytest.Function) -> Callable[..., object]:
-    for mark in item.iter_markers(MARKER):
+def _choose_run(item: pytest.Function, flavour: Flavour) -> Callable[..., object]:
+    marker = MARKER if flavour == "nursery_io" else TRIO_MARKER
+    for mark in item.iter_markers(marker):
         run = mark.kwargs.get("run")
         if run is not None:
             if not callable(run):
-                pytest.fail(f"@pytest.mark.{MARKER}(run=...) must be callable", pytrace=False)
+                pytest.fail(f"@pytest.mark.{marker}(run=...) must be callable", pytrace=False)
             return run  # type: ignore[no-any-return]
+    # In trio mode the trio_run setting can only say "trio" (checked at configure).
     return nursery_io.run
 
 
-def _make_test_runner(item: pytest.Function, test_fn: Callable[..., Any]) -> Callable[..., None]:
-    run = _choose_run(item)
+def _pytest_trio_clock_and_instruments(
+    kwargs: Mapping[str, object],
+) -> tuple[Clock | None, list[Instrument]]:
+    """pytest-trio's rule: the test's own arguments, at most one of them a Clock."""
+    clocks = {name: value for name, value in kwargs.items() if isinstance(value, Clock)}
+    if len(clocks) > 1:
+        raise ValueError(f"Expected at most one Clock in kwargs, got {clocks!r}")
+    instruments = [value for value in kwargs.values() if isinstance(value, Instrument)]
+    return next(iter(clocks.values()), None), instruments
+
+
+def _make_test_runner(
+    item: pytest.Function, test_fn: Callable[..., Any], flavour: Flavour
+) -> Callable[..., None]:
+    run = _choose_run(item, flavour)
     deferred = list(item.stash.get(_DEFERRED_KEY, ()))
-    clock, instruments = select_clock_and_instruments(
-        (name, value)
-        for name, value in item.funcargs.items()
-        if not isinstance(value, DeferredFixture)
+    # nursery_io's rule looks at every fixture of the test; pytest-trio's at the arguments
+    # of each call (Hypothesis adds its own).
+    fixed_clock_and_instruments = (
+        select_clock_and_instruments(
+            (name, value)
+            for name, value in item.funcargs.items()
+            if not isinstance(value, DeferredFixture)
+        )
+        if flavour == "nursery_io"
+        else None
     )
 
     @functools.wraps(test_fn)
     def runner(*args: object, **kwargs: object) -> None:
         __tracebackhide__ = True
-        test_run = _TestRun(deferred, test_fn, args, kwargs)
+        if fixed_clock_and_instruments is None:
+            clock, instruments = _pytest_trio_clock_and_instruments(kwargs)
+        else:
+            clock, instruments = fixed_clock_and_instruments
+        test_run = _TestRun(deferred, test_fn, args, kwargs, flavour)
         try:
             run(test_run.main, clock=clock, instruments=instruments)
+        except nursery_io.TrioInternalError as exc:
+            if isinstance(exc.__cause__, _PYTEST_OUTCOMES):
+                # Raised by a signal handler while the run was waiting for events: that's
+                # pytest-timeout's (signal method) "Failed: Timeout", not a bug of the run.
+                raise exc.__cause__ from None
+            raise
         except BaseExceptionGroup as group:
             if group.subgroup(KeyboardInterrupt) is not None:
                 # Ctrl-C must stop the session, not be reported as one more test failure.
@@ -384,7 +630,18 @@ class _Flag:
 class _Node:
     """One deferred fixture, or the test itself, during one run."""
 
-    __slots__ = ("args", "finished", "func", "is_test", "kwargs", "name", "ready", "value")
+    __slots__ = (
+        "args",
+        "func",
+        "is_test",
+        "kwargs",
+        "name",
+        "set_up",
+        "torn_down",
+        "used",
+        "users",
+        "value",
+    )
 
     def __init__(
         self,
@@ -400,22 +657,26 @@ class _Node:
         self.kwargs = kwargs
         self.is_test = is_test
         self.value: object = None
-        # Set when setup has finished or was given up; the next node may then start.
-        self.ready = _Flag()
-        # Set when the node (and so everything set up after it) has finished.
-        self.finished = _Flag()
+        # The fixtures this node waits for before it starts, and the nodes that wait for
+        # it (its teardown waits until they have all finished).
+        self.used: list[_Node] = []
+        self.users: list[_Node] = []
+        # Set when setup has finished or was given up; users may then start.
+        self.set_up = _Flag()
+        # Set when the node has finished altogether (torn down, or never started).
+        self.torn_down = _Flag()
 
 
 class _TestRun:
     """Sets up the deferred fixtures, runs the test and tears down, inside one run.
 
-    Nodes (the fixtures in pytest's setup order, then the test) each get a task. Node *k*
-    starts setting up when node *k-1* is ready, and tears down once node *k+1* has
-    finished, so setup and teardown are strictly ordered while every fixture's task (and
-    anything it started) stays alive through the test.
+    Every node (a fixture, or the test) gets a task, all started together. A node waits
+    for the fixtures it uses to be set up, sets up, then waits for its users to finish
+    before it tears down. The test uses every fixture, so fixtures pytest set up for it
+    without it asking by name (autouse, ``usefixtures``) live exactly as long as the rest.
 
-    A failure anywhere "crashes" the run: setups still in progress and the test are
-    cancelled, nodes that haven't started are skipped, and the nodes that did set up are
+    A failure anywhere "crashes" the run: the setups in progress and the test are
+    cancelled, nodes that haven't started never do, and the ones that did set up are
     torn down in order as usual.
     """
 
@@ -425,14 +686,33 @@ class _TestRun:
         test_fn: Callable[..., Any],
         args: tuple[object, ...],
         kwargs: Mapping[str, object],
+        flavour: Flavour,
     ) -> None:
+        # pytest-trio's reporting: errors come out of each node's own nursery.
+        self.wrap_errors = flavour == "trio"
+        self.group_message = (
+            "errors in async test and trio fixtures"
+            if flavour == "trio"
+            else "errors in the async test and its fixtures"
+        )
         self.nodes: list[_Node] = []
         self.node_for: dict[DeferredFixture, _Node] = {}
         for fixture in deferred:
             node = _Node(f"<fixture {fixture.name!r}>", fixture.func, (), fixture.kwargs, False)
             self.node_for[fixture] = node
             self.nodes.append(node)
-        self.nodes.append(_Node(f"<test {test_fn.__name__!r}>", test_fn, args, kwargs, True))
+        test = _Node(f"<test {test_fn.__name__!r}>", test_fn, args, kwargs, True)
+        for node in self.nodes:
+            node.used = self._fixtures_in(node.kwargs.values())
+            for used in node.used:
+                used.users.append(node)
+        test.used = list(self.nodes)
+        for used in test.used:
+            used.users.append(test)
+        self.test = test
+        self.nodes.append(test)
+        self.unfinished = len(self.nodes)
+        self.all_finished = _Flag()
         self.context: contextvars.Context | None = None
         self.crashed = False
         self.errors: list[BaseException] = []
@@ -440,6 +720,14 @@ class _TestRun:
         self.cancelled_by: list[_Node] = []
         # Scopes around setups in progress and around the test: what a crash cancels.
         self.active: set[nursery_io.CancelScope] = set()
+
+    def _fixtures_in(self, values: Iterable[object]) -> list[_Node]:
+        found: list[_Node] = []
+        for value in values:
+            node = self.node_for.get(value) if isinstance(value, DeferredFixture) else None
+            if node is not None and node not in found:
+                found.append(node)
+        return found
 
     def crash(self, node: _Node, exc: BaseException | None) -> None:
         if exc is None or isinstance(exc, nursery_io.Cancelled):
@@ -457,16 +745,16 @@ class _TestRun:
         __tracebackhide__ = True
         self.context = contextvars.copy_context()
         async with nursery_io.open_nursery() as nursery:
-            for index, node in enumerate(self.nodes):
-                nursery.start_soon(self._run_node, index, name=node.name)
-            # The first node finishes last. Waiting for it here (rather than in the
-            # nursery's exit) lets a deferred Ctrl-C, which is delivered to this task,
-            # stop the test like any crash and still tear the fixtures down in order.
-            while not self.nodes[0].finished.is_set:
+            for node in self.nodes:
+                nursery.start_soon(self._run_node, node, name=node.name)
+            # Waiting here (rather than in the nursery's exit) lets a deferred Ctrl-C,
+            # which is delivered to this task, stop the test like any crash and still
+            # tear the fixtures down in order.
+            while not self.all_finished.is_set:
                 try:
-                    await self.nodes[0].finished.wait()
+                    await self.all_finished.wait()
                 except KeyboardInterrupt as exc:
-                    self.crash(self.nodes[-1], exc)
+                    self.crash(self.test, exc)
         errors = list(self.errors)
         for node in self.cancelled_by:
             if node not in self.failed:
@@ -477,7 +765,7 @@ class _TestRun:
         if len(errors) == 1:
             raise errors[0]
         if errors:
-            raise BaseExceptionGroup("errors in the async test and its fixtures", errors)
+            raise BaseExceptionGroup(self.group_message, errors)
 
     def _resolve(
         self, kwargs: Mapping[str, object], own_nursery: nursery_io.Nursery | None
@@ -503,89 +791,92 @@ class _TestRun:
     # user code (frames in nursery_io's own modules are otherwise KI-protected).
 
     @disable_ki_protection
-    async def _run_node(self, index: int) -> None:
+    async def _run_node(self, node: _Node) -> None:
         __tracebackhide__ = True
-        node = self.nodes[index]
         assert self.context is not None
         # Every node runs in the one shared context; the assignment takes effect at the
         # task's next step, hence the schedule point.
         current_task().context = self.context
         await cancel_shielded_checkpoint()
         try:
-            if index:
-                await self.nodes[index - 1].ready.wait()
-            if not self.crashed:
-                await self._live(index, node)
+            if self.wrap_errors or any(value is _NURSERY for value in node.kwargs.values()):
+                await self._in_own_nursery(node)
+            else:
+                # A nursery of its own isn't needed: just a scope that a crash can cancel.
+                with nursery_io.CancelScope() as scope:
+                    await self._lifetime(node, scope, None)
         except BaseException as exc:
             self.crash(node, exc)
         finally:
-            node.ready.set()
-            node.finished.set()
+            node.set_up.set()
+            node.torn_down.set()
+            self.unfinished -= 1
+            if not self.unfinished:
+                self.all_finished.set()
 
     @disable_ki_protection
-    async def _live(self, index: int, node: _Node) -> None:
+    async def _in_own_nursery(self, node: _Node) -> None:
         __tracebackhide__ = True
-        # This scope must stay open until teardown: a fixture that yields inside a
-        # nursery or cancel scope leaves those open in this task, nested inside it.
-        with nursery_io.CancelScope() as scope:
-            self.active.add(scope)
-            if not any(value is _NURSERY for value in node.kwargs.values()):
-                await self._lifetime(index, node, scope, None)
-                return
-            # The `nursery` fixture: a nursery owned by this node's task, so its tasks
-            # are cancelled once the test returns (or the fixture is torn down), and a
-            # crash in one of them cancels this node first.
-            async with nursery_io.open_nursery() as own:
-                try:
-                    await self._lifetime(index, node, scope, own)
-                except nursery_io.Cancelled:
-                    raise  # it belongs to a scope outside this body
-                except BaseException as exc:
-                    # Record the node's own error here, so that it is reported as itself
-                    # rather than wrapped in this nursery's exception group.
-                    self.crash(node, exc)
-                finally:
-                    own.cancel_scope.cancel()
+        # The node's own nursery: what the `nursery` fixture gives it, and (as in
+        # pytest-trio) the scope a crash cancels and what wraps the node's errors. Its
+        # tasks are cancelled once the test returns (or the fixture is torn down), and a
+        # crash in one of them cancels the node first.
+        async with nursery_io.open_nursery() as own:
+            try:
+                await self._lifetime(node, own.cancel_scope, own)
+            except nursery_io.Cancelled:
+                raise  # it belongs to a scope outside this body
+            except BaseException as exc:
+                if self.wrap_errors:
+                    raise
+                # Recorded here, the node's own error is reported as itself rather than
+                # wrapped in this nursery's exception group.
+                self.crash(node, exc)
+            finally:
+                own.cancel_scope.cancel()
 
     @disable_ki_protection
     async def _lifetime(
-        self,
-        index: int,
-        node: _Node,
-        scope: nursery_io.CancelScope,
-        own_nursery: nursery_io.Nursery | None,
+        self, node: _Node, scope: nursery_io.CancelScope, own: nursery_io.Nursery | None
     ) -> None:
         __tracebackhide__ = True
-        following = self.nodes[index + 1] if index + 1 < len(self.nodes) else None
-        try:
-            kwargs = self._resolve(node.kwargs, own_nursery)
-            if node.is_test:
-                await node.func(*node.args, **kwargs)
-                return
-            produced = node.func(**kwargs)
-            node.value = await self._setup(node, produced)
-        finally:
-            self.active.discard(scope)
-        node.ready.set()
+        for used in node.used:
+            await used.set_up.wait()
+        if self.crashed:
+            return  # something failed before this node could start: it never does
+        self.active.add(scope)
+        kwargs = self._resolve(node.kwargs, own)
+        if node.is_test:
+            await node.func(*node.args, **kwargs)
+            return
+        produced = node.func(**kwargs)
+        node.value = await self._setup(node, produced)
+        self.active.discard(scope)
+        node.set_up.set()
         thrown: BaseException | None = None
-        if following is not None:
-            if scope.cancel_called:
-                # A crash arrived just as setup finished: nothing after us will start.
+        if scope.cancel_called:
+            # A crash arrived as setup finished: no user will start; only wait for the
+            # ones that are on their way out.
+            with nursery_io.CancelScope(shield=True):
+                await self._wait_for_users(node)
+        else:
+            try:
+                await self._wait_for_users(node)
+            except nursery_io.Cancelled as exc:
+                # Only scopes opened by this fixture (still open across its yield) or its
+                # own nursery can cancel us here: a task in one of its nurseries crashed.
+                # Stop the test, let the users finish, then hand the Cancelled to the
+                # fixture so that its nurseries unwind and report.
+                thrown = exc
+                self.crash(node, None)
                 with nursery_io.CancelScope(shield=True):
-                    await following.finished.wait()
-            else:
-                try:
-                    await following.finished.wait()
-                except nursery_io.Cancelled as exc:
-                    # Only scopes opened by this fixture (still open across its yield) or
-                    # its `nursery` can cancel us here: a task in one of its nurseries
-                    # crashed. Stop the test, let everything after us finish, then hand
-                    # the Cancelled to the fixture so its nurseries unwind and report.
-                    thrown = exc
-                    self.crash(node, None)
-                    with nursery_io.CancelScope(shield=True):
-                        await following.finished.wait()
+                    await self._wait_for_users(node)
         await self._teardown(node, produced, thrown)
+
+    @staticmethod
+    async def _wait_for_users(node: _Node) -> None:
+        for user in node.users:
+            await user.torn_down.wait()
 
     @disable_ki_protection
     async def _setup(self, node: _Node, produced: object) -> object:
@@ -607,6 +898,11 @@ class _TestRun:
     @disable_ki_protection
     async def _teardown(self, node: _Node, produced: object, thrown: BaseException | None) -> None:
         __tracebackhide__ = True
+        too_many = (
+            "too many yields in fixture"
+            if self.wrap_errors
+            else f"{node.name} yielded more than once"
+        )
         if isinstance(produced, AsyncGeneratorType):
             try:
                 if thrown is None:
@@ -616,7 +912,7 @@ class _TestRun:
             except StopAsyncIteration:
                 return
             await produced.aclose()
-            raise RuntimeError(f"{node.name} yielded more than once")
+            raise RuntimeError(too_many)
         if isinstance(produced, GeneratorType):
             try:
                 if thrown is None:
@@ -626,7 +922,7 @@ class _TestRun:
             except StopIteration:
                 return
             produced.close()
-            raise RuntimeError(f"{node.name} yielded more than once")
+            raise RuntimeError(too_many)
 
 
 # ----- built-in fixtures -----
@@ -639,11 +935,21 @@ def _nursery_fixture() -> nursery_io.Nursery:
     tasks are cancelled when the test returns; for a fixture, after its teardown. A task
     in it that raises cancels the requester and fails the test with that error.
     """
-    raise AssertionError("unreachable: the nursery_io plugin supplies this fixture's value")
+    # Only pytest-trio calls this: when this definition hides its own `nursery` (both
+    # plugins active), it serves pytest-trio's tests as a trio_fixture and must return
+    # pytest-trio's marker value. nursery_io's plugin never calls it.
+    placeholder: Any = getattr(
+        sys.modules.get(PYTEST_TRIO_PLUGIN), "NURSERY_FIXTURE_PLACEHOLDER", None
+    )
+    if placeholder is None:
+        raise AssertionError("unreachable: the nursery_io plugin supplies this fixture's value")
+    return placeholder  # type: ignore[no-any-return]
 
 
-# Marked so that a plain test asking for it gets our explanation, not pytest's generic one.
+# Forced: a plain test asking for it gets our explanation, not pytest's generic one; and
+# for pytest-trio it is a trio_fixture like its own `nursery`.
 setattr(_nursery_fixture, _FORCED_ATTR, True)
+setattr(_nursery_fixture, _PYTEST_TRIO_FORCED_ATTR, True)
 # The value pytest caches for `nursery`; each node that uses it gets its own nursery.
 _NURSERY: Final = DeferredFixture("nursery", _nursery_fixture, {})
 
@@ -660,9 +966,14 @@ def _autojump_clock_fixture() -> MockClock:
     return MockClock(autojump_threshold=0)
 
 
-for _builtin in (_nursery_fixture, _mock_clock_fixture, _autojump_clock_fixture):
-    setattr(_builtin, _BUILTIN_ATTR, True)
-del _builtin
+_OWN_BUILTINS: Final[dict[str, Callable[[], object]]] = {
+    "nursery": _nursery_fixture,
+    "mock_clock": _mock_clock_fixture,
+    "autojump_clock": _autojump_clock_fixture,
+}
+for _name, _builtin in _OWN_BUILTINS.items():
+    setattr(_builtin, _BUILTIN_ATTR, _name)
+del _name, _builtin
 
 nursery = pytest.fixture(name="nursery")(_nursery_fixture)
 mock_clock = pytest.fixture(name="mock_clock")(_mock_clock_fixture)

@@ -12,3 +12,7 @@ def pytest_configure() -> None:
     # restore Python's usual handler (inherited by children as "not ignored").
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+# A pytest-trio suite kept as data: tests/test_pytest_trio_suite.py runs it in subprocesses.
+collect_ignore = ["pytest_trio_suite"]

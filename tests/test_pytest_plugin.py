@@ -195,14 +195,125 @@ def test_fixture_setup_and_teardown_order(pytester: pytest.Pytester) -> None:
             assert (first, second, third) == ("p1", "p1s2", 3)
             log.append("test")
 
+        def before(a, b):
+            return log.index(a) < log.index(b)
+
         def test_check():
-            assert log == [
+            # Fixtures set up concurrently, each after what it uses, and tear down in
+            # reverse dependency order; `third` depends on nothing and is free to go
+            # anywhere in between. The sync `plain` is pytest's own, outside the run.
+            assert sorted(log) == sorted([
                 "plain up", "third up", "first up", "sync up", "second up", "test",
                 "sync down", "first down", "third down", "plain down",
+            ])
+            assert log[0] == "plain up" and log[5] == "test" and log[-1] == "plain down"
+            assert before("first up", "sync up") and before("sync up", "second up")
+            assert before("sync down", "first down")
+        """,
+    )
+    result.assert_outcomes(passed=2)
+
+
+def test_fixtures_set_up_concurrently_each_after_what_it_uses(pytester: pytest.Pytester) -> None:
+    result = run_inner(
+        pytester,
+        """
+        import pytest, nursery_io
+
+        log = []
+
+        @pytest.fixture
+        def handshake():
+            return nursery_io.Event()
+
+        @pytest.fixture
+        async def waits(handshake):
+            # Set up one at a time with this one first, this would never finish: the
+            # event is set by `sets`, which doesn't depend on this fixture.
+            with nursery_io.fail_after(10):
+                await handshake.wait()
+            log.append("waits ready")
+            yield
+            log.append("waits down")
+
+        @pytest.fixture
+        async def sets(handshake):
+            await nursery_io.sleep(1)
+            handshake.set()
+            log.append("sets ready")
+            yield
+            await nursery_io.sleep(1)
+            log.append("sets down")
+
+        @pytest.fixture
+        async def user(waits, sets):
+            log.append("user ready")
+            yield
+            log.append("user down")
+
+        async def test_it(user, autojump_clock):
+            log.append(f"test at {nursery_io.current_time():g}")
+
+        def test_check():
+            assert log == [
+                "sets ready", "waits ready", "user ready", "test at 1",
+                "user down", "waits down", "sets down",
             ]
         """,
     )
     result.assert_outcomes(passed=2)
+
+
+def test_nursery_io_fixture(pytester: pytest.Pytester) -> None:
+    result = run_inner(
+        pytester,
+        """
+        import pytest, nursery_io
+        from nursery_io.pytest_plugin import nursery_io_fixture
+
+        @nursery_io_fixture
+        def started_at():
+            # A plain function, but it runs inside the test's run.
+            return nursery_io.current_time()
+
+        @nursery_io_fixture
+        async def also_async():
+            await nursery_io.sleep(0)
+            return "async"
+
+        async def test_uses_it(started_at, also_async, mock_clock):
+            assert started_at == 0 and also_async == "async"
+
+        def test_plain_test_cannot(started_at):
+            pass
+        """,
+        mode=False,
+    )
+    # Without nursery_io mode neither test is ours, so neither may use the fixture.
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*fixture 'started_at' must run inside nursery_io, but test "
+            "'test_plain_test_cannot' is not a nursery_io test*",
+            "*fixture 'started_at' must run inside nursery_io, but test "
+            "'test_uses_it' is not a nursery_io test*",
+        ]
+    )
+    pytester.makepyfile(
+        test_marked="""
+        import pytest, nursery_io
+        from nursery_io.pytest_plugin import nursery_io_fixture
+
+        @nursery_io_fixture
+        def started_at():
+            return nursery_io.current_time()
+
+        @pytest.mark.nursery_io
+        async def test_uses_it(started_at, mock_clock):
+            assert started_at == 0
+        """
+    )
+    pytester.runpytest("test_marked.py").assert_outcomes(passed=1)
 
 
 def test_autouse_parametrized_and_class_fixtures(pytester: pytest.Pytester) -> None:
@@ -858,29 +969,51 @@ def test_wide_scope_error_in_marker_mode(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*async fixture 'per_class' has scope 'class'*"])
 
 
-def test_fixture_names_shared_with_pytest_trio_are_reported(pytester: pytest.Pytester) -> None:
-    # With pytest-trio active too, only one plugin's `autojump_clock` is visible; a test
-    # of the other library must not silently get the wrong clock.
+def test_fixture_names_shared_with_pytest_trio_go_to_each_plugins_tests(
+    pytester: pytest.Pytester,
+) -> None:
+    # With pytest-trio active too, both plugins define `nursery`, `mock_clock` and
+    # `autojump_clock`, and pytest lets one definition of each name win. Whichever wins
+    # (it depends on plugin load order, so both orders are run), each test gets its own
+    # plugin's fixture.
     pytester.makeini(
         "[pytest]\nnursery_io_mode = true\naddopts = -p no:anyio -p no:cacheprovider\n"
     )
     pytester.makepyfile(
         """
-        import pytest
+        import pytest, trio, trio.testing, nursery_io, nursery_io.testing
 
         @pytest.mark.trio
-        async def test_trio_side(autojump_clock):
-            pass
+        async def test_trio_side(autojump_clock, nursery):
+            assert type(autojump_clock) is trio.testing.MockClock
+            assert trio.lowlevel.current_clock() is autojump_clock
+            assert isinstance(nursery, trio.Nursery)
+            await trio.sleep(10)
 
-        async def test_nursery_io_side(autojump_clock):
+        @pytest.mark.trio
+        async def test_trio_mock_clock(mock_clock):
+            assert trio.lowlevel.current_clock() is mock_clock
+
+        async def test_nursery_io_side(autojump_clock, nursery):
+            assert type(autojump_clock) is nursery_io.testing.MockClock
+            assert nursery_io.lowlevel.current_clock() is autojump_clock
+            assert isinstance(nursery, nursery_io.Nursery)
+            await nursery_io.sleep(10)
+
+        async def test_nursery_io_mock_clock(mock_clock):
+            assert nursery_io.lowlevel.current_clock() is mock_clock
+
+        def test_plain_test_gets_pytest_trios_clock(mock_clock):
+            assert type(mock_clock) is trio.testing.MockClock
+
+        def test_plain_test_cannot_use_either_nursery(nursery):
             pass
         """
     )
-    result = pytester.runpytest()
-    # Which plugin's fixture wins depends on plugin load order; either way the test of
-    # the other library gets the explanation.
-    result.assert_outcomes(errors=1, passed=1)
-    result.stdout.fnmatch_lines(["*both plugins define this fixture*-p no:trio*"])
+    for first in ("trio", "nursery_io"):
+        result = pytester.runpytest_subprocess("-p", first)
+        result.assert_outcomes(passed=5, errors=1)
+        result.stdout.fnmatch_lines(["*Trio fixtures can only be used by Trio tests*"])
 
 
 def test_keyboard_interrupt_protection_is_off_in_tests_and_fixtures(

@@ -15,10 +15,9 @@ report for every phase); the two traces must be identical.
 
 Trio's scheduler shuffles tasks within a batch, so the scenarios order events with
 ``wait_all_tasks_blocked``, events and channels, never with "which runnable task goes
-first". pytest-trio sets up a test's async fixtures concurrently, while our plugin sets
-them up one at a time in pytest's order (docs/coming-from-trio.rst); the scenarios only
-use fixtures that depend on each other in a chain, where both orders agree. The
-difference itself is checked, as documented behaviour, by the last test here.
+first". Both plugins set a test's independent fixtures up (and tear them down)
+concurrently; the last test here checks that on a pair of independent fixtures.
+tests/test_pytest_trio_suite.py runs a whole pytest-trio-style suite three ways.
 """
 
 from __future__ import annotations
@@ -657,33 +656,20 @@ async def test_independent_fixtures(first, second, trace):
 """
 
 
-def test_documented_difference_independent_fixtures(
+def test_independent_fixtures_set_up_and_torn_down_concurrently(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # pytest-trio sets up (and tears down) fixtures that don't depend on each other
-    # concurrently; our plugin goes one at a time in pytest's order, tearing down in
-    # reverse. Documented in docs/coming-from-trio.rst ("The pytest plugin sets fixtures
-    # up one at a time").
+    # Both plugins start every fixture of the test at once: two independent fixtures both
+    # start their setup before either is ready, and both tear down once the test is over.
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_difference=DIFFERENCE)
-    traces = {}
     for lib in ENGINES:
         result, lib_traces = run_session(pytester, monkeypatch, lib)
         result.assert_outcomes(passed=1)
-        traces[lib] = [
+        trace = [
             entry for entry in lib_traces["test_independent_fixtures"] if isinstance(entry, str)
         ]
-    assert traces["nursery_io"] == [
-        "first: setup starts",
-        "first: ready",
-        "second: setup starts",
-        "second: ready",
-        "test",
-        "second: torn down",
-        "first: torn down",
-    ]
-    trio_trace = traces["trio"]
-    assert sorted(trio_trace) == sorted(traces["nursery_io"])
-    # Both setups start before either finishes; which one goes first is up to Trio.
-    assert set(trio_trace[:2]) == {"first: setup starts", "second: setup starts"}
-    assert trio_trace[4] == "test"
+        assert set(trace[:2]) == {"first: setup starts", "second: setup starts"}, (lib, trace)
+        assert set(trace[2:4]) == {"first: ready", "second: ready"}, (lib, trace)
+        assert trace[4] == "test", (lib, trace)
+        assert set(trace[5:]) == {"first: torn down", "second: torn down"}, (lib, trace)

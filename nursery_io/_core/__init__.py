@@ -1,5 +1,7 @@
 """The core runtime: runner, tasks, nurseries, cancel scopes, traps. See DESIGN.md."""
 
+# Imported so that ``trio._core._run`` resolves in trio mode (see the module).
+from . import _run as _run
 from ._cancel import CancelScope
 from ._context import current_task
 from ._detach import (
