@@ -69,6 +69,18 @@ def remove_instrument(instrument: "Instrument") -> None:
 
 from ._abc_clock import Instrument  # noqa: E402  (used in annotations above)
 
+# Seeing inside a running program (docs/debugging.rst). Nothing here costs anything
+# until called.
+from ._introspect import (  # noqa: E402
+    format_task_tree,
+    print_task_tree,
+    record_creation_sites,
+    task_tree_snapshot,
+)
+from ._introspect._server import start_console_server  # noqa: E402
+from ._introspect._signal import disable_debug_signal, enable_debug_signal  # noqa: E402
+from ._introspect._trace import TraceRecorder  # noqa: E402
+
 # Last: _subprocess builds on modules that import this one.
 from ._subprocess import open_process  # noqa: E402
 from ._unbounded_queue import UnboundedQueue, UnboundedQueueStatistics  # noqa: E402
@@ -95,6 +107,7 @@ __all__ = [
     "RunVarToken",
     "SteppedRun",
     "Task",
+    "TraceRecorder",
     "TrioToken",
     "UnboundedQueue",
     "UnboundedQueueStatistics",
@@ -110,9 +123,12 @@ __all__ = [
     "current_token",
     "current_trio_token",
     "currently_ki_protected",
+    "disable_debug_signal",
     "disable_ki_protection",
+    "enable_debug_signal",
     "enable_ki_protection",
     "encode_hostname",
+    "format_task_tree",
     "in_run",
     "in_task",
     "in_trio_run",
@@ -121,15 +137,19 @@ __all__ = [
     "open_process",
     "ops",
     "permanently_detach_coroutine_object",
+    "print_task_tree",
     "read_at",
     "reattach_detached_coroutine_object",
+    "record_creation_sites",
     "remove_instrument",
     "remove_parking_lot_breaker",
     "reschedule",
     "run_op",
     "spawn_system_task",
+    "start_console_server",
     "start_guest_run",
     "start_thread_soon",
+    "task_tree_snapshot",
     "temporarily_detach_coroutine_object",
     "wait_readable",
     "wait_task_rescheduled",

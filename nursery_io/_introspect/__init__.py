@@ -46,9 +46,7 @@ def format_task_tree(*, compress_min: int = 3, max_frames: int = 3) -> str:
     tasks are folded into one line once there are ``compress_min`` of them. Must be called
     from inside the run (in a task, or a ``run_sync_soon`` callback).
     """
-    return format_snapshot(
-        task_tree_snapshot(), compress_min=compress_min, max_frames=max_frames
-    )
+    return format_snapshot(task_tree_snapshot(), compress_min=compress_min, max_frames=max_frames)
 
 
 def print_task_tree(

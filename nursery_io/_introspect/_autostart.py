@@ -39,14 +39,14 @@ def _warn(message: str) -> None:
 def autostart(runner: Runner) -> None:
     environ = os.environ
     value = environ.get("NURSERY_IO_DEBUG_SIGNAL")
-    if value and value != "0":
-        if threading.current_thread() is threading.main_thread():
-            from ._signal import enable_debug_signal
+    # A signal handler can only be installed from the main thread.
+    if value and value != "0" and threading.current_thread() is threading.main_thread():
+        from ._signal import enable_debug_signal
 
-            try:
-                enable_debug_signal(parse_signal(value), _runner=runner)
-            except (AttributeError, ValueError, OSError) as exc:
-                _warn(f"NURSERY_IO_DEBUG_SIGNAL={value!r} ignored: {exc}")
+        try:
+            enable_debug_signal(parse_signal(value), _runner=runner)
+        except (AttributeError, ValueError, OSError) as exc:
+            _warn(f"NURSERY_IO_DEBUG_SIGNAL={value!r} ignored: {exc}")
     value = environ.get("NURSERY_IO_CONSOLE")
     if value and value != "0":
         from ._server import start_console_server_soon
@@ -57,6 +57,4 @@ def autostart(runner: Runner) -> None:
     if value:
         from ._trace import TraceRecorder
 
-        runner.instruments.add_instrument(
-            TraceRecorder(value.replace("{pid}", str(os.getpid())))
-        )
+        runner.instruments.add_instrument(TraceRecorder(value.replace("{pid}", str(os.getpid()))))

@@ -154,7 +154,7 @@ def _rate(now: Json, before: Json | None, get: Any) -> float | None:
     if elapsed <= 0:
         return None
     try:
-        return float(get(now) - get(before)) / elapsed
+        return float(get(now) - get(before)) / elapsed  # type: ignore[no-any-return]
     except (KeyError, TypeError):
         return None
 
@@ -251,18 +251,21 @@ def render_console(
         if fds
         else "none"
     )
+    head.append(
+        f"\nsort: {sort}   keys: b busy  i idle  s steps  d delay  n name  t tree  q quit",
+        style="dim",
+    )
     parts: list[Any] = [head, table, waits, fd_text]
     if show_tree:
         tree_lines = format_snapshot(snapshot, summary=False).splitlines()[1:]
-        room = max(3, height - rows - 18)
+        room = max(3, height - rows - 19)
         if len(tree_lines) > room:
             tree_lines = [*tree_lines[: room - 1], f"... ({len(tree_lines) - room + 1} more)"]
         parts.append(Text("task tree", style="bold"))
         parts.append(Text("\n".join(tree_lines)))
     parts.append(
         Text(
-            f"sort: {sort}   keys: b busy  i idle  s steps  d delay  n name  "
-            "t tree  q quit",
+            f"sort: {sort}   keys: b busy  i idle  s steps  d delay  n name  t tree  q quit",
             style="reverse",
         )
     )
@@ -325,9 +328,10 @@ def console_main(argv: list[str]) -> int:
     conn = _connect(args.target)
     previous: Json | None = None
     try:
-        with _RawInput() as keyboard, Live(
-            console=console, screen=True, auto_refresh=False, transient=True
-        ) as live:
+        with (
+            _RawInput() as keyboard,
+            Live(console=console, screen=True, auto_refresh=False, transient=True) as live,
+        ):
             while True:
                 try:
                     snapshot = conn.snapshot(timing=True)

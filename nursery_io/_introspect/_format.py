@@ -4,7 +4,7 @@ Works on the snapshot's data alone, so the in-process dump, ``python -m nursery_
 and the console render the same thing the same way.
 
 Siblings that are alike are folded into one line: leaf tasks in the same nursery with the
-same state, the same kind of wait and the same user frames become ``×950 tasks ...``, so a
+same state, the same kind of wait and the same user frames become ``x950 tasks ...``, so a
 server with 10,000 connections gives a dump one can read.
 """
 
@@ -16,31 +16,13 @@ import sys
 from collections import Counter
 from typing import Any
 
-from ._snapshot import PACKAGE_DIR
+from ._snapshot import PACKAGE_DIR, short_path
 
 __all__ = ["find_lock_cycles", "format_snapshot", "short_path", "top_waits"]
 
 Json = dict[str, Any]
 
-_SITE_MARKERS = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
 _TRAPS_FILE = os.path.join("_core", "_traps.py")
-_PACKAGE_PARENT = os.path.dirname(PACKAGE_DIR.rstrip(os.sep)) + os.sep
-
-
-def short_path(filename: str) -> str:
-    """A file name short enough for one line: relative to the current directory, to
-    site-packages, or to nursery_io's parent directory."""
-    if filename.startswith(PACKAGE_DIR):
-        return filename[len(_PACKAGE_PARENT) :]
-    for marker in _SITE_MARKERS:
-        index = filename.rfind(marker)
-        if index >= 0:
-            return filename[index + len(marker) :]
-    try:
-        relative = os.path.relpath(filename)
-    except ValueError:
-        return filename
-    return filename if relative.startswith(".." + os.sep + "..") else relative
 
 
 def _is_internal(frame: list[Any]) -> bool:
@@ -192,7 +174,7 @@ class _Renderer:
         state = first["state"]
         what = f"[blocked] {wait['group']}" if wait is not None else f"[{state}]"
         self.lines.append(
-            f"{prefix}{branch}×{len(tasks)} tasks {_names_summary(tasks)}  {what}"
+            f"{prefix}{branch}x{len(tasks)} tasks {_names_summary(tasks)}  {what}"
             f"{_group_detail(tasks)}"
         )
         self.details(first, prefix + indent + "     ")
@@ -272,9 +254,7 @@ def format_snapshot(
         f"({states['running']} running, {states['runnable']} runnable, "
         f"{states['blocked']} blocked)"
     ]
-    renderer = _Renderer(
-        snapshot, compress_min if compress_min > 0 else sys.maxsize, max_frames
-    )
+    renderer = _Renderer(snapshot, compress_min if compress_min > 0 else sys.maxsize, max_frames)
     root = renderer.tasks.get(snapshot["root"]) if snapshot["root"] is not None else None
     if root is not None:
         renderer.task(root, "", True)
@@ -286,6 +266,6 @@ def format_snapshot(
         for cycle in find_lock_cycles(snapshot):
             chain = " -> ".join(repr(t["name"]) for t in [*cycle, cycle[0]])
             lines.append(f"DEADLOCK: each task waits for a lock held by the next: {chain}")
-        lines.append("top waits: " + "; ".join(f"{n}× {w}" for w, n in top_waits(snapshot, 5)))
+        lines.append("top waits: " + "; ".join(f"{n}x {w}" for w, n in top_waits(snapshot, 5)))
         lines.extend(_kernel_lines(snapshot))
     return "\n".join(lines) + "\n"

@@ -178,9 +178,7 @@ async def _serve(sock: stdlib_socket.socket, path: str, runner: Runner) -> None:
         async with open_nursery() as nursery:
             while True:
                 conn, _ = await listener.accept()
-                nursery.start_soon(
-                    _serve_client, SocketStream(conn), runner, name=CLIENT_TASK_NAME
-                )
+                nursery.start_soon(_serve_client, SocketStream(conn), runner, name=CLIENT_TASK_NAME)
     finally:
         listener.close()
         with contextlib.suppress(OSError):

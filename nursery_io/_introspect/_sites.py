@@ -22,6 +22,7 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.
 _sites: weakref.WeakKeyDictionary[object, tuple[str, int, str]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 _enabled = False
+_originals: list[tuple[type, str, Any]] = []
 
 
 def _caller_site() -> tuple[str, int, str] | None:
@@ -35,7 +36,8 @@ def _caller_site() -> tuple[str, int, str] | None:
 
 
 def _wrap_init(cls: type) -> None:
-    original = cls.__init__
+    original = cls.__init__  # type: ignore[misc]
+    _originals.append((cls, "__init__", cls.__dict__["__init__"]))
 
     @functools.wraps(original)
     def __init__(self: object, *args: Any, **kwargs: Any) -> None:
@@ -50,6 +52,7 @@ def _wrap_init(cls: type) -> None:
 def _wrap_factory(cls: type) -> None:
     # Memory channel ends are made by a private classmethod (open_memory_channel, clone).
     original = cls._create  # type: ignore[attr-defined]
+    _originals.append((cls, "_create", cls.__dict__["_create"]))
 
     def _create(state: object) -> object:
         end = original(state)
@@ -76,6 +79,17 @@ def record_creation_sites() -> None:
         _wrap_factory(MemorySendChannel)
         _wrap_factory(MemoryReceiveChannel)
         _enabled = True
+
+
+def stop_recording_creation_sites() -> None:
+    """Undo :func:`record_creation_sites` (for tests: put the constructors back)."""
+    global _enabled
+    with _lock:
+        while _originals:
+            cls, name, original = _originals.pop()
+            setattr(cls, name, original)
+        _sites.clear()
+        _enabled = False
 
 
 def recording_creation_sites() -> bool:

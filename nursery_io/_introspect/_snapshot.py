@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .._core._runner import Runner
     from .._core._task import Task
 
-__all__ = ["PACKAGE_DIR", "take_snapshot"]
+__all__ = ["PACKAGE_DIR", "short_path", "take_snapshot"]
 
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
@@ -55,11 +55,31 @@ def _codes() -> dict[types.CodeType, str]:
 _CODES: dict[types.CodeType, str] | None = None
 
 
+_SITE_MARKERS = (os.sep + "site-packages" + os.sep, os.sep + "dist-packages" + os.sep)
+_PACKAGE_PARENT = os.path.dirname(PACKAGE_DIR.rstrip(os.sep)) + os.sep
+
+
+def short_path(filename: str) -> str:
+    """A file name short enough for one line: relative to the current directory, to
+    site-packages, or to nursery_io's parent directory."""
+    if filename.startswith(PACKAGE_DIR):
+        return filename[len(_PACKAGE_PARENT) :]
+    for marker in _SITE_MARKERS:
+        index = filename.rfind(marker)
+        if index >= 0:
+            return filename[index + len(marker) :]
+    try:
+        relative = os.path.relpath(filename)
+    except ValueError:
+        return filename
+    return filename if relative.startswith(".." + os.sep + "..") else relative
+
+
 def _site(obj: object) -> str | None:
     site = creation_site(obj)
     if site is None:
         return None
-    return f"{site[0]}:{site[1]}"
+    return f"{short_path(site[0])}:{site[1]}"
 
 
 def _frames(task: Task) -> list[tuple[types.FrameType, int]]:
@@ -123,7 +143,10 @@ def _describe_op(op: Any) -> Json:
     if op.fd >= 0:
         parts.append(f"fd {op.fd}")
     if name in ("READ", "WRITE", "READV", "WRITEV"):
-        parts.append(f"{op.length}@{op.off}")
+        # An offset of all ones means "at the file position" (a pipe, a socket).
+        parts.append(
+            str(op.length) if op.off in (-1, 0xFFFFFFFFFFFFFFFF) else f"{op.length}@{op.off}"
+        )
     if op.filename is not None:
         filename = op.filename
         if isinstance(filename, bytes):
@@ -150,13 +173,12 @@ def _describe_wait(task: Task, frames: list[tuple[types.FrameType, int]], now: f
     abort = task._abort_func
     waiter = getattr(abort, "__self__", None)
     if waiter is not None and type(waiter).__name__ == "_OpWaiter":
-        info = _describe_op(waiter.op)
-        text = f"{info['text']} ({info['where']})"
+        op_info = _describe_op(waiter.op)
         return {
             "kind": "op",
-            "what": text,
-            "group": f"{info['text'].split(' ')[0]} op on {info['engine']}",
-            "op": info,
+            "what": f"{op_info['text']} ({op_info['where']})",
+            "group": f"{op_info['text'].split(' ')[0]} op on {op_info['engine']}",
+            "op": op_info,
         }
     sleep_data = task.custom_sleep_data
     if isinstance(sleep_data, ParkingLot):

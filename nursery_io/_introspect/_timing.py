@@ -65,8 +65,7 @@ class TaskTimer(Instrument):
         if scheduled_at:
             delay = now - scheduled_at
             record[_DELAY_TOTAL] += delay
-            if delay > record[_DELAY_MAX]:
-                record[_DELAY_MAX] = delay
+            record[_DELAY_MAX] = max(record[_DELAY_MAX], delay)
             record[_SCHEDULED_AT] = 0
         self._step_started = now
 
