@@ -156,6 +156,8 @@ class TraceRecorder(Instrument):
         self._add(("i", "spawned", _now(), tid, None))
 
     def task_scheduled(self, task: Task) -> None:
+        if self._runner is None:  # added mid-run: no before_run
+            self._attach()
         now = _now()
         record = self._track(task)
         waiting_on = record[2]
