@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from ._client import ConsoleConnection, ConsoleError
-from ._format import format_snapshot, short_path, top_waits
+from ._format import format_snapshot, short_path, shown_frames, top_waits
 
 __all__ = ["console_main", "ps_main", "pstree_main"]
 
@@ -27,13 +27,13 @@ SORT_KEYS = ("busy", "idle", "steps", "delay", "name", "state")
 
 
 def _where(task: Json) -> str:
-    frames = task["frames"]
-    from ._snapshot import PACKAGE_DIR
+    frames = shown_frames(task, 1)
+    return f"{short_path(frames[0][0])}:{frames[0][1]}" if frames else ""
 
-    for frame in reversed(frames):
-        if not str(frame[0]).startswith(PACKAGE_DIR):
-            return f"{short_path(frame[0])}:{frame[1]}"
-    return f"{short_path(frames[-1][0])}:{frames[-1][1]}" if frames else ""
+
+def _clip(text: str, width: int) -> str:
+    # Task names are often dotted paths: their end says more than their start.
+    return text if len(text) <= width else "..." + text[-(width - 3) :]
 
 
 def _wait_text(task: Json) -> str:
@@ -94,7 +94,7 @@ def format_ps(snapshot: Json, sort: str = "state") -> str:
     header += f"{'WHERE':<28} WAITING ON"
     lines = [header]
     for task in sort_tasks(snapshot["tasks"], sort):
-        line = f"{task['state']:<9} {task['name'][:32]:<32} "
+        line = f"{task['state']:<9} {_clip(task['name'], 32):<32} "
         if timed:
             timing = task.get("timing", {})
             line += (
@@ -102,7 +102,7 @@ def format_ps(snapshot: Json, sort: str = "state") -> str:
                 f"{timing.get('idle_s', 0.0):>7.1f}s "
                 f"{timing.get('sched_delay_max_s', 0.0) * 1000:>7.2f}ms "
             )
-        line += f"{_where(task)[:28]:<28} {_wait_text(task)}"
+        line += f"{_clip(_where(task), 28):<28} {_wait_text(task)}"
         lines.append(line.rstrip())
     return "\n".join(lines) + "\n"
 
@@ -202,19 +202,29 @@ def render_console(
     )
     before = {t["id"]: t for t in previous["tasks"]} if previous is not None else {}
     elapsed = snapshot["wall_time"] - previous["wall_time"] if previous is not None else 0.0
-    table = Table(expand=True, box=None, header_style="bold reverse")
-    for column, justify in (
-        ("NAME", "left"),
-        ("STATE", "left"),
-        ("BUSY%", "right"),
-        ("BUSY", "right"),
-        ("IDLE", "right"),
-        ("STEPS", "right"),
-        ("DELAY avg/max", "right"),
-        ("WHERE", "left"),
-        ("WAITING ON", "left"),
-    ):
-        table.add_column(column, justify=justify, no_wrap=True, overflow="ellipsis")  # type: ignore[arg-type]
+    table = Table(expand=True, box=None, header_style="bold reverse", collapse_padding=True)
+    # (header, justify, min_width, max_width); NAME and WAITING ON take what is left.
+    columns: tuple[tuple[str, str, int, int | None], ...] = (
+        ("NAME", "left", 12, 28),
+        ("STATE", "left", 8, 8),
+        ("BUSY%", "right", 6, 6),
+        ("BUSY", "right", 8, 9),
+        ("IDLE", "right", 7, 8),
+        ("STEPS", "right", 6, 9),
+        ("DELAY avg/max", "right", 13, 15),
+        ("WHERE", "left", 12, 22),
+        ("WAITING ON", "left", 12, None),
+    )
+    for column, justify, min_width, max_width in columns:
+        table.add_column(
+            column,
+            justify=justify,  # type: ignore[arg-type]
+            no_wrap=True,
+            overflow="ellipsis",
+            min_width=min_width,
+            max_width=max_width,
+            ratio=1 if max_width is None else None,
+        )
     rows = max(3, height // 2 - 6)
     for task in sort_tasks(tasks, sort)[:rows]:
         timing = task.get("timing", {})
@@ -223,7 +233,7 @@ def render_console(
         if old is not None and elapsed > 0:
             busy_pct = f"{100 * (timing.get('busy_s', 0) - old.get('busy_s', 0)) / elapsed:.1f}"
         table.add_row(
-            task["name"],
+            Text(_clip(task["name"], 28)),
             task["state"],
             busy_pct,
             f"{timing.get('busy_s', 0.0):.3f}s",
@@ -231,26 +241,28 @@ def render_console(
             str(timing.get("steps", 0)),
             f"{timing.get('sched_delay_avg_s', 0.0) * 1e3:.2f}/"
             f"{timing.get('sched_delay_max_s', 0.0) * 1e3:.2f}ms",
-            _where(task),
-            _wait_text(task),
+            Text(_clip(_where(task), 22)),
+            Text(_wait_text(task)),
         )
     waits = Table(title="top wait reasons", box=None, title_justify="left", expand=True)
-    waits.add_column("tasks", justify="right")
-    waits.add_column("waiting on", no_wrap=True, overflow="ellipsis")
+    waits.add_column("tasks", justify="right", min_width=6, max_width=8)
+    waits.add_column("waiting on", no_wrap=True, overflow="ellipsis", ratio=1)
     for what, count in top_waits(snapshot, 6):
-        waits.add_row(str(count), what)
+        waits.add_row(str(count), Text(what))
     fds = sorted(
-        (t["wait"]["fd"], t["wait"]["kind"][3:], t["name"])
+        (t["wait"]["fd"], t["wait"]["kind"][3])  # r(eadable) / w(ritable)
         for t in tasks
         if t["wait"] and t["wait"]["kind"].startswith("fd_")
     )
-    fd_text = Text("fds waited on: ", style="bold")
+    fd_text = Text(f"fds waited on ({len(fds)}): ", style="bold")
     fd_text.append(
-        ", ".join(f"{fd} {direction} ({name})" for fd, direction, name in fds[:12])
-        + (f", ... ({len(fds)} in all)" if len(fds) > 12 else "")
+        " ".join(f"{fd}{direction}" for fd, direction in fds[:40])
+        + (" ..." if len(fds) > 40 else "")
         if fds
         else "none"
     )
+    fd_text.no_wrap = True
+    fd_text.overflow = "ellipsis"
     head.append(
         f"\nsort: {sort}   keys: b busy  i idle  s steps  d delay  n name  t tree  q quit",
         style="dim",
@@ -258,17 +270,14 @@ def render_console(
     parts: list[Any] = [head, table, waits, fd_text]
     if show_tree:
         tree_lines = format_snapshot(snapshot, summary=False).splitlines()[1:]
-        room = max(3, height - rows - 19)
+        room = max(3, height - rows - 17)
         if len(tree_lines) > room:
             tree_lines = [*tree_lines[: room - 1], f"... ({len(tree_lines) - room + 1} more)"]
         parts.append(Text("task tree", style="bold"))
-        parts.append(Text("\n".join(tree_lines)))
-    parts.append(
-        Text(
-            f"sort: {sort}   keys: b busy  i idle  s steps  d delay  n name  t tree  q quit",
-            style="reverse",
-        )
-    )
+        tree = Text("\n".join(tree_lines))
+        tree.no_wrap = True
+        tree.overflow = "ellipsis"
+        parts.append(tree)
     return Group(*parts)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from ._snapshot import PACKAGE_DIR, short_path
 
-__all__ = ["find_lock_cycles", "format_snapshot", "short_path", "top_waits"]
+__all__ = ["find_lock_cycles", "format_snapshot", "short_path", "shown_frames", "top_waits"]
 
 Json = dict[str, Any]
 
@@ -29,7 +29,7 @@ def _is_internal(frame: list[Any]) -> bool:
     return str(frame[0]).startswith(PACKAGE_DIR)
 
 
-def _shown_frames(task: Json, max_frames: int) -> list[list[Any]]:
+def shown_frames(task: Json, max_frames: int) -> list[list[Any]]:
     """The task's innermost frames outside nursery_io (innermost first); if it has none
     (a system task), its innermost frame."""
     frames: list[list[Any]] = task["frames"]
@@ -86,7 +86,7 @@ def _group_key(task: Json, max_frames: int) -> tuple[Any, ...]:
         task["state"],
         task["system"],
         wait["group"] if wait else None,
-        tuple(tuple(f) for f in _shown_frames(task, max_frames)),
+        tuple(tuple(f) for f in shown_frames(task, max_frames)),
         scopes,
     )
 
@@ -125,7 +125,7 @@ class _Renderer:
             self.nursery(nursery, child_prefix, index == len(nurseries) - 1)
 
     def details(self, task: Json, prefix: str) -> None:
-        for frame in _shown_frames(task, self.max_frames):
+        for frame in shown_frames(task, self.max_frames):
             self.lines.append(f"{prefix}at {_frame_text(frame)}")
         for scope in task["scopes"]:
             text = _scope_text(scope)

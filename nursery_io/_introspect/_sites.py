@@ -99,6 +99,8 @@ def recording_creation_sites() -> bool:
 
 def creation_site(obj: object) -> tuple[str, int, str] | None:
     """``(filename, lineno, function)`` where ``obj`` was created, if recorded."""
+    if not _sites:  # nothing recorded (the usual case): skip making a weak reference
+        return None
     try:
         return _sites.get(obj)
     except TypeError:  # not weak-referenceable

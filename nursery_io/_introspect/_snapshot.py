@@ -75,11 +75,19 @@ def short_path(filename: str) -> str:
     return filename if relative.startswith(".." + os.sep + "..") else relative
 
 
+# Sites already looked up during the current snapshot (many tasks share one lock or
+# channel end): id -> text. Cleared by take_snapshot.
+_site_memo: dict[int, str | None] = {}
+
+
 def _site(obj: object) -> str | None:
+    key = id(obj)
+    if key in _site_memo:
+        return _site_memo[key]
     site = creation_site(obj)
-    if site is None:
-        return None
-    return f"{short_path(site[0])}:{site[1]}"
+    text = None if site is None else f"{short_path(site[0])}:{site[1]}"
+    _site_memo[key] = text
+    return text
 
 
 def _frames(task: Task) -> list[tuple[types.FrameType, int]]:
@@ -372,12 +380,13 @@ def take_snapshot(runner: Runner, *, timing: Any = None) -> Json:
     """
     now = runner.clock.current_time()
     running = getattr(GLOBAL_RUN_CONTEXT, "task", None)
+    _site_memo.clear()
     tasks = list(runner.tasks)
     nurseries: list[Nursery] = [n for t in tasks for n in t._child_nurseries]
     nursery_scopes = {id(n.cancel_scope) for n in nurseries}
     root = runner.init_task
     stats = runner.statistics()
-    return {
+    snapshot = {
         "version": 1,
         "pid": os.getpid(),
         "wall_time": time.time(),
@@ -397,3 +406,5 @@ def take_snapshot(runner: Runner, *, timing: Any = None) -> Json:
         },
         "kernel": _kernel_record(runner),
     }
+    _site_memo.clear()  # ids may be reused once the objects go
+    return snapshot
