@@ -127,6 +127,7 @@ async def _send(stream: SocketStream, message: Any) -> None:
 
 
 async def _serve_client(stream: SocketStream, runner: Runner) -> None:
+    from .._timeouts import move_on_after
     from ._snapshot import take_snapshot
     from ._timing import acquire_timer, release_timer, timer_of
 
@@ -135,6 +136,12 @@ async def _serve_client(stream: SocketStream, runner: Runner) -> None:
         uid = _peer_uid(stream.socket)
         if uid != os.getuid():
             await _send(stream, {"error": f"refused: uid {uid} is not the owner"})
+            # Closing with the client's request unread would reset the connection and
+            # could lose the answer: end our side and let the client hang up first.
+            await stream.send_eof()
+            with move_on_after(2):
+                while await stream.receive_some(65536):
+                    pass
             return
         buffer = b""
         while True:
