@@ -5,6 +5,9 @@ short demo. ``python -m nursery_io run [--as-trio] script.py [args]`` or ``... r
 [--as-trio] -m module [args]`` runs a program the way ``python`` would, after putting
 nursery_io in place first: with ``--as-trio``, ``import trio`` gives nursery_io (trio
 mode), which must happen before the program or its dependencies import trio.
+
+``python -m nursery_io ps|pstree|console PID`` looks inside a running program that serves
+the console endpoint (``NURSERY_IO_CONSOLE=1``): see ``nursery_io._introspect._cli``.
 """
 
 from __future__ import annotations
@@ -65,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments and arguments[0] == "run":
         return _run_program(arguments[1:])
+    if arguments and arguments[0] in ("console", "ps", "pstree"):
+        from ._introspect import _cli as introspect_cli
+
+        command = getattr(introspect_cli, f"{arguments[0]}_main")
+        return int(command(arguments[1:]))
     from ._showcase import main as showcase
 
     return showcase(arguments)

@@ -55,6 +55,15 @@ if _typing.TYPE_CHECKING:
     from ._core._guest import start_guest_run
     from ._core._ops import read_at, run_op
     from ._hostname import encode_hostname
+    from ._introspect import (
+        format_task_tree,
+        print_task_tree,
+        record_creation_sites,
+        task_tree_snapshot,
+    )
+    from ._introspect._server import start_console_server
+    from ._introspect._signal import disable_debug_signal, enable_debug_signal
+    from ._introspect._trace import TraceRecorder
     from ._kernel.workers import start_thread_soon
     from ._subprocess import open_process
     from ._unbounded_queue import UnboundedQueue, UnboundedQueueStatistics
@@ -65,6 +74,15 @@ if _typing.TYPE_CHECKING:
 _LAZY: dict[str, tuple[str, str | None]] = {
     "start_guest_run": ("._core._guest", "start_guest_run"),
     "read_at": ("._core._ops", "read_at"),
+    # Seeing inside a running program (docs/debugging.rst).
+    "format_task_tree": ("._introspect", "format_task_tree"),
+    "print_task_tree": ("._introspect", "print_task_tree"),
+    "record_creation_sites": ("._introspect", "record_creation_sites"),
+    "task_tree_snapshot": ("._introspect", "task_tree_snapshot"),
+    "start_console_server": ("._introspect._server", "start_console_server"),
+    "enable_debug_signal": ("._introspect._signal", "enable_debug_signal"),
+    "disable_debug_signal": ("._introspect._signal", "disable_debug_signal"),
+    "TraceRecorder": ("._introspect._trace", "TraceRecorder"),
     "run_op": ("._core._ops", "run_op"),
     "start_thread_soon": ("._kernel.workers", "start_thread_soon"),
     "FdStream": ("._unix_pipes", "FdStream"),
@@ -132,6 +150,7 @@ __all__ = [
     "RunVarToken",
     "SteppedRun",
     "Task",
+    "TraceRecorder",
     "TrioToken",
     "UnboundedQueue",
     "UnboundedQueueStatistics",
@@ -147,9 +166,12 @@ __all__ = [
     "current_token",
     "current_trio_token",
     "currently_ki_protected",
+    "disable_debug_signal",
     "disable_ki_protection",
+    "enable_debug_signal",
     "enable_ki_protection",
     "encode_hostname",
+    "format_task_tree",
     "in_run",
     "in_task",
     "in_trio_run",
@@ -158,15 +180,19 @@ __all__ = [
     "open_process",
     "ops",
     "permanently_detach_coroutine_object",
+    "print_task_tree",
     "read_at",
     "reattach_detached_coroutine_object",
+    "record_creation_sites",
     "remove_instrument",
     "remove_parking_lot_breaker",
     "reschedule",
     "run_op",
     "spawn_system_task",
+    "start_console_server",
     "start_guest_run",
     "start_thread_soon",
+    "task_tree_snapshot",
     "temporarily_detach_coroutine_object",
     "wait_readable",
     "wait_task_rescheduled",

@@ -200,6 +200,11 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
 
 def pytest_configure(config: pytest.Config) -> None:
     settings = _settings(config)
+    # A test that pytest-timeout fails mid-run gets the run's task tree printed first.
+    from ._introspect import pytest_support
+
+    if not config.pluginmanager.is_registered(pytest_support):
+        config.pluginmanager.register(pytest_support, "nursery_io.task_dump")
     if not settings.trio_mode and trio_mode_active():
         # Registered too late for pytest_load_initial_conftests (a conftest's
         # pytest_plugins, say), in a process that is in trio mode already.

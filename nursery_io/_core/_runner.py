@@ -53,6 +53,7 @@ from ._instruments import Instruments
 from ._ki import enable_ki_protection, ki_protection_enabled
 from ._nursery import Nursery, open_nursery
 from ._parking_lot import break_lots_of_exited_task
+from ._run_hooks import at_run_start
 from ._task import Task
 from ._traps import CHECKPOINT, SCHEDULE_POINT, Abort, WaitTaskRescheduled, wait_task_rescheduled
 from ._util import coroutine_or_error, final, name_for_task
@@ -715,6 +716,7 @@ def _start(
             stacklevel=3,
         )
     runner.clock.start_clock()
+    at_run_start(runner)  # NURSERY_IO_DEBUG_SIGNAL / _CONSOLE / _TRACE (nursery_io._introspect)
     if "before_run" in runner.instruments:
         runner.instruments.call("before_run")
     runner.init_task = runner.spawn_impl(
