@@ -27,6 +27,7 @@ import outcome
 from .._abc_clock import Instrument
 from .._core._context import GLOBAL_RUN_CONTEXT
 from .._core._exceptions import Cancelled
+from .._core._util import final
 
 if TYPE_CHECKING:
     from .._core._runner import Runner
@@ -55,6 +56,7 @@ _WAIT_LABELS: Final = {
 }
 
 
+@final
 class TraceRecorder(Instrument):
     """Records a trace of the run it is installed in; written to ``path`` when the run
     ends (``path`` None: call :meth:`write` yourself).
