@@ -10,6 +10,8 @@ package stood, so their relative imports (``from .. import _core``, ``from ..tes
 - ``trio_suite`` and ``trio_suite.<public module>`` forward to ``trio`` and ``trio.<module>``;
 - ``trio_suite._core`` forwards to the union of ``trio.lowlevel``, ``trio``,
   ``trio.testing`` and ``trio.abc`` (what trio's private ``_core`` re-exports);
+- underscore names of public modules (``from ..testing import _Matcher``) are
+  :class:`PrivateName` placeholders too;
 - every private module (``trio_suite._util``, ``trio_suite._core._run``, ...) is a stand-in
   whose names are all :class:`PrivateName` placeholders: importing them works, using them
   fails the test. Absolute ``trio._private`` imports in the tests are rewritten the same way.
@@ -185,6 +187,25 @@ class _StandIn(types.ModuleType):
         return PrivateName(f"{self.__name__}.{name}")
 
 
+class _PublicView(types.ModuleType):
+    """A public trio module as the tests see it: its public names, and stand-ins for the
+    underscore ones (``from ..testing import _Matcher`` is trio-internal)."""
+
+    def __init__(self, name, target):
+        super().__init__(name)
+        self.__path__ = []
+        self._target = target
+        if hasattr(target, "__all__"):
+            self.__all__ = list(target.__all__)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if name.startswith("_"):
+            return PrivateName(f"{self.__name__}.{name}")
+        return getattr(self._target, name)
+
+
 class _Loader:
     def __init__(self, module):
         self._module = module
@@ -204,7 +225,7 @@ class _Finder:
         if rest.startswith(("_tests.", "_core._tests.")):
             return None  # the copied test files themselves
         if rest in PUBLIC_MODULES:
-            module = importlib.import_module("trio." + rest)
+            module = _PublicView(fullname, importlib.import_module("trio." + rest))
         else:
             module = _StandIn(fullname)
         return ModuleSpec(fullname, _Loader(module), is_package=True)
@@ -229,6 +250,9 @@ _PRIVATE_REFERENCE = re.compile(r"\btrio\.(_\w+)")
 _PRIVATE_SUBMODULE_REFERENCE = re.compile(
     r"\btrio\.((?:%s)\._\w+)" % "|".join(PUBLIC_MODULES)  # noqa: UP031
 )
+# ``from trio.testing import _Matcher``: names imported from a public module go through the
+# suite's view of it, where underscore names are trio-internal stand-ins.
+_PUBLIC_FROM_IMPORT = re.compile(r"^(\s*)from trio\.(%s) import" % "|".join(PUBLIC_MODULES), re.M)  # noqa: UP031
 _FUTURE_IMPORT = re.compile(r"^from __future__ import [^\n]+\n", re.M)
 
 
@@ -237,6 +261,7 @@ def _rewrite(source: str) -> str:
     ``"trio._x.y"`` monkeypatch targets) to the suite's stand-ins, on both targets alike."""
     source = _PRIVATE_REFERENCE.sub(r"trio_suite.\1", source)
     source = _PRIVATE_SUBMODULE_REFERENCE.sub(r"trio_suite.\1", source)
+    source = _PUBLIC_FROM_IMPORT.sub(r"\1from trio_suite.\2 import", source)
     if "trio_suite." in source:
         future = list(_FUTURE_IMPORT.finditer(source))
         at = future[-1].end() if future else 0
