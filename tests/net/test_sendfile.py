@@ -424,7 +424,16 @@ def test_cancelling_send_file_mid_transfer(
         async with await nursery_io.open_file(path, "rb") as f:
             async with nursery_io.open_nursery() as nursery:
                 nursery.start_soon(slow_reader, client, got, BIG)
-                with nursery_io.move_on_after(0.05) as scope:
+                scope = nursery_io.CancelScope()
+
+                async def cancel_once_data_flows() -> None:
+                    # Not a timeout: on a loaded machine nothing might have moved yet.
+                    while not got:
+                        await nursery_io.sleep(0.001)
+                    scope.cancel()
+
+                nursery.start_soon(cancel_once_data_flows)
+                with scope:
                     await nursery_io.send_file(server, f)
                 assert scope.cancelled_caught
                 position = await f.tell()
