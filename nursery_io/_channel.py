@@ -119,10 +119,7 @@ class _ChannelState(Generic[T]):
 
 
 def _no_public_constructor(cls: type) -> NoReturn:
-    raise TypeError(
-        f"nursery_io.{cls.__name__} has no public constructor; create channels with "
-        "open_memory_channel() and more ends with .clone()"
-    )
+    raise TypeError(f"nursery_io.{cls.__name__} has no public constructor")
 
 
 @final
@@ -167,10 +164,10 @@ class MemorySendChannel(SendChannel[SendType]):
         if every receiving end is closed.
         """
         if self._closed:
-            raise ClosedResourceError("this send channel was closed")
+            raise ClosedResourceError()
         state = self._state
         if not state.open_receive_channels:
-            raise BrokenResourceError("every receive channel of this channel was closed")
+            raise BrokenResourceError()
         receive_tasks = state.receive_tasks
         if receive_tasks:
             task = next(iter(receive_tasks))
@@ -195,10 +192,10 @@ class MemorySendChannel(SendChannel[SendType]):
         """
         await checkpoint_if_cancelled()
         if self._closed:
-            raise ClosedResourceError("this send channel was closed")
+            raise ClosedResourceError()
         state = self._state
         if not state.open_receive_channels:
-            raise BrokenResourceError("every receive channel of this channel was closed")
+            raise BrokenResourceError()
         receive_tasks = state.receive_tasks
         if receive_tasks:
             # Fast path: a receiver is parked; give it the value directly.
@@ -240,7 +237,7 @@ class MemorySendChannel(SendChannel[SendType]):
         closed.
         """
         if self._closed:
-            raise ClosedResourceError("can't clone a closed send channel")
+            raise ClosedResourceError()
         return MemorySendChannel._create(self._state)
 
     def __enter__(self) -> Self:
@@ -267,7 +264,7 @@ class MemorySendChannel(SendChannel[SendType]):
         state = self._state
         for task in self._tasks:
             del state.send_tasks[task]
-            reschedule(task, Error(ClosedResourceError("the send channel was closed")))
+            reschedule(task, Error(ClosedResourceError()))
         self._tasks.clear()
         state.open_send_channels -= 1
         if state.open_send_channels == 0:
@@ -328,7 +325,7 @@ class MemoryReceiveChannel(ReceiveChannel[ReceiveType]):
         ``ClosedResourceError`` if this end is closed.
         """
         if self._closed:
-            raise ClosedResourceError("this receive channel was closed")
+            raise ClosedResourceError()
         state = self._state
         send_tasks = state.send_tasks
         if send_tasks:
@@ -366,7 +363,7 @@ class MemoryReceiveChannel(ReceiveChannel[ReceiveType]):
         """
         await checkpoint_if_cancelled()
         if self._closed:
-            raise ClosedResourceError("this receive channel was closed")
+            raise ClosedResourceError()
         state = self._state
         send_tasks = state.send_tasks
         if send_tasks:
@@ -406,7 +403,7 @@ class MemoryReceiveChannel(ReceiveChannel[ReceiveType]):
         receiving end is closed. Raises ``ClosedResourceError`` if this end is closed.
         """
         if self._closed:
-            raise ClosedResourceError("can't clone a closed receive channel")
+            raise ClosedResourceError()
         return MemoryReceiveChannel._create(self._state)
 
     def __enter__(self) -> Self:
@@ -434,7 +431,7 @@ class MemoryReceiveChannel(ReceiveChannel[ReceiveType]):
         state = self._state
         for task in self._tasks:
             del state.receive_tasks[task]
-            reschedule(task, Error(ClosedResourceError("the receive channel was closed")))
+            reschedule(task, Error(ClosedResourceError()))
         self._tasks.clear()
         state.open_receive_channels -= 1
         if state.open_receive_channels == 0:
@@ -444,7 +441,7 @@ class MemoryReceiveChannel(ReceiveChannel[ReceiveType]):
                 task.custom_sleep_data._tasks.remove(task)
                 reschedule(
                     task,
-                    Error(BrokenResourceError("every receive channel of this channel was closed")),
+                    Error(BrokenResourceError()),
                 )
             state.send_tasks.clear()
             state.data.clear()
@@ -458,9 +455,9 @@ class MemoryReceiveChannel(ReceiveChannel[ReceiveType]):
 
 def _open(max_buffer_size: int | float) -> tuple[MemorySendChannel[Any], MemoryReceiveChannel[Any]]:
     if max_buffer_size != math.inf and not isinstance(max_buffer_size, int):
-        raise TypeError(f"max_buffer_size must be an integer or math.inf, not {max_buffer_size!r}")
+        raise TypeError("max_buffer_size must be an integer or math.inf")
     if max_buffer_size < 0:
-        raise ValueError(f"max_buffer_size must be >= 0, not {max_buffer_size!r}")
+        raise ValueError("max_buffer_size must be >= 0")
     state: _ChannelState[Any] = _ChannelState(max_buffer_size)
     return MemorySendChannel._create(state), MemoryReceiveChannel._create(state)
 

@@ -187,10 +187,10 @@ class CapacityLimiter(_AsyncContextManagerMixin):
     @enable_ki_protection
     def total_tokens(self, new_total_tokens: int | float) -> None:
         if not isinstance(new_total_tokens, int) and new_total_tokens != math.inf:
-            raise TypeError(f"total_tokens must be an int or math.inf, not {new_total_tokens!r}")
+            raise TypeError("total_tokens must be an int or math.inf")
         # 0 is allowed, as in current Trio: it pauses the limiter until tokens are added.
         if new_total_tokens < 0:
-            raise ValueError(f"total_tokens must be >= 0, not {new_total_tokens!r}")
+            raise ValueError("total_tokens must be >= 0")
         self._total_tokens = new_total_tokens
         self._wake_waiters()
 
@@ -227,8 +227,7 @@ class CapacityLimiter(_AsyncContextManagerMixin):
         """
         if borrower in self._borrowers:
             raise RuntimeError(
-                "this borrower is already holding one of this CapacityLimiter's tokens "
-                f"(borrower: {borrower!r})"
+                "this borrower is already holding one of this CapacityLimiter's tokens"
             )
         # Waiters go first: taking a free token while others wait would let newcomers
         # overtake them.
@@ -275,10 +274,7 @@ class CapacityLimiter(_AsyncContextManagerMixin):
     def release_on_behalf_of(self, borrower: object) -> None:
         """Give back ``borrower``'s token. ``RuntimeError`` if it holds none."""
         if borrower not in self._borrowers:
-            raise RuntimeError(
-                "this borrower isn't holding any of this CapacityLimiter's tokens "
-                f"(borrower: {borrower!r})"
-            )
+            raise RuntimeError("this borrower isn't holding any of this CapacityLimiter's tokens")
         self._borrowers.remove(borrower)
         self._wake_waiters()
 
@@ -310,16 +306,14 @@ class Semaphore(_AsyncContextManagerMixin):
     def __init__(self, initial_value: int, *, max_value: int | None = None) -> None:
         # The texts (typos included) are Trio's: users match on them.
         if not isinstance(initial_value, int):
-            raise TypeError(f"initial_value must be an int, not {initial_value!r}")
+            raise TypeError("initial_value must be an int")
         if initial_value < 0:
-            raise ValueError(f"initial value must be >= 0, not {initial_value}")
+            raise ValueError("initial value must be >= 0")
         if max_value is not None:
             if not isinstance(max_value, int):
-                raise TypeError(f"max_value must be None or an int, not {max_value!r}")
+                raise TypeError("max_value must be None or an int")
             if max_value < initial_value:
-                raise ValueError(
-                    f"max_values must be >= initial_value ({max_value} < {initial_value})"
-                )
+                raise ValueError("max_values must be >= initial_value")
         self._lot = ParkingLot()
         self._value = initial_value
         self._max_value = max_value
@@ -366,7 +360,7 @@ class Semaphore(_AsyncContextManagerMixin):
             self._lot.unpark(count=1)
         else:
             if self._max_value is not None and self._value == self._max_value:
-                raise ValueError(f"semaphore released too many times (max_value={self._max_value})")
+                raise ValueError("semaphore released too many times")
             self._value += 1
 
     def statistics(self) -> ParkingLotStatistics:
@@ -419,7 +413,7 @@ class _LockImpl(_AsyncContextManagerMixin):
             add_parking_lot_breaker(task, self._lot)
         elif self._owner is task:
             # Trio's text, which says "Lock" for StrictFIFOLock too.
-            raise RuntimeError("attempt to re-acquire an already held Lock (not reentrant)")
+            raise RuntimeError("attempt to re-acquire an already held Lock")
         else:
             raise WouldBlock
 
@@ -514,7 +508,7 @@ class Condition(_AsyncContextManagerMixin):
         if lock is None:
             lock = Lock()
         if type(lock) is not Lock:
-            raise TypeError(f"lock must be a nursery_io.Lock, not {lock!r}")
+            raise TypeError("lock must be a nursery_io.Lock")
         self._lock = lock
         self._lot = ParkingLot()
 
