@@ -165,5 +165,8 @@ async def open_tcp_stream(
             if len(codes) == 1:
                 error.errno = codes.pop()
             raise error from ExceptionGroup(message, failures)
+        # Wrapping can still fail (setsockopt); until it succeeds the winner stays in
+        # ``sockets``, so it is closed on the way out like the losers.
+        stream = SocketStream(winner)
         sockets.remove(winner)
-        return SocketStream(winner)
+        return stream

@@ -597,8 +597,9 @@ class SSLStream(Stream, Generic[T_Stream]):
         call ``unwrap`` too). Returns ``(transport_stream, trailing_bytes)``:
         ``trailing_bytes`` is whatever arrived after the peer's ``close_notify``, which
         the caller should treat as the first bytes received from ``transport_stream``.
-        Afterwards this :class:`SSLStream` is closed, and the transport belongs to the
-        caller. Conflicts with concurrent sending or receiving.
+        Afterwards this :class:`SSLStream` is closed, the transport belongs to the
+        caller, and the ``transport_stream`` attribute is None. Conflicts with
+        concurrent sending or receiving.
         """
         if self._receiving:
             raise BusyResourceError("another task is currently receiving data on this SSLStream")
@@ -610,8 +611,11 @@ class SSLStream(Stream, Generic[T_Stream]):
             await checkpoint_if_cancelled()
             await self._ensure_handshake()
             await self._send_op(self._ssl_object.unwrap)
+            transport = self.transport_stream
             self._state = _State.CLOSED
-            return self.transport_stream, self._incoming.read()
+            # The transport now belongs to the caller; like Trio, stop referring to it.
+            self.transport_stream = None  # type: ignore[assignment]
+            return transport, self._incoming.read()
         finally:
             self._sending = self._receiving = False
 

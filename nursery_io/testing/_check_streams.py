@@ -170,6 +170,11 @@ async def _receive_until_eof(stream: ReceiveStream) -> bytes:
         received += chunk
 
 
+async def _checked_aclose(stream: SendStream | ReceiveStream) -> None:
+    with assert_checkpoints():
+        await stream.aclose()
+
+
 def _payload(seed: int, size: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
@@ -282,13 +287,14 @@ async def check_one_way_stream(
             s.wait_send_all_might_not_block,
         )
 
-    # Closing: idempotent, a checkpoint, and closed objects refuse work.
+    # Closing: idempotent, a checkpoint, and closed objects refuse work. The first close
+    # of each side runs concurrently: a graceful close may need the peer's help (a TLS
+    # stream has to finish its handshake before it can say goodbye).
     async with _Pair(stream_maker) as (s, r):
         for _ in range(2):
-            with assert_checkpoints():
-                await s.aclose()
-            with assert_checkpoints():
-                await r.aclose()
+            async with open_nursery() as nursery:
+                for stream in (s, r):
+                    nursery.start_soon(_checked_aclose, stream)
         with _expect(ClosedResourceError, "send_all on a closed stream"):
             await s.send_all(b"x")
         with _expect(ClosedResourceError, "wait_send_all_might_not_block on a closed stream"):
@@ -308,11 +314,19 @@ async def check_one_way_stream(
             await r.receive_some(10)
 
     # Closing the receiver breaks the sender (eventually: a transport may buffer a bit).
+    # The sender keeps sending meanwhile, so a close that needs the peer can complete.
     async with _Pair(stream_maker) as (s, r):
-        await r.aclose()
-        with _expect(BrokenResourceError, "send_all after the receiver closed"):
-            for _ in range(1000):
-                await s.send_all(b"x" * 1024)
+
+        async def send_until_broken() -> None:
+            with _expect(BrokenResourceError, "send_all after the receiver closed"):
+                for _ in range(1000):
+                    await s.send_all(b"x" * 1024)
+
+        async with open_nursery() as nursery:
+            nursery.start_soon(send_until_broken)
+            nursery.start_soon(r.aclose)
+        with _expect(BrokenResourceError, "send_all once the stream broke"):
+            await s.send_all(b"x")
         # Sending would fail at once now, so this must return (or report the breakage).
         try:
             await s.wait_send_all_might_not_block()
@@ -340,7 +354,8 @@ async def check_one_way_stream(
 
         nursery.start_soon(expect_closed)
         await wait_all_tasks_blocked()
-        await r.aclose()
+        # Forcefully: a graceful close may wait for the idle peer (a TLS handshake).
+        await aclose_forcefully(r)
 
     if clogged_stream_maker is not None:
         await _check_clogged(clogged_stream_maker)
@@ -494,10 +509,16 @@ async def check_two_way_stream(
             await s1.send_all(b"ping")
         assert receiving.result == b"gnip", f"round trip produced {receiving.result!r}"
 
-    # Closing one end: the peer sees the end of the stream.
-    async with _Pair(stream_maker) as (s1, s2):
-        await s1.aclose()
-        assert await s2.receive_some(10) == b"", "peer of a closed stream did not see EOF"
+    # Closing one end: the peer sees the end of the stream. The peer reads meanwhile, so
+    # a close that needs its help (a TLS handshake) can complete.
+    async with _Pair(stream_maker) as (s1, s2), open_nursery() as nursery:
+
+        async def expect_eof_at_s2() -> None:
+            got = await s2.receive_some(10)
+            assert got == b"", f"peer of a closed stream did not see EOF, got {got!r}"
+
+        nursery.start_soon(expect_eof_at_s2)
+        nursery.start_soon(s1.aclose)
 
 
 class _Receiving:

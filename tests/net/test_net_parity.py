@@ -168,6 +168,10 @@ def make_socket_factory(lib: ModuleType, plan: dict[str, Any], log: list[Any]) -
             return self._proto
 
         def setsockopt(self, *args: Any) -> None:
+            peer = getattr(self, "peer", None)
+            if peer is not None and peer[0] in plan.get("setsockopt_fails_once_connected", ()):
+                # Not an OSError, which SocketStream would ignore.
+                raise RuntimeError(f"scripted setsockopt failure on {peer[0]}")
             self.options.append(args)
 
         def getsockopt(self, *args: Any) -> Any:
@@ -356,6 +360,20 @@ async def happy_eyeballs_every_attempt_fails(lib: ModuleType) -> Trace:
         assert isinstance(exc.__cause__, ExceptionGroup)
         trace.append(sorted(str(e) for e in exc.__cause__.exceptions))
     return [*trace, log]
+
+
+@scenario(autojump=True)
+async def happy_eyeballs_winner_fails_to_become_a_stream(lib: ModuleType) -> Trace:
+    # The connection succeeded, but wrapping it in a SocketStream raised: the socket
+    # must be closed, like the losers.
+    answers = {b"one.example": [tcp_entry(V4, "10.0.0.1")]}
+    plan = {"10.0.0.1": ("ok", 1.0), "setsockopt_fails_once_connected": ["10.0.0.1"]}
+    log: list[Any] = []
+    lib.socket.set_custom_hostname_resolver(make_resolver(lib, answers, []))
+    factory = make_socket_factory(lib, plan, log)
+    lib.socket.set_custom_socket_factory(factory)
+    trace: Trace = [await outcome(lambda: lib.open_tcp_stream("one.example", 80))]
+    return [*trace, log, [sock.closed for sock in factory.sockets]]
 
 
 @scenario(autojump=True)

@@ -215,9 +215,11 @@ async def test_echo_over_tcp(version: ssl.TLSVersion) -> None:
 
             # Our close_notify ends the handler's loop, and it answers with its own:
             # exactly what unwrap waits for.
+            original_transport = client.transport_stream
             with fail_after(10):
                 transport, trailing = await client.unwrap()
-            assert transport is client.transport_stream
+            assert transport is original_transport
+            assert client.transport_stream is None  # as in Trio: the caller owns it now
             assert trailing == b""
             with pytest.raises(ClosedResourceError):
                 await client.receive_some()
@@ -916,9 +918,8 @@ async def test_unwrap() -> None:
         client_context(),
         server_hostname="localhost",
     )
-    server = SSLStream(
-        nursery_io.StapledStream(server_wire, server_in), server_context(), server_side=True
-    )
+    server_wire_transport = nursery_io.StapledStream(server_wire, server_in)
+    server = SSLStream(server_wire_transport, server_context(), server_side=True)
     await handshake(client, server)
     await client.send_all(b"encrypted")
     assert await receive_exactly(server, 9) == b"encrypted"
@@ -939,7 +940,8 @@ async def test_unwrap() -> None:
         await client_transport.send_all(b"plain text")
         memory_stream_pump(client_wire, server_in)
     ((server_transport, server_trailing),) = result
-    assert server_transport is server.transport_stream
+    assert server_transport is server_wire_transport
+    assert server.transport_stream is None
     assert server_trailing == b"plain text"
     with pytest.raises(ClosedResourceError):
         await server.receive_some()
@@ -957,9 +959,11 @@ async def test_unwrap_after_receiving_close_notify() -> None:
 
     async def client_side() -> None:
         await client.send_all(b"done")
+        original_transport = client.transport_stream
         transport, trailing = await client.unwrap()
         assert trailing == b""
-        assert transport is client.transport_stream
+        assert transport is original_transport
+        assert client.transport_stream is None
 
     async with open_nursery() as nursery:
         nursery.start_soon(client_side)

@@ -353,10 +353,13 @@ async def unwrap_returns_transport_and_trailing_bytes(lib: ModuleType) -> Trace:
         trace.append(await server.receive_some(9))
 
         async def client_unwrap(client: Any = client) -> Any:
+            original = client.transport_stream
             transport, trailing = await client.unwrap()
             # Plaintext right behind the close_notify.
             await transport.send_all(b"plaintext")
-            return (type(transport).__name__, bytes(trailing))
+            # The transport now belongs to the caller: the attribute lets go of it.
+            released = (transport is original, client.transport_stream)
+            return (type(transport).__name__, bytes(trailing), released)
 
         async def server_unwrap(server: Any = server) -> Any:
             result = await server.unwrap()
@@ -374,6 +377,37 @@ async def unwrap_returns_transport_and_trailing_bytes(lib: ModuleType) -> Trace:
     client, server = memory_pair(lib)
     results = await both(lib, client.unwrap, server.unwrap)
     trace.append([(result[0], type(result[1][0]).__name__, result[1][1]) for result in results])
+    return trace
+
+
+# ----- the generic stream checks -----
+
+
+@scenario
+async def generic_checks_accept_streams_that_handshake_on_close(lib: ModuleType) -> Trace:
+    # Each library's check_two_way_stream on SSLStreams that are not handshaken yet and
+    # send a close_notify on aclose: graceful closes need the peer's help, and the
+    # checks must not deadlock on that (trio's own test_SSLStream_generic does this).
+    trace: Trace = []
+    for version in VERSIONS:
+
+        async def stream_maker(version: ssl.TLSVersion = version) -> Any:
+            return memory_pair(lib, version)
+
+        async def clogged_stream_maker(version: ssl.TLSVersion = version) -> Any:
+            client_ctx, server_ctx = contexts(version)
+            client_transport, server_transport = lib.testing.lockstep_stream_pair()
+            client = lib.SSLStream(client_transport, client_ctx, server_hostname="localhost")
+            server = lib.SSLStream(server_transport, server_ctx, server_side=True)
+            await both(lib, client.do_handshake, server.do_handshake)
+            return client, server
+
+        with lib.fail_after(30):
+            trace.append(
+                await outcome(
+                    lambda: lib.testing.check_two_way_stream(stream_maker, clogged_stream_maker)
+                )
+            )
     return trace
 
 
