@@ -55,6 +55,23 @@ class _AliasLoader:
         # The import system stamped the alias spec onto the module; the module keeps its
         # own, so ``nursery_io.X.__spec__.name`` stays true (pickling, reload, -m).
         module.__spec__ = self._target_spec
+        _load_lazy_names(module)
+
+
+def _load_lazy_names(module: ModuleType) -> None:
+    """Import every name ``module`` would otherwise load on first use.
+
+    Trio's modules import all their names up front, and code written for trio may walk
+    ``vars(trio)``: it must see every name, and must not see the dict change under it when
+    a lazily loaded name is touched mid-walk. So in trio mode nursery_io's modules are
+    complete from the start; outside it they stay lazy (cheaper start-up).
+    """
+    lazy = getattr(module, "_LAZY", None)
+    if isinstance(lazy, dict):
+        for name in lazy:
+            value = getattr(module, name)
+            if isinstance(value, ModuleType):  # trio.lowlevel, reached as an attribute
+                _load_lazy_names(value)
 
 
 class TrioAliasFinder:

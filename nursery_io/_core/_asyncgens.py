@@ -2,19 +2,25 @@
 
 An async generator abandoned mid-iteration must run its ``finally`` blocks, and those may
 await. Python asks the running loop to do that through ``sys.set_asyncgen_hooks``: we note
-every async generator first iterated inside our run, and when one is garbage-collected
-unfinished we close it in a system task, where awaiting works. Generators still alive when
-the main task ends are closed after the system tasks have finished, in a cancelled scope:
-their awaits raise Cancelled rather than wait for services that are gone.
+every async generator first iterated by one of our tasks (or a run_sync_soon callback), and
+when one is garbage-collected unfinished we warn (ResourceWarning, as Trio does) and close it
+in a system task. As in Trio, that close runs in a cancelled, shielded scope: an await in the
+``finally`` raises Cancelled at once rather than run in the background of whatever the program
+does next. Generators still alive when the main task ends are closed the same way, after the
+system tasks have finished. An exception out of such a close is logged (logger
+``nursery_io.async_generator_errors``): nobody is left to catch it.
 
-Async generators that aren't the run's go to the hooks that were installed before the run
-(and are put back after it). That matters for a guest run (``start_guest_run``): the host
-loop, asyncio say, iterates its own generators on the same thread between the guest's
-turns, and only its own hooks can finalize them.
+Async generators that aren't the run's (first iterated outside any task, by an abort function
+run at a deadline, say, or by a guest run's host between the guest's turns) go to the hooks
+that were installed before the run (and are put back after it). That matters for a guest run
+(``start_guest_run``): the host loop, asyncio say, iterates its own generators on the same
+thread between the guest's turns, and only its own hooks can finalize them. Without such
+hooks they are closed on the spot, as CPython would without any hooks.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import warnings
 import weakref
@@ -28,13 +34,18 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncGenerators"]
 
+ASYNCGEN_LOGGER = logging.getLogger("nursery_io.async_generator_errors")
+
 
 def _name(agen: AsyncGenerator[Any, Any]) -> str:
-    try:
-        code = agen.ag_code  # type: ignore[attr-defined]
-        return f"{code.co_filename}:{code.co_qualname}"
-    except AttributeError:  # pragma: no cover - not a real generator
-        return repr(agen)
+    """``module.qualname`` of the generator's function, the way Trio names it in messages."""
+    frame = getattr(agen, "ag_frame", None)
+    module = frame.f_globals.get("__name__") if frame is not None else None
+    if module is None:
+        code = getattr(agen, "ag_code", None)
+        module = f"<{code.co_filename}>" if code is not None else "<unknown>"
+    qualname = getattr(agen, "__qualname__", None) or type(agen).__qualname__
+    return f"{module}.{qualname}"
 
 
 class AsyncGenerators:
@@ -63,11 +74,18 @@ class AsyncGenerators:
             self._previous = None
 
     def _firstiter(self, agen: AsyncGenerator[Any, Any]) -> None:
-        # Ours if first iterated inside our run: by a task, a run_sync_soon callback, ...
-        # A guest run's host runs its own code on our thread between our turns; what it
-        # iterates belongs to whoever installed the hooks we replaced (asyncio, say).
+        # Ours if first iterated by one of our tasks or run_sync_soon callbacks (Trio runs
+        # those in a task). Not if iterated by code the loop itself calls outside any task
+        # (an abort function at a deadline), nor by a guest run's host, which runs its own
+        # code on our thread between our turns: those belong to whoever installed the hooks
+        # we replaced (asyncio, say).
         runner = self._runner
-        if getattr(GLOBAL_RUN_CONTEXT, "runner", None) is runner and not runner.host_owns_thread:
+        context = GLOBAL_RUN_CONTEXT
+        if (
+            getattr(context, "runner", None) is runner
+            and (hasattr(context, "task") or runner.in_callback)
+            and not runner.host_owns_thread
+        ):
             self.alive.add(agen)
         else:
             self._foreign.add(id(agen))
@@ -81,22 +99,32 @@ class AsyncGenerators:
             if previous is not None:
                 previous(agen)
             else:
-                self._close_synchronously(agen)
+                self._close_foreign(agen)
             return
-        runner = self._runner
         try:
-            runner.run_sync_soon(self._spawn_finalizer, (agen,), False)
+            self._runner.run_sync_soon(self._spawn_finalizer, (agen,), False)
         except Exception:
             # The run is over: close it right here if it doesn't need to await.
             self._close_synchronously(agen)
+        # Last: with warnings turned into errors this raises (and Python reports it as
+        # unraisable), but the generator is already on its way to being closed.
+        warnings.warn(
+            f"Async generator {_name(agen)!r} was garbage collected before it had been "
+            "exhausted. Surround its use in 'async with aclosing(...):' to ensure that it "
+            "gets cleaned up as soon as you're done using it.",
+            ResourceWarning,
+            stacklevel=2,
+            source=agen,
+        )
 
     def _spawn_finalizer(self, agen: AsyncGenerator[Any, Any]) -> None:
         from ._runner import spawn_system_task
 
         if self._phase == "running":
+            name = _name(agen)
             try:
                 spawn_system_task(
-                    self._aclose, agen, name=f"close of async generator {_name(agen)}"
+                    self._finalize_one, agen, name, name=f"close asyncgen {name} (abandoned)"
                 )
                 return
             except RuntimeError:
@@ -108,14 +136,43 @@ class AsyncGenerators:
             self._trailing.add(agen)
 
     @staticmethod
-    async def _aclose(agen: AsyncGenerator[Any, Any]) -> None:
+    async def _finalize_one(agen: AsyncGenerator[Any, Any], name: str) -> None:
+        from ._cancel import CancelScope
+
         try:
-            await agen.aclose()
-        except Exception as exc:
-            # Nobody is left to catch it: report like an exception in __del__ would be.
-            sys.unraisablehook(
-                _Unraisable(exc, f"Exception ignored while closing async generator {_name(agen)}")  # type: ignore[arg-type]
+            # Cancelled inside, so the close can't hang on an await; shielded, so nothing
+            # (not even Cancelled) escapes into the task doing the closing.
+            with CancelScope(shield=True) as scope:
+                scope.cancel(
+                    reason="disallow async work when closing async generators during "
+                    "nursery_io shutdown"
+                )
+                await agen.aclose()
+        except BaseException:
+            # Nobody is left to catch it: log it, with its traceback.
+            ASYNCGEN_LOGGER.exception(
+                "Exception ignored during finalization of async generator %r -- surround "
+                "your use of the generator in 'async with aclosing(...):' to raise "
+                "exceptions like this in the context where they're generated",
+                name,
             )
+
+    @staticmethod
+    def _close_foreign(agen: AsyncGenerator[Any, Any]) -> None:
+        """Close a generator that isn't ours when no previous hook can: what CPython does
+        with no hooks installed (an exception escapes to Python's unraisable hook)."""
+        closer = agen.aclose()
+        try:
+            # A yield after GeneratorExit raises RuntimeError here: let it out.
+            closer.send(None)
+        except StopIteration:
+            return
+        closer.close()
+        raise RuntimeError(
+            f"async generator {_name(agen)!r}, which doesn't belong to the run, awaited "
+            "something during finalization; install a finalization hook to support this, "
+            "or wrap it in 'async with aclosing(...):'"
+        )
 
     @staticmethod
     def _close_synchronously(agen: AsyncGenerator[Any, Any]) -> None:
@@ -145,8 +202,8 @@ class AsyncGenerators:
             # is guaranteed to happen any more: run them cancelled (as Trio does), so a
             # ``finally: await ...`` gets Cancelled instead of hanging the run forever.
             # The outer scope gives the init task (outside every nursery by now) a cancel
-            # status to checkpoint against; each generator gets its own cancelled scope so
-            # a Cancelled escaping one finalizer can't skip the others.
+            # status to checkpoint against; _finalize_one closes each generator in its own
+            # cancelled scope, so an await in a finalizer can't hang the run.
             with CancelScope(shield=True):
                 # Generators can create generators while closing; loop until none are left.
                 while True:
@@ -159,12 +216,7 @@ class AsyncGenerators:
                     if not batch:
                         break
                     for agen in batch:
-                        with CancelScope(shield=True) as scope:
-                            scope.cancel(
-                                reason="disallow async work when closing async generators "
-                                "during nursery_io shutdown"
-                            )
-                            await self._aclose(agen)
+                        await self._finalize_one(agen, _name(agen))
                     del batch, agen
         finally:
             self._phase = "done"
@@ -178,14 +230,3 @@ class AsyncGenerators:
         # Entry-queue callbacks run in FIFO order, so when this one wakes us every
         # callback queued before it has run. Not abortable: it always completes promptly.
         await wait_task_rescheduled(lambda _: Abort.FAILED)
-
-
-class _Unraisable:
-    """The object ``sys.unraisablehook`` expects."""
-
-    def __init__(self, exc: BaseException, message: str) -> None:
-        self.exc_type = type(exc)
-        self.exc_value = exc
-        self.exc_traceback = exc.__traceback__
-        self.err_msg = message
-        self.object = None

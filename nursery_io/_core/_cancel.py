@@ -466,9 +466,10 @@ class CancelScope:
             )
         self._deadline = float(new_deadline)
         if self._cancel_status is not None:
+            # A deadline already in the past fires when the loop next processes deadlines
+            # (before any task runs again), not here: as in Trio, the cancellation and the
+            # abort functions it calls then run in the loop, outside this task.
             self._update_deadline_registration()
-            if self._deadline <= self._current_time():
-                self._cancel(DEADLINE_REASON)
 
     @property
     def relative_deadline(self) -> float:

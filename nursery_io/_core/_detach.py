@@ -73,9 +73,11 @@ async def reattach_detached_coroutine_object(task: Task, yield_value: object) ->
     resumed the task. Call it from inside that coroutine, while the foreign runner drives
     it."""
     if not getattr(task.coro, "cr_running", False):
+        # Trio's wording ("given task does not match calling coroutine") leads the message.
         raise RuntimeError(
-            "reattach_detached_coroutine_object must be called from inside the detached "
-            f"coroutine of {task!r}, while another runner drives it"
+            f"given task does not match calling coroutine: {task!r} is not the detached "
+            "coroutine being driven here (reattach_detached_coroutine_object must be called "
+            "from inside that task's coroutine, while another runner drives it)"
         )
     task._runner.reschedule(task, _REATTACHING)
     sent = await _yield(yield_value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Final, Literal, NoReturn, TypeVar
 
 from .._kernel.errors import BusyResourceError, ClosedResourceError
+from ._context import current_library_name
 from ._util import final
 
 __all__ = [
@@ -54,6 +55,10 @@ class BrokenResourceError(Exception):
 
 
 def no_public_constructor_error(public_name: str) -> TypeError:
+    # In trio mode the class is reached as trio.X, so the message says so (as Trio's does).
+    package, dot, rest = public_name.partition(".")
+    if dot and package == "nursery_io":
+        public_name = f"{current_library_name()}.{rest}"
     return TypeError(f"{public_name} has no public constructor")
 
 

@@ -11,7 +11,7 @@ import outcome
 from ._cancel import NONSTRICT_EXCEPTIONGROUP_NOTE, CancelScope
 from ._context import GLOBAL_RUN_CONTEXT, current_runner, current_task
 from ._deprecate import warn_loose_exception_groups
-from ._exceptions import Cancelled, CancelReason, no_public_constructor_error
+from ._exceptions import Cancelled, CancelReason, InternalError, no_public_constructor_error
 from ._ki import enable_ki_protection
 from ._traps import Abort, RaiseCancelT, cancel_shielded_checkpoint, wait_task_rescheduled
 from ._util import final
@@ -413,7 +413,14 @@ class Nursery:
                     finally:
                         only.__context__ = context
                         del only, context
-                raise
+                # Only the child runs in the temporary nursery, unless user code reached it
+                # (through the task's parent_nursery) and spawned more: as in Trio, that
+                # misuse is reported as an internal error, with the failures as the cause.
+                raise InternalError(
+                    "Internal nursery should not have multiple tasks. This can be caused by "
+                    'the user managing to access the "old" nursery in `task_status` and '
+                    "spawning tasks in it."
+                ) from group
             if task_status._value is _NO_STATUS:
                 raise RuntimeError("child exited without calling task_status.started()")
             return task_status._value

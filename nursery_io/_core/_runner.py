@@ -185,6 +185,9 @@ class Runner:
         # guest's callbacks: what happens then (an async generator's first iteration,
         # say) isn't the run's, although the run is still the thread's current one.
         self.host_owns_thread = False
+        # True while a run_sync_soon callback runs: what it does is the run's (in Trio such
+        # callbacks run in a task), e.g. an async generator it iterates first.
+        self.in_callback = False
         self.runq: list[Task] = []
         self.tasks: set[Task] = set()
         self.deadlines = Deadlines()
@@ -537,10 +540,14 @@ class Runner:
     ) -> None:
         if idempotent:
             self._idempotent.pop((sync_fn, args), None)
+        outer = self.in_callback
+        self.in_callback = True
         try:
             sync_fn(*args)
         except BaseException as exc:
             self._fail_from_callback(exc)
+        finally:
+            self.in_callback = outer
 
     def _fail_from_callback(self, exc: BaseException) -> None:
         """A run_sync_soon callback raised: fail the run the way a crashed system task does."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
+import math
 import queue
 import sys
 import warnings
@@ -20,12 +21,15 @@ import trio.testing
 import nursery_io
 import nursery_io.testing
 from nursery_io import lowlevel
-from nursery_io.testing import wait_all_tasks_blocked
+
+ABANDONED = "Async generator .* was garbage collected before it had been exhausted"
+LIBS = pytest.mark.parametrize("lib", [trio, nursery_io], ids=lambda lib: lib.__name__)
 
 
-async def test_abandoned_generator_is_finalized_inside_the_run() -> None:
-    # Deliberate difference from Trio: while the run is live, the finalizer runs in a
-    # system task where awaiting works (Trio cancels such awaits).
+@LIBS
+def test_abandoned_generator_is_closed_in_a_cancelled_system_task(lib: ModuleType) -> None:
+    # As in Trio: a ResourceWarning, then the close runs in a system task named after the
+    # generator, in a cancelled (shielded) scope, so an await in its finally is cancelled.
     events: list[Any] = []
 
     async def agen() -> AsyncGenerator[int, None]:
@@ -33,44 +37,60 @@ async def test_abandoned_generator_is_finalized_inside_the_run() -> None:
             yield 1
             yield 2
         finally:
-            events.append(("finally in task", lowlevel.in_task()))
-            await nursery_io.sleep(0)
-            events.append("await in finally completed")
+            task = lib.lowlevel.current_task()
+            events.append(("closing task", "abandoned" in task.name, "agen" in task.name))
+            events.append(("deadline", lib.current_effective_deadline()))
+            try:
+                await lib.sleep(0)
+                events.append("await in finally completed")
+            except lib.Cancelled:
+                events.append("await in finally cancelled")
 
-    gen = agen()
-    assert await gen.__anext__() == 1
-    del gen  # abandoned mid-iteration: refcount drops to zero right here
-    gc.collect()
-    await wait_all_tasks_blocked()
-    events.append("main continues")
+    async def main() -> None:
+        gen = agen()
+        assert await gen.__anext__() == 1
+        with pytest.warns(ResourceWarning, match=ABANDONED):
+            del gen  # abandoned mid-iteration: refcount drops to zero right here
+            gc.collect()
+        await _testing(lib).wait_all_tasks_blocked()
+        events.append("main continues")
+
+    lib.run(main)
     assert events == [
-        ("finally in task", True),
-        "await in finally completed",
+        ("closing task", True, True),
+        ("deadline", -math.inf),
+        "await in finally cancelled",
         "main continues",
     ]
 
 
-async def test_abandoned_generator_in_a_reference_cycle() -> None:
+@LIBS
+def test_abandoned_generator_in_a_reference_cycle(lib: ModuleType) -> None:
     events = []
 
     async def agen() -> AsyncGenerator[int, None]:
         try:
             yield 1
         finally:
-            await nursery_io.sleep(0)
+            await lib.lowlevel.cancel_shielded_checkpoint()
             events.append("finalized")
 
-    gen = agen()
-    await gen.__anext__()
-    holder: dict[str, Any] = {"gen": gen}
-    holder["self"] = holder  # only the cycle collector can free it
-    del gen, holder
-    gc.collect()
-    await wait_all_tasks_blocked()
+    async def main() -> None:
+        gen = agen()
+        await gen.__anext__()
+        holder: dict[str, Any] = {"gen": gen}
+        holder["self"] = holder  # only the cycle collector can free it
+        with pytest.warns(ResourceWarning, match=ABANDONED):
+            del gen, holder
+            gc.collect()
+        await _testing(lib).wait_all_tasks_blocked()
+
+    lib.run(main)
     assert events == ["finalized"]
 
 
-async def test_break_out_of_async_for_finalizes() -> None:
+@LIBS
+def test_break_out_of_async_for_finalizes(lib: ModuleType) -> None:
     events = []
 
     async def numbers() -> AsyncGenerator[int, None]:
@@ -82,10 +102,14 @@ async def test_break_out_of_async_for_finalizes() -> None:
         finally:
             events.append("numbers closed")
 
-    async for n in numbers():
-        if n == 3:
-            break
-    await wait_all_tasks_blocked()
+    async def main() -> None:
+        with pytest.warns(ResourceWarning, match=ABANDONED):
+            async for n in numbers():
+                if n == 3:
+                    break
+        await _testing(lib).wait_all_tasks_blocked()
+
+    lib.run(main)
     assert events == ["numbers closed"]
 
 
@@ -154,6 +178,7 @@ def test_generator_created_while_finalizing_is_closed_too() -> None:
     assert events == ["outer closed", "inner closed"]
 
 
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # Trio warns about `late` too
 def test_generator_abandoned_during_shutdown_is_closed() -> None:
     events = []
     keep = []
@@ -183,27 +208,34 @@ def test_generator_abandoned_during_shutdown_is_closed() -> None:
     assert events == ["outer closed", "inner closed"]
 
 
-async def test_exception_from_a_finalizer_is_reported_not_raised(
-    monkeypatch: pytest.MonkeyPatch,
+@LIBS
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_exception_from_a_finalizer_is_logged_not_raised(
+    lib: ModuleType, caplog: pytest.LogCaptureFixture
 ) -> None:
-    reported: list[Any] = []
-    monkeypatch.setattr(sys, "unraisablehook", reported.append)
-
     async def agen() -> AsyncGenerator[int, None]:
         try:
             yield 1
         finally:
             raise ValueError("cleanup failed")
 
-    gen = agen()
-    await gen.__anext__()
-    del gen
-    gc.collect()
-    await wait_all_tasks_blocked()
-    # the run carries on unaffected: the error was only reported
-    (report,) = reported
-    assert isinstance(report.exc_value, ValueError)
-    assert "async generator" in report.err_msg
+    async def main() -> None:
+        gen = agen()
+        await gen.__anext__()
+        del gen
+        gc.collect()
+        await _testing(lib).wait_all_tasks_blocked()
+        # the run carries on unaffected: the error was only logged
+        events.append("main continues")
+
+    events: list[str] = []
+    lib.run(main)
+    assert events == ["main continues"]
+    (record,) = caplog.records
+    assert record.name == f"{lib.__name__}.async_generator_errors"
+    assert record.exc_info is not None
+    assert record.exc_info[0] is ValueError
+    assert "during finalization of async generator" in record.getMessage()
 
 
 def test_hooks_are_installed_for_the_run_and_restored_after() -> None:
@@ -427,3 +459,83 @@ def test_guest_run_delegates_to_asyncio_hooks() -> None:
 
 def _testing(lib: ModuleType) -> Any:
     return importlib.import_module(lib.__name__ + ".testing")
+
+
+async def _iterate_outside_any_task(lib: ModuleType, agen: AsyncGenerator[str, None]) -> str:
+    """First-iterate ``agen`` from an abort function the loop calls when a deadline expires:
+    loop code, outside every task, so the generator isn't the run's."""
+    box: list[Any] = [agen]
+    yielded: list[str] = []
+
+    def abort_fn(_: object) -> Any:
+        with pytest.raises(StopIteration) as stop:
+            box.pop().asend(None).send(None)
+        yielded.append(stop.value.value)
+        return lib.lowlevel.Abort.SUCCEEDED
+
+    del agen
+    async with lib.open_nursery() as nursery:
+        nursery.start_soon(lib.lowlevel.wait_task_rescheduled, abort_fn)
+        await _testing(lib).wait_all_tasks_blocked()
+        nursery.cancel_scope.deadline = lib.current_time()
+    return yielded[0]
+
+
+@LIBS
+def test_generator_first_iterated_outside_any_task_goes_to_the_previous_hooks(
+    lib: ModuleType,
+) -> None:
+    spy = _HookSpy()
+
+    async def main() -> None:
+        spy.seen.append(("yielded", await _iterate_outside_any_task(lib, _named_gen("x", []))))
+        gc.collect()
+
+    _with_hooks(spy, partial(lib.run, main))
+    # (the generator dies with the abort function's last reference, before it returns)
+    assert spy.seen == [
+        ("previous firstiter", "x"),
+        ("previous finalizer", "x"),
+        ("yielded", "x"),
+    ]
+
+
+@LIBS
+def test_generator_outside_any_task_without_previous_hooks(
+    lib: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No hooks to hand it to: closed on the spot, and what goes wrong reaches Python's
+    # unraisable hook, as it would with no hooks installed at all.
+    reported: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+
+    async def well_behaved() -> AsyncGenerator[str, None]:
+        yield "well"
+
+    async def yields_again() -> AsyncGenerator[str, None]:
+        with pytest.raises(GeneratorExit):
+            yield "yields"
+        yield "again"
+
+    async def awaits() -> AsyncGenerator[str, None]:
+        with pytest.raises(GeneratorExit):
+            yield "awaits"
+        await lib.lowlevel.cancel_shielded_checkpoint()
+
+    async def main() -> None:
+        for make in (well_behaved, yields_again, awaits):
+            await _iterate_outside_any_task(lib, make())
+            gc.collect()
+            messages.append([str(report.exc_value) for report in reported])
+            reported.clear()
+
+    messages: list[list[str]] = []
+    old = sys.get_asyncgen_hooks()
+    sys.set_asyncgen_hooks(None, None)
+    try:
+        lib.run(main)
+    finally:
+        sys.set_asyncgen_hooks(*old)
+    assert messages[0] == []
+    assert len(messages[1]) == 1 and "ignored GeneratorExit" in messages[1][0]
+    assert len(messages[2]) == 1 and "awaited something during finalization" in messages[2][0]

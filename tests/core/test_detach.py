@@ -165,7 +165,7 @@ async def test_misuse() -> None:
     async with nursery_io.open_nursery() as nursery:
         nursery.start_soon(sleeper)
         await nursery_io.testing.wait_all_tasks_blocked()
-        with pytest.raises(RuntimeError, match="from inside the detached"):
+        with pytest.raises(RuntimeError, match="does not match calling coroutine"):
             await nursery_io.lowlevel.reattach_detached_coroutine_object(parked[0], None)
         nursery.cancel_scope.cancel()
     async with nursery_io.open_nursery():

@@ -143,6 +143,7 @@ def test_messages_name_trio_in_trio_mode() -> None:
         _context.set_library_name("nursery_io")
 
 
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # abandoned generators (Trio warns too)
 def test_frameless_awaitable_runs_unprotected() -> None:
     """An async generator's ``__anext__()`` has no frame of its own; its body still runs as
     user code, where Ctrl-C may land (as in Trio)."""

@@ -570,6 +570,72 @@ async def cancelled_escaping_a_child(lib: ModuleType, trace: Trace) -> str:
     return "absorbed"
 
 
+@scenario()
+async def tasks_spawned_into_the_temporary_start_nursery(lib: ModuleType, trace: Trace) -> None:
+    # Misuse reaching start()'s temporary nursery through parent_nursery: with more than
+    # one failure in it, Trio reports an internal error caused by all of them.
+    async def fail() -> None:
+        raise ValueError("in the old nursery")
+
+    async def spawns_into_old_nursery(task_status: Any) -> None:
+        old = lib.lowlevel.current_task().parent_nursery
+        old.start_soon(fail)
+        old.start_soon(fail)
+
+    async with lib.open_nursery() as nursery:
+        try:
+            await nursery.start(spawns_into_old_nursery)
+        except lib.TrioInternalError as exc:
+            cause = exc.__cause__
+            assert isinstance(cause, BaseExceptionGroup)
+            trace.append(("internal error", str(exc), [repr(e) for e in cause.exceptions]))
+
+
+@scenario()
+async def past_deadline_fires_in_the_loop_not_in_the_setter(lib: ModuleType, trace: Trace) -> None:
+    # Setting a deadline that has already passed doesn't cancel on the spot: the loop does,
+    # outside every task, before any task runs again (abort functions see no current task).
+    def abort_fn(_: object) -> Any:
+        trace.append(("abort fn in a task", lib.lowlevel.in_trio_task()))
+        return lib.lowlevel.Abort.SUCCEEDED
+
+    async with lib.open_nursery() as nursery:
+        nursery.start_soon(lib.lowlevel.wait_task_rescheduled, abort_fn)
+        await _testing(lib).wait_all_tasks_blocked()
+        nursery.cancel_scope.deadline = lib.current_time()
+        trace.append("deadline set")
+        trace.append(("cancel_called", nursery.cancel_scope.cancel_called))
+    trace.append(("cancelled_caught", nursery.cancel_scope.cancelled_caught))
+
+
+@scenario()
+async def reattach_with_the_wrong_task(lib: ModuleType, trace: Trace) -> None:
+    other: list[Any] = []
+
+    async def detached() -> None:
+        got = await lib.lowlevel.temporarily_detach_coroutine_object(
+            lambda _: lib.lowlevel.Abort.FAILED
+        )
+        trace.append(("foreign runner sent", got))
+        try:
+            await lib.lowlevel.reattach_detached_coroutine_object(other[0], None)
+        except RuntimeError as exc:
+            trace.append(("does not match" in str(exc), str(exc).split(":")[0]))
+        await lib.lowlevel.reattach_detached_coroutine_object(task, "bye")
+        trace.append("back in the run")
+
+    async def record_other() -> None:
+        other.append(lib.lowlevel.current_task())
+
+    async with lib.open_nursery() as nursery:
+        nursery.start_soon(record_other)
+        await _testing(lib).wait_all_tasks_blocked()
+        nursery.start_soon(detached)
+        await _testing(lib).wait_all_tasks_blocked()
+        (task,) = (t for t in nursery.child_tasks if t.coro.cr_code.co_name == "detached")
+        trace.append(task.coro.send("hello"))
+
+
 # Collected after every scenario above has registered itself.
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_same_trace_as_trio(name: str) -> None:

@@ -234,3 +234,46 @@ def test_environment_is_inherited_unchanged(tmp_path: Path) -> None:
     result = run_python("-m", "nursery_io", "run", "--as-trio", str(script))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "trio"
+
+
+def test_trio_modules_are_complete_from_the_start(tmp_path: Path) -> None:
+    # Real trio imports all its names up front: walking vars(trio) sees them all, and the
+    # dict doesn't change under the walk when a name is touched (trio's own test suite
+    # walks it and touches trio.Path mid-walk).
+    script = write(
+        tmp_path / "program.py",
+        """
+        import trio
+
+        for module in (trio, trio.lowlevel):
+            for name, value in module.__dict__.items():
+                assert trio.Path is not None
+        missing = [n for n in ("Path", "open_file", "DTLSEndpoint") if n not in vars(trio)]
+        missing += [n for n in ("open_process", "FdStream") if n not in vars(trio.lowlevel)]
+        print(missing)
+        """,
+    )
+    result = run_python("-m", "nursery_io", "run", "--as-trio", str(script))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_no_public_constructor_messages_use_the_trio_name(tmp_path: Path) -> None:
+    script = write(
+        tmp_path / "program.py",
+        """
+        import trio
+
+        for cls in (trio.Cancelled, trio.Nursery):
+            try:
+                cls()
+            except TypeError as exc:
+                print(exc)
+        """,
+    )
+    result = run_python("-m", "nursery_io", "run", "--as-trio", str(script))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "trio.Cancelled has no public constructor",
+        "trio.Nursery has no public constructor",
+    ]
