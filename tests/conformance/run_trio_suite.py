@@ -195,8 +195,11 @@ class _PublicView(types.ModuleType):
         super().__init__(name)
         self.__path__ = []
         self._target = target
-        if hasattr(target, "__all__"):
-            self.__all__ = list(target.__all__)
+        # ``from ..testing import *`` must see what it sees on the real module.
+        exported = getattr(target, "__all__", None)
+        if exported is None:
+            exported = [name for name in vars(target) if not name.startswith("_")]
+        self.__all__ = list(exported)
 
     def __getattr__(self, name):
         if name.startswith("__"):
