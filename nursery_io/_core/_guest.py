@@ -234,7 +234,9 @@ class _GuestRun:
             failure: BaseException | None = None
             try:
                 if polled is None:
-                    runner.busy_turn()
+                    # Busy: the plain loop turn, which skips the kernel poll (or, if the
+                    # interval ran out meanwhile, polls without blocking: tasks are runnable).
+                    runner.run_turn()
                 else:
                     events = runner.kernel.dispatch(polled.unwrap())
                     runner.finish_turn(timeout, primed, events)

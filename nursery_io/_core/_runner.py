@@ -427,7 +427,6 @@ class Runner:
         if self.runq:
             now_ns = time.monotonic_ns()
             if now_ns - self._last_poll_ns < _BUSY_POLL_INTERVAL_NS:
-                # busy_turn(), inlined: this is the hottest path of a busy run.
                 kernel.flush_and_reap()
                 if kernel.entry_queue:
                     kernel.run_queued_callbacks()
@@ -446,22 +445,6 @@ class Runner:
             instruments.call("before_io_wait", timeout)
         events = kernel.poll(-1 if timeout == math.inf else min(timeout, _MAX_SLEEP))
         self.finish_turn(timeout, primed, events)
-
-    def busy_turn(self) -> None:
-        """A turn that skips the kernel poll because tasks stay runnable and it polled
-        very recently (guest runs take it; run_turn has it inlined)."""
-        kernel = self.kernel
-        kernel.flush_and_reap()
-        # Skipping the poll must not delay what doesn't need it: queued callbacks run once
-        # per batch (as in Trio, where a task runs them), and a deadline that has already
-        # passed fires now. The heap's top entry is a lower bound on the next deadline, so
-        # the common case is one comparison.
-        if kernel.entry_queue:
-            kernel.run_queued_callbacks()
-        heap = self.deadlines._heap
-        if heap and heap[0][0] <= (now := self.clock.current_time()):
-            self.deadlines.expire(now)
-        self.run_batch()
 
     def finish_turn(self, timeout: float, primed: int, events: int) -> None:
         """The rest of a loop turn once the kernel poll is done and dispatched: expire
