@@ -14,8 +14,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Generic, Self, TypeVar
 from typing import Any as _Any
 
-from ._abc_clock import Clock, Instrument
 from ._core import EndOfChannel
+from ._core._abc_clock import Clock, Instrument
 
 if TYPE_CHECKING:
     # Annotations only: a program that uses files but no sockets doesn't import socket.

@@ -124,7 +124,7 @@ def remove_instrument(instrument: "Instrument") -> None:
     _current_runner().instruments.remove_instrument(instrument)
 
 
-from ._abc_clock import Instrument  # noqa: E402  (used in annotations above)
+from ._core._abc_clock import Instrument  # noqa: E402  (used in annotations above)
 
 # Trio spellings.
 TrioToken = RunToken

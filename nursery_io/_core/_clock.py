@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from .._abc_clock import Clock
 from . import _run
+from ._abc_clock import Clock
 
 __all__ = ["SystemClock"]
 

@@ -58,7 +58,7 @@ from ._runner import (
 if TYPE_CHECKING:
     import contextvars
 
-    from .._abc_clock import Clock, Instrument
+    from ._abc_clock import Clock, Instrument
     from ._instruments import Instruments
     from ._nursery import Nursery
     from ._task import Task

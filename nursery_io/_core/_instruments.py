@@ -7,7 +7,7 @@ import types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .._abc_clock import Instrument
+    from ._abc_clock import Instrument
 
 __all__ = ["HOOK_NAMES", "Instruments"]
 
@@ -92,7 +92,7 @@ class Instruments(dict[str, dict["Instrument", None]]):
 
 
 def _overrides(impl: object, name: str) -> bool:
-    from .._abc_clock import Instrument as Base
+    from ._abc_clock import Instrument as Base
 
     # A bound method of the base class's no-op is the only thing that doesn't count.
     return not (isinstance(impl, types.MethodType) and impl.__func__ is getattr(Base, name, None))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 
-from .._abc_clock import Clock
+from ._abc_clock import Clock
 from ._context import GLOBAL_RUN_CONTEXT
 from ._util import final
 

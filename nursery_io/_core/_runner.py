@@ -61,7 +61,7 @@ from ._util import coroutine_or_error, final, name_for_task
 if TYPE_CHECKING:
     from types import FrameType
 
-    from .._abc_clock import Clock, Instrument
+    from ._abc_clock import Clock, Instrument
 
 __all__ = [
     "RunStatistics",

@@ -17,7 +17,7 @@ from ._util import final
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from .._abc_clock import Clock, Instrument
+    from ._abc_clock import Clock, Instrument
 
 __all__ = ["SteppedRun"]
 

@@ -19,7 +19,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .._abc_clock import Instrument
+from .._core._abc_clock import Instrument
 from .._core._context import current_runner
 from .._core._exceptions import RunFinishedError
 

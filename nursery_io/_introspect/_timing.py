@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from .._abc_clock import Instrument
+from .._core._abc_clock import Instrument
 
 if TYPE_CHECKING:
     from .._core._runner import Runner

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import outcome
 
-from .._abc_clock import Instrument
+from .._core._abc_clock import Instrument
 from .._core._context import GLOBAL_RUN_CONTEXT
 from .._core._exceptions import Cancelled
 from .._core._util import final

@@ -1,4 +1,4 @@
-"""The Clock and Instrument interfaces (kept apart from abc.py so the core can import them
+"""The Clock and Instrument interfaces (in the core, apart from abc.py, so the core can use them
 without pulling in the stream and channel interfaces)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from abc import ABCMeta, abstractmethod
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._core._task import Task
+    from ._task import Task
 
 __all__ = ["Clock", "Instrument"]
 
