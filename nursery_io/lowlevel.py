@@ -13,8 +13,11 @@ the run's file engine — io_uring when available, the worker pool otherwise.
 import sys
 import typing as _typing
 
+# A leaf façade: it re-exports names for users and nothing inside nursery_io imports it
+# (library modules import from ``_core``; ``lint-imports`` checks this).
 from ._core import (
     Abort,
+    Instrument,  # noqa: F401  (kept reachable here; trio has it only in abc)
     ParkingLot,
     ParkingLotStatistics,
     RaiseCancelT,
@@ -24,6 +27,7 @@ from ._core import (
     RunVarToken,
     SteppedRun,
     Task,
+    add_instrument,
     add_parking_lot_breaker,
     cancel_shielded_checkpoint,
     checkpoint,
@@ -41,6 +45,7 @@ from ._core import (
     notify_closing,
     permanently_detach_coroutine_object,
     reattach_detached_coroutine_object,
+    remove_instrument,
     remove_parking_lot_breaker,
     reschedule,
     spawn_system_task,
@@ -49,11 +54,10 @@ from ._core import (
     wait_task_rescheduled,
     wait_writable,
 )
-from ._core._context import current_runner as _current_runner
+from ._kernel import ops
 
 if _typing.TYPE_CHECKING:
-    from ._core._guest import start_guest_run
-    from ._core._ops import read_at, run_op
+    from ._core import read_at, run_op, start_guest_run, start_thread_soon
     from ._hostname import encode_hostname
     from ._introspect import (
         format_task_tree,
@@ -64,13 +68,12 @@ if _typing.TYPE_CHECKING:
     from ._introspect._server import start_console_server
     from ._introspect._signal import disable_debug_signal, enable_debug_signal
     from ._introspect._trace import TraceRecorder
-    from ._kernel.workers import start_thread_soon
     from ._subprocess import open_process
     from ._unbounded_queue import UnboundedQueue, UnboundedQueueStatistics
     from ._unix_pipes import FdStream
 
-# Loaded on first use (PEP 562): the file engine's op constructors (ctypes), the worker
-# threads, pipes and subprocesses are not needed to start a run.
+# Loaded on first use (PEP 562): the worker threads, pipes, subprocesses and debugging
+# tools are not needed to start a run.
 _LAZY: dict[str, tuple[str, str | None]] = {
     "start_guest_run": ("._core._guest", "start_guest_run"),
     "read_at": ("._core._ops", "read_at"),
@@ -114,25 +117,11 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | _LAZY.keys())
 
 
-def add_instrument(instrument: "Instrument") -> None:
-    """Start calling ``instrument``'s hooks in the current run (no-op if already added)."""
-    _current_runner().instruments.add_instrument(instrument)
-
-
-def remove_instrument(instrument: "Instrument") -> None:
-    """Stop calling ``instrument``'s hooks; ``KeyError`` if it isn't installed."""
-    _current_runner().instruments.remove_instrument(instrument)
-
-
-from ._core._abc_clock import Instrument  # noqa: E402  (used in annotations above)
-
 # Trio spellings.
 TrioToken = RunToken
 current_trio_token = current_token
 in_trio_run = in_run
 in_trio_task = in_task
-
-from ._kernel import ops  # noqa: E402
 
 # ``import nursery_io.lowlevel.ops`` works too, as ``import os.path`` does: the module is
 # registered under its public dotted name (its own ``__name__`` stays the kernel's).

@@ -1,7 +1,31 @@
-"""The core runtime: runner, tasks, nurseries, cancel scopes, traps. See DESIGN.md."""
+"""The core runtime: runner, tasks, nurseries, cancel scopes, traps (docs/kernel.rst).
+
+This package is what the rest of nursery_io imports its runtime from. The layers, lowest
+first, are ``_kernel`` < ``_core`` < the library modules (``_sync``, ``_timeouts``,
+files, sockets, ...) < the integrations (``testing``, ``pytest_plugin``,
+``anyio_backend``, ...); a module imports only from its own layer and those below it
+(``lint-imports`` checks this, see pyproject.toml). The public ``nursery_io.lowlevel`` is a
+façade over this package for users: no module inside nursery_io imports it.
+
+Library code imports the names in ``__all__`` from here, ``from .._core import checkpoint,
+run_op, ops``, never from ``lowlevel`` (modules inside ``_core`` import from their siblings:
+this package is still loading when they run). Two kinds of name:
+
+- Most names are imported at once: the runner, tasks, traps, cancel scopes and the
+  ``Clock``/``Instrument`` interfaces are loaded by ``import nursery_io`` anyway.
+- The disk-op and thread names in ``_LAZY`` below (``run_op``, ``read_at``,
+  ``run_linked``, ``ops``, ``start_thread_soon``, ``start_guest_run``) are loaded on first
+  use (PEP 562 ``__getattr__``): they pull in ctypes and the file engine, which
+  ``import nursery_io`` must not pay for. ``from .._core import run_op`` in a module loads
+  them when that module is imported, which is what a file module wants; a module that
+  needs them only on some paths imports them inside the function.
+"""
+
+import typing as _typing
 
 # Imported so that ``trio._core._run`` resolves in trio mode (see the module).
 from . import _run as _run
+from ._abc_clock import Clock, Instrument
 from ._cancel import CancelScope
 from ._context import current_task
 from ._detach import (
@@ -19,6 +43,7 @@ from ._exceptions import (
     RunFinishedError,
     WouldBlock,
 )
+from ._instruments import add_instrument, remove_instrument
 from ._io import notify_closing, wait_readable, wait_writable
 from ._ki import currently_ki_protected, disable_ki_protection, enable_ki_protection
 from ._local import RunVar, RunVarToken
@@ -57,6 +82,44 @@ from ._traps import (
     wait_task_rescheduled,
 )
 
+if _typing.TYPE_CHECKING:
+    from .._kernel import ops
+    from .._kernel.workers import start_thread_soon
+    from ._guest import start_guest_run
+    from ._ops import read_at, run_linked, run_op
+
+# name -> (module, attribute; None for the module itself). Trio mode loads them all at once
+# when it aliases this package (``_trio_mode._load_lazy_names``).
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "ops": ("nursery_io._kernel.ops", None),
+    "read_at": ("nursery_io._core._ops", "read_at"),
+    "run_linked": ("nursery_io._core._ops", "run_linked"),
+    "run_op": ("nursery_io._core._ops", "run_op"),
+    "start_guest_run": ("nursery_io._core._guest", "start_guest_run"),
+    "start_thread_soon": ("nursery_io._kernel.workers", "start_thread_soon"),
+}
+
+# Hidden from type checkers: a visible module __getattr__ would make them accept any
+# attribute name, typos included.
+if not _typing.TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        where = _LAZY.get(name)
+        if where is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import importlib
+
+        module_name, attribute = where
+        module = importlib.import_module(module_name)
+        value = module if attribute is None else getattr(module, attribute)
+        globals()[name] = value  # later lookups don't come back here
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY.keys())
+
+
 __all__ = [
     "TASK_STATUS_IGNORED",
     "Abort",
@@ -64,8 +127,10 @@ __all__ = [
     "BusyResourceError",
     "CancelScope",
     "Cancelled",
+    "Clock",
     "ClosedResourceError",
     "EndOfChannel",
+    "Instrument",
     "InternalError",
     "MockClock",
     "Nursery",
@@ -81,6 +146,7 @@ __all__ = [
     "Task",
     "TaskStatus",
     "WouldBlock",
+    "add_instrument",
     "add_parking_lot_breaker",
     "cancel_shielded_checkpoint",
     "checkpoint",
@@ -99,12 +165,19 @@ __all__ = [
     "in_task",
     "notify_closing",
     "open_nursery",
+    "ops",
     "permanently_detach_coroutine_object",
+    "read_at",
     "reattach_detached_coroutine_object",
+    "remove_instrument",
     "remove_parking_lot_breaker",
     "reschedule",
     "run",
+    "run_linked",
+    "run_op",
     "spawn_system_task",
+    "start_guest_run",
+    "start_thread_soon",
     "temporarily_detach_coroutine_object",
     "wait_all_tasks_blocked",
     "wait_readable",

@@ -6,10 +6,12 @@ import logging
 import types
 from typing import TYPE_CHECKING, Any
 
+from ._context import current_runner
+
 if TYPE_CHECKING:
     from ._abc_clock import Instrument
 
-__all__ = ["HOOK_NAMES", "Instruments"]
+__all__ = ["HOOK_NAMES", "Instruments", "add_instrument", "remove_instrument"]
 
 HOOK_NAMES = (
     "before_run",
@@ -89,6 +91,16 @@ class Instruments(dict[str, dict["Instrument", None]]):
                     hookname,
                     instrument,
                 )
+
+
+def add_instrument(instrument: Instrument) -> None:
+    """Start calling ``instrument``'s hooks in the current run (no-op if already added)."""
+    current_runner().instruments.add_instrument(instrument)
+
+
+def remove_instrument(instrument: Instrument) -> None:
+    """Stop calling ``instrument``'s hooks; ``KeyError`` if it isn't installed."""
+    current_runner().instruments.remove_instrument(instrument)
 
 
 def _overrides(impl: object, name: str) -> bool:
