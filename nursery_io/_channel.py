@@ -30,13 +30,14 @@ from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 from outcome import Error
 
-from ._core import BrokenResourceError, ClosedResourceError, EndOfChannel, WouldBlock
-from ._core._util import final
-from .abc import ReceiveChannel, SendChannel
-from .lowlevel import (
+from ._core import (
     Abort,
+    BrokenResourceError,
+    ClosedResourceError,
+    EndOfChannel,
     RaiseCancelT,
     Task,
+    WouldBlock,
     cancel_shielded_checkpoint,
     checkpoint,
     checkpoint_if_cancelled,
@@ -45,6 +46,8 @@ from .lowlevel import (
     reschedule,
     wait_task_rescheduled,
 )
+from ._core._util import final
+from .abc import ReceiveChannel, SendChannel
 
 if TYPE_CHECKING:
     from typing import Self

@@ -9,8 +9,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from ._core import BusyResourceError, ParkingLot
-from .lowlevel import checkpoint, current_token
+from ._core import BusyResourceError, ParkingLot, checkpoint, current_token
 
 __all__ = ["open_signal_receiver"]
 

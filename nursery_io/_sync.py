@@ -18,12 +18,14 @@ import math
 from dataclasses import dataclass
 from types import TracebackType
 
-from ._core import BrokenResourceError, Cancelled, CancelScope, WouldBlock
-from ._core._util import final
-from .lowlevel import (
+from ._core import (
+    BrokenResourceError,
+    Cancelled,
+    CancelScope,
     ParkingLot,
     ParkingLotStatistics,
     Task,
+    WouldBlock,
     add_parking_lot_breaker,
     cancel_shielded_checkpoint,
     checkpoint,
@@ -32,6 +34,7 @@ from .lowlevel import (
     enable_ki_protection,
     remove_parking_lot_breaker,
 )
+from ._core._util import final
 
 __all__ = [
     "CapacityLimiter",

@@ -20,8 +20,26 @@ from typing import Any, Final, TypeVar, TypeVarTuple
 import outcome
 import sniffio
 
-from . import lowlevel
-from ._core import RunFinishedError, WouldBlock
+from ._core import (
+    Abort,
+    ParkingLot,
+    RaiseCancelT,
+    RunFinishedError,
+    RunToken,
+    RunVar,
+    Task,
+    WouldBlock,
+    cancel_shielded_checkpoint,
+    checkpoint,
+    checkpoint_if_cancelled,
+    current_task,
+    current_token,
+    in_run,
+    reschedule,
+    spawn_system_task,
+    start_thread_soon,
+    wait_task_rescheduled,
+)
 from ._sync import CapacityLimiter
 
 __all__ = [
@@ -50,7 +68,7 @@ class _RunThreads:
     def __init__(self) -> None:
         self.limiter = CapacityLimiter(DEFAULT_THREAD_LIMIT)
         self.count = 0
-        self.idle = lowlevel.ParkingLot()  # tasks waiting for count to reach 0
+        self.idle = ParkingLot()  # tasks waiting for count to reach 0
 
     def finished(self) -> None:
         self.count -= 1
@@ -58,7 +76,7 @@ class _RunThreads:
             self.idle.unpark_all()
 
 
-_run_threads: lowlevel.RunVar[_RunThreads] = lowlevel.RunVar("to_thread state")
+_run_threads: RunVar[_RunThreads] = RunVar("to_thread state")
 
 
 def _state() -> _RunThreads:
@@ -91,7 +109,7 @@ async def wait_all_threads_completed() -> None:
     :func:`~nursery_io.testing.wait_all_tasks_blocked` it tells when nothing is making
     progress any more, neither in a task nor in a thread.
     """
-    await lowlevel.checkpoint()
+    await checkpoint()
     state = _state()
     while state.count:
         await state.idle.park()
@@ -102,13 +120,11 @@ class _WorkerLink:
 
     __slots__ = ("abandon_on_cancel", "abandoned", "raise_cancel", "task", "token")
 
-    def __init__(
-        self, task: lowlevel.Task, token: lowlevel.RunToken, abandon_on_cancel: bool
-    ) -> None:
+    def __init__(self, task: Task, token: RunToken, abandon_on_cancel: bool) -> None:
         self.task = task
         self.token = token
         self.abandon_on_cancel = abandon_on_cancel
-        self.raise_cancel: lowlevel.RaiseCancelT | None = None
+        self.raise_cancel: RaiseCancelT | None = None
         self.abandoned = False
 
 
@@ -161,14 +177,14 @@ async def to_thread_run_sync(
     to stop early). With ``abandon_on_cancel=True`` a cancellation makes the task stop
     waiting at once; the thread runs on and its result is discarded.
     """
-    await lowlevel.checkpoint_if_cancelled()
+    await checkpoint_if_cancelled()
     # Now, so that an object whose truth can't be told fails here and not at cancel time.
     abandon_on_cancel = bool(abandon_on_cancel)
     state = _state()
     if limiter is None:
         limiter = state.limiter
-    task = lowlevel.current_task()
-    token = lowlevel.current_token()
+    task = current_task()
+    token = current_token()
     # Each call borrows a token on behalf of a unique object, so one task can run several
     # threads (through several nurseries) without tripping "already holding a token".
     borrower = _WorkerLink(task, token, abandon_on_cancel)
@@ -213,23 +229,23 @@ async def to_thread_run_sync(
             state.finished()
             limiter.release_on_behalf_of(borrower)
             if not borrower.abandoned:
-                lowlevel.reschedule(task, outcome.Value(_Finished(result)))
+                reschedule(task, outcome.Value(_Finished(result)))
 
-        lowlevel.start_thread_soon(in_worker, deliver, thread_name)
+        start_thread_soon(in_worker, deliver, thread_name)
     except BaseException:
         state.finished()
         limiter.release_on_behalf_of(borrower)
         raise
 
-    def abort(raise_cancel: lowlevel.RaiseCancelT) -> lowlevel.Abort:
+    def abort(raise_cancel: RaiseCancelT) -> Abort:
         borrower.raise_cancel = raise_cancel
         if abandon_on_cancel:
             borrower.abandoned = True
-            return lowlevel.Abort.SUCCEEDED
-        return lowlevel.Abort.FAILED
+            return Abort.SUCCEEDED
+        return Abort.FAILED
 
     while True:
-        message = await lowlevel.wait_task_rescheduled(abort)
+        message = await wait_task_rescheduled(abort)
         if type(message) is _Finished:
             return message.result.unwrap()  # type: ignore[no-any-return]
         await _serve(message)
@@ -240,13 +256,13 @@ async def _serve(request: _Request) -> None:
     if request.is_async:
         # Borrow the worker's context for the call: the task runs each step in
         # task.context, so switch it and let a (shielded) schedule point take effect.
-        task = lowlevel.current_task()
+        task = current_task()
         own_context = task.context
         task.context = request.context
-        await lowlevel.cancel_shielded_checkpoint()
+        await cancel_shielded_checkpoint()
         result = await outcome.acapture(_call_async, request.fn, request.args)
         task.context = own_context
-        await lowlevel.cancel_shielded_checkpoint()
+        await cancel_shielded_checkpoint()
     else:
         result = outcome.capture(_call_sync, request)
     request.reply.put(result)
@@ -296,7 +312,7 @@ def _send_request(
     fn: Callable[..., Any],
     args: tuple[Any, ...],
     is_async: bool,
-    token: lowlevel.RunToken | None,
+    token: RunToken | None,
 ) -> Any:
     # Checks in Trio's order, with Trio's texts (users match on them).
     link = _worker_link()
@@ -305,11 +321,11 @@ def _send_request(
             raise RuntimeError(
                 "this thread wasn't created by Trio, pass kwarg trio_token=... (or token=...)"
             )
-    elif not isinstance(token, lowlevel.RunToken):
+    elif not isinstance(token, RunToken):
         raise RuntimeError("Passed kwarg trio_token is not of type TrioToken")
     # Blocking this thread on its own run would deadlock. (Unlike Trio we allow blocking
     # on *another* run, e.g. a portal's run in another thread: that is merely blocking.)
-    if lowlevel.in_run() and (token is None or token is lowlevel.current_token()):
+    if in_run() and (token is None or token is current_token()):
         raise RuntimeError("this is a blocking function; call it from a thread")
     request = _Request(fn, args, is_async)
     if token is None and link is not None and not link.abandon_on_cancel:
@@ -330,7 +346,7 @@ def _deliver_to_waiting_task(link: _WorkerLink, request: _Request) -> None:
     if link.abandoned:
         _serve_in_system_task(request)
     else:
-        lowlevel.reschedule(link.task, outcome.Value(request))
+        reschedule(link.task, outcome.Value(request))
 
 
 def _serve_in_system_task(request: _Request) -> None:
@@ -340,7 +356,7 @@ def _serve_in_system_task(request: _Request) -> None:
             request.reply.put(await outcome.acapture(_call_async, request.fn, request.args))
 
         try:
-            lowlevel.spawn_system_task(runner, name=request.fn, context=request.context)
+            spawn_system_task(runner, name=request.fn, context=request.context)
         except RuntimeError as exc:  # system nursery already closed: the run is ending
             request.reply.put(outcome.Error(RunFinishedError(str(exc))))
     else:
@@ -350,7 +366,7 @@ def _serve_in_system_task(request: _Request) -> None:
 def from_thread_run(
     afn: Callable[[*PosArgT], Awaitable[T]],
     *args: *PosArgT,
-    token: lowlevel.RunToken | None = None,
+    token: RunToken | None = None,
 ) -> T:
     """From a worker thread, run ``await afn(*args)`` in the run and return its result.
 
@@ -365,7 +381,7 @@ def from_thread_run(
 
 
 def from_thread_run_sync(
-    fn: Callable[[*PosArgT], T], *args: *PosArgT, token: lowlevel.RunToken | None = None
+    fn: Callable[[*PosArgT], T], *args: *PosArgT, token: RunToken | None = None
 ) -> T:
     """From a worker thread, call ``fn(*args)`` in the run's thread and return its result."""
     return _send_request(fn, args, False, token)  # type: ignore[no-any-return]

@@ -6,8 +6,7 @@ import math
 from collections.abc import Generator
 from contextlib import contextmanager
 
-from . import lowlevel
-from ._core import CancelScope, checkpoint, current_time
+from ._core import Abort, CancelScope, checkpoint, current_time, wait_task_rescheduled
 
 __all__ = [
     "TooSlowError",
@@ -68,7 +67,7 @@ def fail_after(seconds: float, *, shield: bool = False) -> Generator[CancelScope
 
 async def sleep_forever() -> None:
     """Sleep until cancelled."""
-    await lowlevel.wait_task_rescheduled(lambda _: lowlevel.Abort.SUCCEEDED)
+    await wait_task_rescheduled(lambda _: Abort.SUCCEEDED)
     raise RuntimeError("Should never have been rescheduled!")
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, TypeVarTuple
 
-from . import lowlevel
+from ._core import RunToken
 from ._threads import check_cancelled, from_thread_run, from_thread_run_sync
 
 __all__ = ["check_cancelled", "run", "run_sync"]
@@ -20,8 +20,8 @@ PosArgT = TypeVarTuple("PosArgT")
 def run(
     afn: Callable[[*PosArgT], Awaitable[T]],
     *args: *PosArgT,
-    token: lowlevel.RunToken | None = None,
-    trio_token: lowlevel.RunToken | None = None,
+    token: RunToken | None = None,
+    trio_token: RunToken | None = None,
 ) -> T:
     """Run ``await afn(*args)`` in the run from a worker thread; see the module docs."""
     return from_thread_run(afn, *args, token=token or trio_token)
@@ -30,8 +30,8 @@ def run(
 def run_sync(
     fn: Callable[[*PosArgT], T],
     *args: *PosArgT,
-    token: lowlevel.RunToken | None = None,
-    trio_token: lowlevel.RunToken | None = None,
+    token: RunToken | None = None,
+    trio_token: RunToken | None = None,
 ) -> T:
     """Call ``fn(*args)`` in the run's thread from a worker thread and return the result."""
     return from_thread_run_sync(fn, *args, token=token or trio_token)

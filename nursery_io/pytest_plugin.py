@@ -51,6 +51,13 @@ from typing import Any, Final, Literal, NoReturn
 import pytest
 
 import nursery_io
+from nursery_io._core import (
+    ParkingLot,
+    cancel_shielded_checkpoint,
+    current_task,
+    disable_ki_protection,
+    enable_ki_protection,
+)
 from nursery_io._pytest_trio_mode import (
     ENV_VAR,
     PYTEST_TRIO_PLUGIN,
@@ -62,13 +69,6 @@ from nursery_io._pytest_trio_mode import (
 )
 from nursery_io._trio_mode import trio_mode_active
 from nursery_io.abc import Clock, Instrument
-from nursery_io.lowlevel import (
-    ParkingLot,
-    cancel_shielded_checkpoint,
-    current_task,
-    disable_ki_protection,
-    enable_ki_protection,
-)
 from nursery_io.testing import MockClock
 from nursery_io.testing._run_test import select_clock_and_instruments
 

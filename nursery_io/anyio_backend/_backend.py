@@ -37,7 +37,7 @@ from anyio.abc import AsyncBackend, IPSockAddrType
 
 import nursery_io
 import nursery_io.socket as nsocket
-from nursery_io import from_thread, lowlevel, to_thread
+from nursery_io import _core, _subprocess, from_thread, to_thread
 from nursery_io.testing import wait_all_tasks_blocked
 
 from . import _process, _sockets
@@ -76,7 +76,7 @@ _check_anyio_version()
 
 # One anyio wrapper per run around nursery_io's default thread limiter, so that anyio
 # code changing ``total_tokens`` changes the limiter to_thread really uses.
-_default_limiter: lowlevel.RunVar[CapacityLimiter] = lowlevel.RunVar("anyio default limiter")
+_default_limiter: _core.RunVar[CapacityLimiter] = _core.RunVar("anyio default limiter")
 
 
 def _returning_coroutine(func: Callable[..., Awaitable[T]]) -> Callable[..., Any]:
@@ -137,8 +137,8 @@ def _anyio_fd_errors(direction: str) -> Iterator[None]:
         raise BusyResourceError(direction) from None
 
 
-def _token(token: object) -> lowlevel.RunToken | None:
-    if token is not None and not isinstance(token, lowlevel.RunToken):
+def _token(token: object) -> _core.RunToken | None:
+    if token is not None and not isinstance(token, _core.RunToken):
         raise TypeError(f"expected a nursery_io run token, not {token!r}")
     return token
 
@@ -163,7 +163,7 @@ class NurseryIOBackend(AsyncBackend):
 
     @classmethod
     def current_token(cls) -> object:
-        return lowlevel.current_token()
+        return _core.current_token()
 
     @classmethod
     def current_time(cls) -> float:
@@ -177,15 +177,15 @@ class NurseryIOBackend(AsyncBackend):
 
     @classmethod
     async def checkpoint(cls) -> None:
-        await lowlevel.checkpoint()
+        await _core.checkpoint()
 
     @classmethod
     async def checkpoint_if_cancelled(cls) -> None:
-        await lowlevel.checkpoint_if_cancelled()
+        await _core.checkpoint_if_cancelled()
 
     @classmethod
     async def cancel_shielded_checkpoint(cls) -> None:
-        await lowlevel.cancel_shielded_checkpoint()
+        await _core.cancel_shielded_checkpoint()
 
     @classmethod
     async def sleep(cls, delay: float) -> None:
@@ -248,7 +248,7 @@ class NurseryIOBackend(AsyncBackend):
         abandon_on_cancel: bool = False,
         limiter: anyio.CapacityLimiter | None = None,
     ) -> T:
-        token = lowlevel.current_token()
+        token = _core.current_token()
 
         def in_worker() -> T:
             # Lets anyio.from_thread.* (no token) and check_cancelled() find their way
@@ -340,7 +340,7 @@ class NurseryIOBackend(AsyncBackend):
             argv = os.fsdecode(cast("StrOrBytesPath", command))
         else:
             argv = [os.fsdecode(item) for item in cast("Sequence[StrOrBytesPath]", command)]
-        process = await lowlevel.open_process(
+        process = await _subprocess.open_process(
             argv,
             stdin=stdin,
             stdout=stdout,
@@ -362,7 +362,7 @@ class NurseryIOBackend(AsyncBackend):
 
     @classmethod
     def setup_process_pool_exit_at_shutdown(cls, workers: set[anyio.abc.Process]) -> None:
-        lowlevel.spawn_system_task(_process.shut_down_process_pool, workers)
+        _core.spawn_system_task(_process.shut_down_process_pool, workers)
 
     # ----- sockets -----
 
@@ -467,16 +467,16 @@ class NurseryIOBackend(AsyncBackend):
     @classmethod
     async def wait_readable(cls, obj: FileDescriptorLike) -> None:
         with _anyio_fd_errors("reading from"):
-            await lowlevel.wait_readable(obj)
+            await _core.wait_readable(obj)
 
     @classmethod
     async def wait_writable(cls, obj: FileDescriptorLike) -> None:
         with _anyio_fd_errors("writing to"):
-            await lowlevel.wait_writable(obj)
+            await _core.wait_writable(obj)
 
     @classmethod
     def notify_closing(cls, obj: FileDescriptorLike) -> None:
-        lowlevel.notify_closing(obj)
+        _core.notify_closing(obj)
 
     @classmethod
     async def wrap_listener_socket(cls, sock: socket.socket) -> anyio.abc.SocketListener:
@@ -520,7 +520,7 @@ class NurseryIOBackend(AsyncBackend):
 
     @classmethod
     def get_current_task(cls) -> anyio.TaskInfo:
-        return TaskInfo(lowlevel.current_task())
+        return TaskInfo(_core.current_task())
 
     @classmethod
     def get_running_tasks(cls) -> Sequence[anyio.TaskInfo]:

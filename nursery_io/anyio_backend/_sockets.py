@@ -30,7 +30,7 @@ from anyio.abc import IPSockAddrType, UDPPacketType, UNIXDatagramPacketType
 
 import nursery_io
 import nursery_io.socket as nsocket
-from nursery_io import lowlevel
+from nursery_io import _core
 
 __all__ = [
     "ConnectedUDPSocket",
@@ -74,7 +74,7 @@ class _SocketWrapper:
         self._closed = True
         # Wakes any task blocked on the socket (it gets ClosedResourceError).
         self._sock.close()
-        await lowlevel.checkpoint()
+        await _core.checkpoint()
 
     def _translate(self, exc: BaseException) -> NoReturn:
         if isinstance(exc, nursery_io.ClosedResourceError):
@@ -128,7 +128,7 @@ class UNIXSocketStream(SocketStream, anyio.abc.UNIXSocketStream):
             raise ValueError("fds must not be empty")
         numbers = array.array("i", [fd if isinstance(fd, int) else fd.fileno() for fd in fds])
         ancillary: list[tuple[int, int, Any]] = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, numbers)]
-        await lowlevel.checkpoint()
+        await _core.checkpoint()
         with self._send_guard, memoryview(message) as view:
             sent = 0
             while sent < len(view):
@@ -145,7 +145,7 @@ class UNIXSocketStream(SocketStream, anyio.abc.UNIXSocketStream):
         if not isinstance(maxfds, int) or maxfds < 1:
             raise ValueError("maxfds must be a positive integer")
         fds = array.array("i")
-        await lowlevel.checkpoint()
+        await _core.checkpoint()
         with self._receive_guard:
             try:
                 message, ancillary, _flags, _address = await self._sock.recvmsg(

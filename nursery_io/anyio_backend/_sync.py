@@ -25,7 +25,7 @@ from anyio import (
 from anyio._core._synchronization import SemaphoreStatistics
 
 import nursery_io
-from nursery_io import lowlevel
+from nursery_io import _core
 
 from ._tasks import TaskInfo
 
@@ -62,17 +62,17 @@ class Lock(anyio.Lock):
 
     def __init__(self, *, fast_acquire: bool = False) -> None:
         self._fast_acquire = fast_acquire
-        self._lot = lowlevel.ParkingLot()
-        self._owner: lowlevel.Task | None = None
+        self._lot = _core.ParkingLot()
+        self._owner: _core.Task | None = None
 
     async def acquire(self) -> None:
-        task = lowlevel.current_task()
+        task = _core.current_task()
         if self._owner is None and not self._lot:
-            await lowlevel.checkpoint_if_cancelled()
+            await _core.checkpoint_if_cancelled()
             self._owner = task
             if not self._fast_acquire:
                 # A schedule point that can't be cancelled: we already hold the lock.
-                await lowlevel.cancel_shielded_checkpoint()
+                await _core.cancel_shielded_checkpoint()
             return
         if self._owner is task:
             raise RuntimeError("Attempted to acquire an already held Lock")
@@ -80,7 +80,7 @@ class Lock(anyio.Lock):
         await self._lot.park()
 
     def acquire_nowait(self) -> None:
-        task = lowlevel.current_task()
+        task = _core.current_task()
         if self._owner is task:
             raise RuntimeError("Attempted to acquire an already held Lock")
         if self._owner is not None or self._lot:
@@ -88,7 +88,7 @@ class Lock(anyio.Lock):
         self._owner = task
 
     def release(self) -> None:
-        if self._owner is not lowlevel.current_task():
+        if self._owner is not _core.current_task():
             raise RuntimeError("The current task is not holding this lock")
         woken = self._lot.unpark()
         self._owner = woken[0] if woken else None
@@ -124,14 +124,14 @@ class Semaphore(anyio.Semaphore):
         super().__init__(initial_value, max_value=max_value, fast_acquire=fast_acquire)
         self._value = initial_value
         self._max_value = max_value
-        self._lot = lowlevel.ParkingLot()
+        self._lot = _core.ParkingLot()
 
     async def acquire(self) -> None:
         if self._value > 0 and not self._lot:
-            await lowlevel.checkpoint_if_cancelled()
+            await _core.checkpoint_if_cancelled()
             self._value -= 1
             if not self._fast_acquire:
-                await lowlevel.cancel_shielded_checkpoint()
+                await _core.cancel_shielded_checkpoint()
             return
         # release() hands its unit straight to us before waking us.
         await self._lot.park()
@@ -232,21 +232,21 @@ class CapacityLimiter(anyio.CapacityLimiter):
         return self._native.available_tokens
 
     def acquire_nowait(self) -> None:
-        self.acquire_on_behalf_of_nowait(lowlevel.current_task())
+        self.acquire_on_behalf_of_nowait(_core.current_task())
 
     def acquire_on_behalf_of_nowait(self, borrower: object) -> None:
         with _limiter_errors(_ALREADY_BORROWING):
             self._native.acquire_on_behalf_of_nowait(borrower)
 
     async def acquire(self) -> None:
-        await self.acquire_on_behalf_of(lowlevel.current_task())
+        await self.acquire_on_behalf_of(_core.current_task())
 
     async def acquire_on_behalf_of(self, borrower: object) -> None:
         with _limiter_errors(_ALREADY_BORROWING):
             await self._native.acquire_on_behalf_of(borrower)
 
     def release(self) -> None:
-        self.release_on_behalf_of(lowlevel.current_task())
+        self.release_on_behalf_of(_core.current_task())
 
     def release_on_behalf_of(self, borrower: object) -> None:
         with _limiter_errors(_NOT_BORROWING):

@@ -23,7 +23,7 @@ from anyio.abc import TaskStatus
 from anyio.abc._tasks import call_for_coroutine, get_callable_name, get_coro_name
 
 import nursery_io
-from nursery_io import lowlevel
+from nursery_io import _core
 
 __all__ = ["CancelScope", "TaskGroup", "TaskInfo"]
 
@@ -255,7 +255,7 @@ class TaskInfo(anyio.TaskInfo):
 
     __slots__ = ("_task",)
 
-    def __init__(self, task: lowlevel.Task) -> None:
+    def __init__(self, task: _core.Task) -> None:
         nursery = task.parent_nursery
         parent = nursery.parent_task if nursery is not None else None
         super().__init__(id(task), id(parent) if parent is not None else None, task.name, task.coro)
@@ -269,7 +269,7 @@ class TaskInfo(anyio.TaskInfo):
 
 def running_tasks() -> list[TaskInfo]:
     """Every task of the current run, the root task first, parents before children."""
-    root = lowlevel.current_root_task()
+    root = _core.current_root_task()
     assert root is not None
     infos: list[TaskInfo] = [TaskInfo(root)]
     nurseries = root.child_nurseries

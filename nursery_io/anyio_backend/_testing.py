@@ -21,7 +21,7 @@ import outcome
 from anyio.abc import TestRunner as AbstractTestRunner
 
 import nursery_io
-from nursery_io import lowlevel
+from nursery_io import _core
 
 __all__ = ["TestRunner"]
 
@@ -50,7 +50,7 @@ class TestRunner(AbstractTestRunner):
 
     def __init__(self, **options: Any) -> None:
         self._options = options
-        self._run: lowlevel.SteppedRun | None = None
+        self._run: _core.SteppedRun | None = None
         self._send: nursery_io.MemorySendChannel[_Request] | None = None
         self._receive: nursery_io.MemoryReceiveChannel[_Request] | None = None
 
@@ -65,14 +65,14 @@ class TestRunner(AbstractTestRunner):
 
     # ----- the pytest side -----
 
-    def _start(self) -> lowlevel.SteppedRun:
+    def _start(self) -> _core.SteppedRun:
         if self._run is None:
             self._send, self._receive = nursery_io.open_memory_channel[_Request](float("inf"))
-            self._run = lowlevel.SteppedRun(self._serve, **self._options)
+            self._run = _core.SteppedRun(self._serve, **self._options)
         return self._run
 
     def _call(self, awaitable_fn: Callable[[], Awaitable[T]]) -> T:
-        if lowlevel.in_run():
+        if _core.in_run():
             # A synchronous call from inside the run (e.g. request.getfixturevalue() in an
             # async test) would wait for itself forever.
             raise RuntimeError(
@@ -110,7 +110,7 @@ class TestRunner(AbstractTestRunner):
         run.result()
 
     def is_running(self) -> bool:
-        return lowlevel.in_task()
+        return _core.in_task()
 
     def run_asyncgen_fixture(
         self,

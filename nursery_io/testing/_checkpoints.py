@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 
-from ..lowlevel import current_task
+from .._core import current_task
 
 __all__ = ["assert_checkpoints", "assert_no_checkpoints"]
 

@@ -20,11 +20,19 @@ import operator
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
-from .._core import BrokenResourceError, BusyResourceError, ClosedResourceError, WouldBlock
+from .._core import (
+    BrokenResourceError,
+    BusyResourceError,
+    ClosedResourceError,
+    ParkingLot,
+    WouldBlock,
+    cancel_shielded_checkpoint,
+    checkpoint,
+    checkpoint_if_cancelled,
+)
 from .._core._util import final
 from .._highlevel_generic import StapledStream
 from ..abc import ReceiveStream, SendStream
-from ..lowlevel import ParkingLot, cancel_shielded_checkpoint, checkpoint, checkpoint_if_cancelled
 
 __all__ = [
     "MemoryReceiveStream",

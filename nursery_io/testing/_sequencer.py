@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from .. import Cancelled
+from .._core import ParkingLot, checkpoint
 from .._core._util import final
-from ..lowlevel import ParkingLot, checkpoint
 
 __all__ = ["Sequencer"]
 

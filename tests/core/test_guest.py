@@ -45,6 +45,7 @@ import nursery_io
 import nursery_io.lowlevel
 import nursery_io.testing
 from nursery_io._core import _guest
+from nursery_io._core._context import current_runner
 from nursery_io._core._runner import Runner
 from nursery_io._kernel.kernel import Kernel
 
@@ -774,7 +775,7 @@ def test_crash_in_the_worker_wait_is_an_internal_error(monkeypatch: pytest.Monke
 
 def test_crash_in_the_loop_is_an_internal_error() -> None:
     async def main(in_host: InHost) -> None:
-        runner = nursery_io.lowlevel._current_runner()  # type: ignore[attr-defined]
+        runner = current_runner()
         runner.runq = "not a list"
         await nursery_io.sleep(1)
 
@@ -1071,7 +1072,7 @@ def test_signal_receiver_in_a_guest() -> None:
 def test_runner_wakeups_are_only_for_guests() -> None:
     # A normal run must not pay for the guest's wake-up checks.
     async def main() -> type:
-        return type(nursery_io.lowlevel._current_runner())  # type: ignore[attr-defined, no-any-return]
+        return type(current_runner())
 
     assert nursery_io.run(main) is Runner
     assert issubclass(_guest.GuestRunner, Runner)

@@ -17,6 +17,7 @@ import pytest
 import nursery_io
 import nursery_io.testing
 from nursery_io import lowlevel
+from nursery_io._core._context import current_runner
 from nursery_io._introspect import _sites
 from nursery_io._introspect._format import find_lock_cycles, format_snapshot
 from nursery_io._introspect._timing import acquire_timer, release_timer, timer_of
@@ -324,7 +325,7 @@ def test_nothing_installed_without_debug_settings(monkeypatch: pytest.MonkeyPatc
     before = signal.getsignal(signal.SIGUSR1)
 
     async def main() -> tuple[int, bool]:
-        runner = lowlevel._current_runner()
+        runner = current_runner()
         return len(runner.instruments), _sites.recording_creation_sites()
 
     assert nursery_io.run(main) == (0, False)
@@ -332,7 +333,7 @@ def test_nothing_installed_without_debug_settings(monkeypatch: pytest.MonkeyPatc
 
 
 async def test_timer_measures_steps_and_goes_away() -> None:
-    runner = lowlevel._current_runner()
+    runner = current_runner()
     acquire_timer(runner)
     assert "before_task_step" in runner.instruments
 

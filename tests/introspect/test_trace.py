@@ -11,6 +11,7 @@ import pytest
 import nursery_io
 import nursery_io.testing
 from nursery_io import lowlevel
+from nursery_io._core._context import current_runner
 from nursery_io.lowlevel import TraceRecorder
 
 pytest_plugins = ["pytester"]
@@ -86,7 +87,7 @@ def test_trace_leaves_the_engine_as_it_found_it(tmp_path: Path) -> None:
         lowlevel.add_instrument(recorder)
         await lowlevel.checkpoint()
         await lowlevel.run_op(lowlevel.ops.nop())
-        engine = lowlevel._current_runner().kernel.engine
+        engine = current_runner().kernel.engine
         assert "submit" in engine.__dict__
         lowlevel.remove_instrument(recorder)
         recorder.after_run()
