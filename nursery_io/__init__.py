@@ -30,6 +30,13 @@ from ._core import (
     run,
 )
 from ._version import __version__
+from .anyio_backend import install as _install_anyio_backend
+
+# The one place the anyio backend is registered: ``anyio.run(..., backend="nursery_io")``
+# works once nursery_io is imported. anyio looks backends up by importing
+# ``anyio._backends._<name>``, so this adds a meta-path finder answering only that name
+# (cheap: neither anyio nor the backend is imported until anyio asks).
+_install_anyio_backend()
 
 # Everything else is loaded on first use (PEP 562 ``__getattr__`` below), so a program pays
 # only for what it touches: TLS, subprocesses, sockets, files, ... The imports below are for
@@ -164,10 +171,6 @@ if not _typing.TYPE_CHECKING:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | _LAZY.keys())
 
-
-# ``anyio.run(..., backend="nursery_io")`` works once nursery_io is imported: this installs a
-# meta-path finder that answers only that backend's module name (anyio isn't imported).
-from .anyio_backend import _finder as _anyio_finder  # noqa: E402, F401
 
 #: Trio's name for :class:`InternalError`.
 TrioInternalError = InternalError

@@ -1,10 +1,12 @@
 """nursery_io as an anyio backend: ``anyio.run(main, backend="nursery_io")``.
 
-anyio has no plugin API for backends; it imports ``anyio._backends._<name>`` and reads its
-``backend_class``. Importing :mod:`nursery_io` installs a meta-path finder (see
-:mod:`._finder`) that answers exactly that one module name, so anyio's own loader finds
-:class:`~nursery_io.anyio_backend._backend.NurseryIOBackend` without anything being
-patched. Nothing here imports anyio until anyio asks for the backend.
+anyio has no plugin API for backends (no entry point either); it imports
+``anyio._backends._<name>`` and reads its ``backend_class``. :func:`install` adds a
+meta-path finder (see :mod:`._finder`) that answers exactly that one module name, so anyio's
+own loader finds :class:`~nursery_io.anyio_backend._backend.NurseryIOBackend` without
+anything being patched. The package root calls :func:`install` (one explicit call in
+``nursery_io/__init__.py``), so ``import nursery_io`` is enough. Nothing here imports
+anyio until anyio asks for the backend.
 
 anyio's ``AsyncBackend`` interface is private and changes between minor releases, so the
 backend supports exactly one anyio minor version (see ``SUPPORTED_ANYIO``).

@@ -62,11 +62,13 @@ class BackendFinder:
 
 
 def install() -> None:
-    """Register the finder (idempotent). ``import nursery_io`` already does this."""
+    """Register the finder (idempotent).
+
+    Importing this module has no effect by itself: ``nursery_io/__init__.py`` calls this,
+    once, so that ``import nursery_io`` is all ``anyio.run(..., backend="nursery_io")``
+    needs.
+    """
     if not any(getattr(finder, "_nursery_io_anyio_finder", False) for finder in sys.meta_path):
         # Duck-typed finder and loader: importing importlib.abc would cost more than
         # everything else here.
         sys.meta_path.append(cast("MetaPathFinder", BackendFinder()))
-
-
-install()

@@ -40,6 +40,28 @@ def test_anyio_run_works_in_a_fresh_interpreter() -> None:
     assert output.strip() == "42"
 
 
+def test_the_package_root_is_the_one_place_that_installs_the_finder() -> None:
+    # Importing the finder's module does nothing by itself; nursery_io/__init__.py calls
+    # install() once.
+    code = (
+        "import importlib, sys\n"
+        "import nursery_io.anyio_backend._finder as finder\n"
+        "def ours():\n"
+        "    return [f for f in sys.meta_path if getattr(f, '_nursery_io_anyio_finder', 0)]\n"
+        "print(len(ours()))\n"
+        "for f in ours():\n"
+        "    sys.meta_path.remove(f)\n"
+        "importlib.reload(finder)\n"
+        "print(len(ours()))\n"
+        "finder.install()\n"
+        "print(len(ours()))\n"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert output.split() == ["1", "0", "1"]
+
+
 def test_the_alias_module_names_our_backend_class() -> None:
     module = importlib.import_module(BACKEND_MODULE)
     assert module.backend_class is NurseryIOBackend
