@@ -31,16 +31,16 @@ from ._core import (
     cancel_shielded_checkpoint,
     checkpoint,
     checkpoint_if_cancelled,
+    current_library_name,
     current_token,
     in_run,
     notify_closing,
     open_nursery,
+    start_thread_soon,
     wait_readable,
 )
-from ._core._context import current_library_name
 from ._core._util import final
 from ._highlevel_generic import StapledStream
-from ._kernel.workers import start_thread_soon
 from ._sync import Event, Lock
 from ._timeouts import sleep
 from ._unix_pipes import FdStream

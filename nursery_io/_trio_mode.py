@@ -20,7 +20,7 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import TYPE_CHECKING, Final, cast
 
-from ._core._context import set_library_name
+from ._core import set_library_name
 
 if TYPE_CHECKING:
     from importlib.abc import Loader, MetaPathFinder

@@ -27,7 +27,7 @@ import typing as _typing
 from . import _run as _run
 from ._abc_clock import Clock, Instrument
 from ._cancel import CancelScope
-from ._context import current_task
+from ._context import current_library_name, current_task, set_library_name
 from ._detach import (
     permanently_detach_coroutine_object,
     reattach_detached_coroutine_object,
@@ -153,6 +153,7 @@ __all__ = [
     "checkpoint_if_cancelled",
     "current_clock",
     "current_effective_deadline",
+    "current_library_name",
     "current_root_task",
     "current_statistics",
     "current_task",
@@ -175,6 +176,7 @@ __all__ = [
     "run",
     "run_linked",
     "run_op",
+    "set_library_name",
     "spawn_system_task",
     "start_guest_run",
     "start_thread_soon",
