@@ -29,6 +29,8 @@ from ._core import (
     open_nursery,
     run,
 )
+from ._core._lazy import LazyTable as _LazyTable
+from ._core._lazy import lazy_attributes as _lazy_attributes
 from ._version import __version__
 from .anyio_backend import install as _install_anyio_backend
 
@@ -146,31 +148,15 @@ _LAZY_MODULES: dict[str, tuple[str, ...]] = {
     ),
     "_trio_mode": ("install_as_trio",),
 }
-# name -> the module (relative to this package) that defines it; "" for a submodule.
-_LAZY: dict[str, str] = {name: module for module, names in _LAZY_MODULES.items() for name in names}
+_LAZY: _LazyTable = {
+    name: (f".{module}", name) if module else (f".{name}", None)
+    for module, names in _LAZY_MODULES.items()
+    for name in names
+}
 
-
-# Hidden from type checkers: a visible module __getattr__ would make them accept any
-# attribute name, typos included.
+# Hidden from type checkers (see _core._lazy).
 if not _typing.TYPE_CHECKING:
-
-    def __getattr__(name: str) -> object:
-        module = _LAZY.get(name)
-        if module is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        import importlib
-
-        if module:
-            value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-        else:
-            value = importlib.import_module(f"{__name__}.{name}")
-        globals()[name] = value  # later lookups don't come back here
-        return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY.keys())
-
+    __getattr__, __dir__ = _lazy_attributes(globals(), _LAZY)
 
 #: Trio's name for :class:`InternalError`.
 TrioInternalError = InternalError

@@ -54,6 +54,8 @@ from ._core import (
     wait_task_rescheduled,
     wait_writable,
 )
+from ._core._lazy import LazyTable as _LazyTable
+from ._core._lazy import lazy_attributes as _lazy_attributes
 from ._kernel import ops
 
 if _typing.TYPE_CHECKING:
@@ -74,7 +76,7 @@ if _typing.TYPE_CHECKING:
 
 # Loaded on first use (PEP 562): the worker threads, pipes, subprocesses and debugging
 # tools are not needed to start a run.
-_LAZY: dict[str, tuple[str, str | None]] = {
+_LAZY: _LazyTable = {
     "start_guest_run": ("._core._guest", "start_guest_run"),
     "read_at": ("._core._ops", "read_at"),
     # Seeing inside a running program (docs/debugging.rst).
@@ -96,26 +98,9 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 }
 
 
-# Hidden from type checkers: a visible module __getattr__ would make them accept any
-# attribute name, typos included.
+# Hidden from type checkers (see _core._lazy).
 if not _typing.TYPE_CHECKING:
-
-    def __getattr__(name: str) -> object:
-        where = _LAZY.get(name)
-        if where is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        import importlib
-
-        module_name, attribute = where
-        module = importlib.import_module(module_name, __package__)
-        value = module if attribute is None else getattr(module, attribute)
-        globals()[name] = value  # later lookups don't come back here
-        return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY.keys())
-
+    __getattr__, __dir__ = _lazy_attributes(globals(), _LAZY)
 
 # Trio spellings.
 TrioToken = RunToken

@@ -46,6 +46,7 @@ from ._exceptions import (
 from ._instruments import add_instrument, remove_instrument
 from ._io import notify_closing, wait_readable, wait_writable
 from ._ki import currently_ki_protected, disable_ki_protection, enable_ki_protection
+from ._lazy import LazyTable, lazy_attributes
 from ._local import RunVar, RunVarToken
 from ._mock_clock import MockClock
 from ._nursery import TASK_STATUS_IGNORED, Nursery, TaskStatus, open_nursery
@@ -88,9 +89,8 @@ if _typing.TYPE_CHECKING:
     from ._guest import start_guest_run
     from ._ops import read_at, run_linked, run_op
 
-# name -> (module, attribute; None for the module itself). Trio mode loads them all at once
-# when it aliases this package (``_trio_mode._load_lazy_names``).
-_LAZY: dict[str, tuple[str, str | None]] = {
+# Trio mode loads these all at once when it aliases this package (``_load_lazy_names``).
+_LAZY: LazyTable = {
     "ops": ("nursery_io._kernel.ops", None),
     "read_at": ("nursery_io._core._ops", "read_at"),
     "run_linked": ("nursery_io._core._ops", "run_linked"),
@@ -99,25 +99,9 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "start_thread_soon": ("nursery_io._kernel.workers", "start_thread_soon"),
 }
 
-# Hidden from type checkers: a visible module __getattr__ would make them accept any
-# attribute name, typos included.
+# Hidden from type checkers (see _lazy.py).
 if not _typing.TYPE_CHECKING:
-
-    def __getattr__(name: str) -> object:
-        where = _LAZY.get(name)
-        if where is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        import importlib
-
-        module_name, attribute = where
-        module = importlib.import_module(module_name)
-        value = module if attribute is None else getattr(module, attribute)
-        globals()[name] = value  # later lookups don't come back here
-        return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | _LAZY.keys())
+    __getattr__, __dir__ = lazy_attributes(globals(), _LAZY)
 
 
 __all__ = [
