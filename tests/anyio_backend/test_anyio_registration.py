@@ -17,11 +17,16 @@ from nursery_io.anyio_backend import BACKEND_MODULE, BACKEND_NAME, install
 from nursery_io.anyio_backend._backend import NurseryIOBackend
 
 
-def test_importing_nursery_io_does_not_import_anyio() -> None:
-    code = "import sys, nursery_io; print('anyio' in sys.modules)"
-    output = subprocess.run(
+def _run_fresh(code: str) -> str:
+    """The output of ``code`` run in a fresh interpreter."""
+    return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
+
+
+def test_importing_nursery_io_does_not_import_anyio() -> None:
+    code = "import sys, nursery_io; print('anyio' in sys.modules)"
+    output = _run_fresh(code)
     assert output.strip() == "False"
 
 
@@ -34,9 +39,7 @@ def test_anyio_run_works_in_a_fresh_interpreter() -> None:
         "    return x + 1\n"
         "print(anyio.run(main, 41, backend='nursery_io'))\n"
     )
-    output = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
+    output = _run_fresh(code)
     assert output.strip() == "42"
 
 
@@ -56,9 +59,7 @@ def test_the_package_root_is_the_one_place_that_installs_the_finder() -> None:
         "finder.install()\n"
         "print(len(ours()))\n"
     )
-    output = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
+    output = _run_fresh(code)
     assert output.split() == ["1", "0", "1"]
 
 
