@@ -29,8 +29,8 @@ from ._core import (
     open_nursery,
     run,
 )
-from ._core._lazy import LazyTable as _LazyTable
-from ._core._lazy import lazy_attributes as _lazy_attributes
+from ._core._util import LazyTable as _LazyTable
+from ._core._util import lazy_attributes as _lazy_attributes
 from ._version import __version__
 from .anyio_backend import install as _install_anyio_backend
 
@@ -154,7 +154,7 @@ _LAZY: _LazyTable = {
     for name in names
 }
 
-# Hidden from type checkers (see _core._lazy).
+# Hidden from type checkers (see _core._util.lazy_attributes).
 if not _typing.TYPE_CHECKING:
     __getattr__, __dir__ = _lazy_attributes(globals(), _LAZY)
 

@@ -54,8 +54,8 @@ from ._core import (
     wait_task_rescheduled,
     wait_writable,
 )
-from ._core._lazy import LazyTable as _LazyTable
-from ._core._lazy import lazy_attributes as _lazy_attributes
+from ._core._util import LazyTable as _LazyTable
+from ._core._util import lazy_attributes as _lazy_attributes
 from ._kernel import ops
 
 if _typing.TYPE_CHECKING:
@@ -98,7 +98,7 @@ _LAZY: _LazyTable = {
 }
 
 
-# Hidden from type checkers (see _core._lazy).
+# Hidden from type checkers (see _core._util.lazy_attributes).
 if not _typing.TYPE_CHECKING:
     __getattr__, __dir__ = _lazy_attributes(globals(), _LAZY)
 

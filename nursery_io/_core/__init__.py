@@ -46,7 +46,6 @@ from ._exceptions import (
 from ._instruments import add_instrument, remove_instrument
 from ._io import notify_closing, wait_readable, wait_writable
 from ._ki import currently_ki_protected, disable_ki_protection, enable_ki_protection
-from ._lazy import LazyTable, lazy_attributes
 from ._local import RunVar, RunVarToken
 from ._mock_clock import MockClock
 from ._nursery import TASK_STATUS_IGNORED, Nursery, TaskStatus, open_nursery
@@ -82,6 +81,7 @@ from ._traps import (
     checkpoint_if_cancelled,
     wait_task_rescheduled,
 )
+from ._util import LazyTable, lazy_attributes
 
 if _typing.TYPE_CHECKING:
     from .._kernel import ops
@@ -99,7 +99,7 @@ _LAZY: LazyTable = {
     "start_thread_soon": ("nursery_io._kernel.workers", "start_thread_soon"),
 }
 
-# Hidden from type checkers (see _lazy.py).
+# Hidden from type checkers (see _util.lazy_attributes).
 if not _typing.TYPE_CHECKING:
     __getattr__, __dir__ = lazy_attributes(globals(), _LAZY)
 
