@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar, TypeVarTuple, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar, TypeVarTuple
 
 import outcome
 import sniffio
@@ -163,6 +163,44 @@ class RunToken:
 
 class Runner:
     """All the state of one run. Created by :func:`run`; reached through module functions."""
+
+    # Slots, not an instance dict: every loop turn reads a dozen of these attributes, and
+    # CPython 3.11 stops specialising attribute access on instances whose dict outgrows
+    # the shared-keys limit (30 names), which cost the hot path ~15% once the runner
+    # grew past it. Slots keep that lookup fast however many fields the runner gains.
+    __slots__ = (
+        "_entry_lock",
+        "_idempotent",
+        "_idle_tiebreak",
+        "_last_poll_ns",
+        "asyncgens",
+        "cancelled_by_host",
+        "clock",
+        "clock_autojump_threshold",
+        "crash",
+        "deadlines",
+        "done",
+        "host_owns_thread",
+        "in_callback",
+        "init_task",
+        "instruments",
+        "kernel",
+        "ki_pending",
+        "main_task",
+        "main_task_outcome",
+        "max_sleep",
+        "outer_nursery",
+        "restrict_keyboard_interrupt_to_checkpoints",
+        "run_locals",
+        "runq",
+        "strict_exception_groups",
+        "system_context",
+        "system_nursery",
+        "task_steps",
+        "tasks",
+        "token",
+        "waiting_for_idle",
+    )
 
     def __init__(
         self,
@@ -315,7 +353,8 @@ class Runner:
         batch = self.runq
         if not batch:
             return
-        self.runq = runq = cast(list[Task], [])
+        runq: list[Task] = []  # not typing.cast: that is a call and a new alias per batch
+        self.runq = runq
         if len(batch) > 1:
             # As in Trio: a random direction per batch, so no program can come to rely on
             # an order that isn't promised. One random bit per batch, not per task.
