@@ -169,6 +169,7 @@ class Runner:
     # the shared-keys limit (30 names), which cost the hot path ~15% once the runner
     # grew past it. Slots keep that lookup fast however many fields the runner gains.
     __slots__ = (
+        "__weakref__",  # introspection keys per-run state by weak reference
         "_entry_lock",
         "_idempotent",
         "_idle_tiebreak",
