@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import os
 
-from . import lowlevel
-from ._core import CancelScope, wait_readable
-from ._timeouts import sleep
+from .. import lowlevel
+from .._core import CancelScope, wait_readable
+from .._timeouts import sleep
 
 __all__ = ["open_fifo_end"]
 

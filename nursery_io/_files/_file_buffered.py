@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
-from ._core import CancelScope
+from .._core import CancelScope
 from ._file_raw import (
     _SEEK_DATA_HOLE,
     AsyncFileIO,

@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, Final
 
-from ._core import CancelScope
+from .._core import CancelScope
 from ._file_buffered import AsyncBufferedFile
 from ._file_raw import (
     _AsyncFileBase,

@@ -47,11 +47,11 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, overload
 
-from . import lowlevel
-from ._core import CancelScope
+from .. import lowlevel
+from .._core import CancelScope
+from ..abc import AsyncResource
 from ._file_buffered import AsyncBufferedFile
 from ._file_raw import AsyncFileIO
-from .abc import AsyncResource
 
 if TYPE_CHECKING:
     from _typeshed import OpenBinaryMode, OpenTextMode, StrOrBytesPath

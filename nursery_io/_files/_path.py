@@ -25,9 +25,9 @@ import warnings
 from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, Self, TypeVar
 
-from . import lowlevel
-from ._core._context import current_library_name
-from ._core._util import final
+from .. import lowlevel
+from .._core._context import current_library_name
+from .._core._util import final
 from ._file_io import open_file
 
 if TYPE_CHECKING:

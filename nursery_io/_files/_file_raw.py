@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from functools import wraps
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
-from . import lowlevel
-from ._core import CancelScope
-from .abc import AsyncResource
+from .. import lowlevel
+from .._core import CancelScope
+from ..abc import AsyncResource
 
 __all__ = ["AsyncFileIO"]
 
