@@ -10,12 +10,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from .._core import CancelScope
+from .._core import checkpoint as _checkpoint
 from ._file_raw import (
     _SEEK_DATA_HOLE,
     AsyncFileIO,
     _AsyncFileBase,
     _byte_view,
-    _checkpoint,
     _exclusive,
     _readlines,
     _size_arg,

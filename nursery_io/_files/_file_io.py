@@ -47,8 +47,10 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, overload
 
-from .. import lowlevel
-from .._core import CancelScope
+from .._core import CancelScope, checkpoint_if_cancelled
+from .._core import checkpoint as _checkpoint
+from .._core._ops import run_op as _run_op
+from .._kernel import ops as _ops
 from ..abc import AsyncResource
 from ._file_buffered import AsyncBufferedFile
 from ._file_raw import AsyncFileIO
@@ -84,10 +86,6 @@ __all__ = [
 
 _T = TypeVar("_T")
 _FileT = TypeVar("_FileT")
-
-_ops = lowlevel.ops
-_run_op = lowlevel.run_op
-_checkpoint = lowlevel.checkpoint
 
 _NEWLINES: Final = (None, "", "\n", "\r", "\r\n")
 
@@ -473,7 +471,7 @@ class AsyncIOWrapper(AsyncResource, Generic[_FileT]):
         the call is cancelled (``Cancelled`` is raised afterwards)."""
         with CancelScope(shield=True):
             await _in_thread(self._wrapped.close)  # type: ignore[attr-defined]
-        await lowlevel.checkpoint_if_cancelled()
+        await checkpoint_if_cancelled()
 
     def __repr__(self) -> str:
         return f"<nursery_io.AsyncIOWrapper of {self._wrapped!r}>"

@@ -14,8 +14,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Itera
 from functools import wraps
 from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
-from .. import lowlevel
-from .._core import CancelScope
+from .._core import CancelScope, ParkingLot
+from .._core import checkpoint as _checkpoint
+from .._core._ops import read_at as _read_at
+from .._core._ops import run_op as _run_op
+from .._kernel import ops as _ops
 from ..abc import AsyncResource
 
 __all__ = ["AsyncFileIO"]
@@ -23,11 +26,6 @@ __all__ = ["AsyncFileIO"]
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
 _S = TypeVar("_S", bound="_AsyncFileBase")
-
-_ops = lowlevel.ops
-_run_op = lowlevel.run_op
-_read_at = lowlevel.read_at
-_checkpoint = lowlevel.checkpoint
 
 _UnsupportedOperation = io.UnsupportedOperation
 
@@ -388,16 +386,16 @@ class AsyncFileIO(_AsyncFileBase):
         # _turn_lot and are handed the turn in order. _positional counts pread/pwrite in
         # flight (they don't take turns), so aclose can wait for them.
         self._busy = False
-        self._turn_lot: lowlevel.ParkingLot | None = None
+        self._turn_lot: ParkingLot | None = None
         self._positional = 0
-        self._idle_lot: lowlevel.ParkingLot | None = None
+        self._idle_lot: ParkingLot | None = None
 
     # --- turn-taking ---
 
     async def _wait_turn(self) -> None:
         lot = self._turn_lot
         if lot is None:
-            lot = self._turn_lot = lowlevel.ParkingLot()
+            lot = self._turn_lot = ParkingLot()
         await lot.park()
         # Woken by _release_turn, which left _busy set for us: the turn is ours.
 
@@ -411,7 +409,7 @@ class AsyncFileIO(_AsyncFileBase):
     async def _wait_positional_idle(self) -> None:
         lot = self._idle_lot
         if lot is None:
-            lot = self._idle_lot = lowlevel.ParkingLot()
+            lot = self._idle_lot = ParkingLot()
         await lot.park()
 
     def _close_fd(self) -> None:

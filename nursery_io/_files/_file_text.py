@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from .._core import CancelScope
+from .._core import checkpoint as _checkpoint
 from ._file_buffered import AsyncBufferedFile
 from ._file_raw import (
     _AsyncFileBase,
-    _checkpoint,
     _exclusive,
     _readlines,
     _size_arg,

@@ -25,18 +25,17 @@ import warnings
 from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, Self, TypeVar
 
-from .. import lowlevel
+from .._core import checkpoint
 from .._core._context import current_library_name
+from .._core._ops import run_op as _run_op
 from .._core._util import final
+from .._kernel import ops as _ops
 from ._file_io import open_file
 
 if TYPE_CHECKING:
     from ._file_io import AsyncBufferedFile, AsyncFileIO, AsyncTextFile
 
 __all__ = ["Path", "PosixPath", "WindowsPath"]
-
-_ops = lowlevel.ops
-_run_op = lowlevel.run_op
 
 # The errors for which pathlib's exists()/is_*() answer False instead of raising.
 _NOT_THERE: Final = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
@@ -115,7 +114,7 @@ class Path(pathlib.PurePath):
     @classmethod
     async def cwd(cls) -> Self:
         """The current working directory."""
-        await lowlevel.checkpoint()
+        await checkpoint()
         return cls(os.getcwd())  # a walk over cached dentries: doesn't block on I/O
 
     @classmethod
@@ -375,7 +374,7 @@ class Path(pathlib.PurePath):
 
     async def absolute(self) -> Self:
         """This path made absolute against the working directory (no symlink resolution)."""
-        await lowlevel.checkpoint()
+        await checkpoint()
         if self.is_absolute():
             return self
         return type(self)(os.getcwd(), self)
@@ -443,7 +442,7 @@ def _unsupported_here(method: Callable[..., Any]) -> Callable[..., Any]:
 
         @functools.wraps(method)
         async def unsupported(*args: Any, **kwargs: Any) -> NoReturn:
-            await lowlevel.checkpoint()
+            await checkpoint()
             fail()
 
         return unsupported
@@ -452,7 +451,7 @@ def _unsupported_here(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def unsupported_listing(*args: Any, **kwargs: Any) -> PathListing[Any]:
         async def fetch() -> NoReturn:
-            await lowlevel.checkpoint()
+            await checkpoint()
             fail()
 
         return PathListing(fetch)
