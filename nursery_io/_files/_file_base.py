@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SEEK_DATA_HOLE",
     "AsyncFileBase",
+    "BinaryFileBase",
     "byte_view",
     "closed_error",
     "exclusive",
@@ -306,6 +307,57 @@ class AsyncFileBase(AsyncResource):
     @property
     def mode(self) -> str:
         return self._raw._mode
+
+
+class BinaryFileBase(AsyncFileBase):
+    """What the two binary classes, :class:`AsyncFileIO` and :class:`AsyncBufferedFile`,
+    share: the same methods over each layer's own ``_readall``, ``_readline`` and ``_tell``."""
+
+    __slots__ = ()
+
+    # --- each layer's own (turn held) ---
+
+    def _check_readable(self) -> None:
+        raise NotImplementedError
+
+    async def _readall(self) -> bytes:
+        raise NotImplementedError
+
+    async def _readline(self, limit: int) -> bytes:
+        raise NotImplementedError
+
+    def _tell(self) -> int:
+        raise NotImplementedError
+
+    # --- public API ---
+
+    @exclusive
+    async def readall(self) -> bytes:
+        """Read until end of file."""
+        self._check_readable()
+        return await self._readall()
+
+    @exclusive
+    async def readline(self, size: int | None = -1) -> bytes:
+        """Read one line, up to and including ``b"\\n"`` (at most ``size`` bytes)."""
+        self._check_readable()
+        return await self._readline(size_arg(size))
+
+    async def readlines(self, hint: int | None = -1) -> list[bytes]:
+        """Read lines until end of file, or until they total more than ``hint`` bytes."""
+        return await readlines_of(self, hint)
+
+    @exclusive
+    async def tell(self) -> int:
+        """The current file position (counting what a buffered file holds)."""
+        await _checkpoint()
+        return self._tell()
+
+    async def __anext__(self) -> bytes:
+        line = await self.readline()
+        if not line:
+            raise StopAsyncIteration
+        return line
 
 
 async def readlines_of(file: Any, hint: int | None) -> list[Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 import operator
 import os
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from io import UnsupportedOperation
 from typing import Any
 
@@ -14,10 +14,9 @@ from .._core import CancelScope
 from .._core import checkpoint as _checkpoint
 from ._file_base import (
     SEEK_DATA_HOLE,
-    AsyncFileBase,
+    BinaryFileBase,
     byte_view,
     exclusive,
-    readlines_of,
     size_arg,
 )
 from ._file_raw import AsyncFileIO
@@ -30,7 +29,7 @@ __all__ = ["AsyncBufferedFile"]
 # --------------------------------------------------------------------------------------------
 
 
-class AsyncBufferedFile(AsyncFileBase):
+class AsyncBufferedFile(BinaryFileBase):
     """A buffered binary file (``open_file(..., "rb")``, ``"wb"``, ``"r+b"``, ...): the
     async counterpart of :class:`io.BufferedReader`/``BufferedWriter``/``BufferedRandom``.
 
@@ -260,26 +259,19 @@ class AsyncBufferedFile(AsyncFileBase):
         return await self._read1(size_arg(size))
 
     @exclusive
-    async def readall(self) -> bytes:
-        """Read until end of file."""
-        self._check_readable()
-        return await self._readall()
-
-    @exclusive
     async def readinto(self, buffer: Any) -> int:
         """Fill ``buffer`` (fewer bytes only at end of file); returns the count."""
-        self._check_readable()
-        view = byte_view(buffer)
-        data = await self._read(view.nbytes)
-        view[: len(data)] = data
-        return len(data)
+        return await self._read_into(buffer, self._read)
 
     @exclusive
     async def readinto1(self, buffer: Any) -> int:
         """Read into ``buffer`` with at most one op; returns the count."""
+        return await self._read_into(buffer, self._read1)
+
+    async def _read_into(self, buffer: Any, read: Callable[[int], Awaitable[bytes]]) -> int:
         self._check_readable()
         view = byte_view(buffer)
-        data = await self._read1(view.nbytes)
+        data = await read(view.nbytes)
         view[: len(data)] = data
         return len(data)
 
@@ -294,16 +286,6 @@ class AsyncBufferedFile(AsyncFileBase):
         if not did_io:
             await _checkpoint()
         return self._rbuf[self._rpos :]
-
-    @exclusive
-    async def readline(self, size: int | None = -1) -> bytes:
-        """Read one line including its ``b"\\n"`` (at most ``size`` bytes)."""
-        self._check_readable()
-        return await self._readline(size_arg(size))
-
-    async def readlines(self, hint: int | None = -1) -> list[bytes]:
-        """Read lines until end of file, or until they total more than ``hint`` bytes."""
-        return await readlines_of(self, hint)
 
     @exclusive
     async def write(self, data: Any) -> int:
@@ -351,12 +333,6 @@ class AsyncBufferedFile(AsyncFileBase):
         return await raw._seek(offset, whence)
 
     @exclusive
-    async def tell(self) -> int:
-        """The current position (buffered data included)."""
-        await _checkpoint()
-        return self._tell()
-
-    @exclusive
     async def truncate(self, size: int | None = None) -> int:
         """Flush, then resize the file to ``size`` (default: the current position). The
         position doesn't move; returns the new size."""
@@ -366,9 +342,3 @@ class AsyncBufferedFile(AsyncFileBase):
         await self._flush_writes()
         self._drop_read_ahead()
         return await self._raw._truncate(size)
-
-    async def __anext__(self) -> bytes:
-        line = await self.readline()
-        if not line:
-            raise StopAsyncIteration
-        return line

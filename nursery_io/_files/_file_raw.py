@@ -20,11 +20,10 @@ from .._core._ops import run_op as _run_op
 from .._kernel import ops as _ops
 from ._file_base import (
     SEEK_DATA_HOLE,
-    AsyncFileBase,
+    BinaryFileBase,
     byte_view,
     closed_error,
     exclusive,
-    readlines_of,
     ring_data,
     size_arg,
 )
@@ -44,7 +43,7 @@ _READALL_CHUNK: Final = 1 << 26
 # --------------------------------------------------------------------------------------------
 
 
-class AsyncFileIO(AsyncFileBase):
+class AsyncFileIO(BinaryFileBase):
     """An unbuffered binary file (``open_file(..., "rb", buffering=0)``): the async
     counterpart of :class:`io.FileIO`. ``read``/``write`` do one op each and may return or
     write fewer bytes than asked, exactly like their stdlib counterparts.
@@ -364,22 +363,10 @@ class AsyncFileIO(AsyncFileBase):
         return await self._read(self._cap(size))
 
     @exclusive
-    async def readall(self) -> bytes:
-        """Read until end of file."""
-        self._check_readable()
-        return await self._readall()
-
-    @exclusive
     async def readinto(self, buffer: Any) -> int:
         """Read into a writable buffer with one op, without copying; returns the count."""
         self._check_readable()
         return await self._readinto(buffer)
-
-    @exclusive
-    async def readline(self, size: int | None = -1) -> bytes:
-        """Read one line (up to and including ``b"\\n"``), at most ``size`` bytes."""
-        self._check_readable()
-        return await self._readline(size_arg(size))
 
     async def _readline(self, limit: int) -> bytes:
         if limit == 0:
@@ -426,10 +413,6 @@ class AsyncFileIO(AsyncFileBase):
             raise
         return b"".join(chunks)
 
-    async def readlines(self, hint: int | None = -1) -> list[bytes]:
-        """Read lines until end of file, or until they total more than ``hint`` bytes."""
-        return await readlines_of(self, hint)
-
     @exclusive
     async def write(self, data: Any) -> int:
         """Write with one op; returns how many bytes were written (possibly fewer)."""
@@ -456,12 +439,6 @@ class AsyncFileIO(AsyncFileBase):
         return await self._seek(offset, whence)
 
     @exclusive
-    async def tell(self) -> int:
-        """The current file position."""
-        await _checkpoint()
-        return self._tell()
-
-    @exclusive
     async def truncate(self, size: int | None = None) -> int:
         """Resize the file to ``size`` bytes (default: the current position); the position
         doesn't move. Returns the new size."""
@@ -473,9 +450,3 @@ class AsyncFileIO(AsyncFileBase):
         if self._fd < 0:
             raise closed_error()
         await _checkpoint()
-
-    async def __anext__(self) -> bytes:
-        line = await self.readline()
-        if not line:
-            raise StopAsyncIteration
-        return line
