@@ -20,6 +20,7 @@ import inspect
 import io
 import os
 import pathlib
+import stat
 import sys
 import warnings
 from collections.abc import Awaitable, Callable, Generator
@@ -158,33 +159,33 @@ class Path(pathlib.PurePath):
             """Whether the path exists."""
             return await self._mode() is not None
 
+    async def _has_file_type(
+        self, file_type: Callable[[int], bool], follow_symlinks: bool = True
+    ) -> bool:
+        """Whether the path is there and ``file_type(st_mode)`` holds (``stat.S_ISDIR``...)."""
+        mode = await self._mode(follow_symlinks)
+        return mode is not None and file_type(mode)
+
     async def is_dir(self) -> bool:
-        mode = await self._mode()
-        return mode is not None and (mode & 0o170000) == 0o040000
+        return await self._has_file_type(stat.S_ISDIR)
 
     async def is_file(self) -> bool:
-        mode = await self._mode()
-        return mode is not None and (mode & 0o170000) == 0o100000
+        return await self._has_file_type(stat.S_ISREG)
 
     async def is_symlink(self) -> bool:
-        mode = await self._mode(follow_symlinks=False)
-        return mode is not None and (mode & 0o170000) == 0o120000
+        return await self._has_file_type(stat.S_ISLNK, follow_symlinks=False)
 
     async def is_socket(self) -> bool:
-        mode = await self._mode()
-        return mode is not None and (mode & 0o170000) == 0o140000
+        return await self._has_file_type(stat.S_ISSOCK)
 
     async def is_fifo(self) -> bool:
-        mode = await self._mode()
-        return mode is not None and (mode & 0o170000) == 0o010000
+        return await self._has_file_type(stat.S_ISFIFO)
 
     async def is_block_device(self) -> bool:
-        mode = await self._mode()
-        return mode is not None and (mode & 0o170000) == 0o060000
+        return await self._has_file_type(stat.S_ISBLK)
 
     async def is_char_device(self) -> bool:
-        mode = await self._mode()
-        return mode is not None and (mode & 0o170000) == 0o020000
+        return await self._has_file_type(stat.S_ISCHR)
 
     async def is_mount(self) -> bool:
         """Whether the path is a mount point (a directory on a different device than its
