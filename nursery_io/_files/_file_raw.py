@@ -103,7 +103,7 @@ class AsyncFileIO(BinaryFileBase):
         self._regular = _stat.S_ISREG(st.st_mode)
         # None: not yet known (only asked of the kernel for non-regular files).
         self._seekable: bool | None = True if self._regular else None
-        # Our own position for regular files; None means "the kernel's" (see module doc).
+        # Our own position for regular files; None means "the kernel's" (see the package docstring).
         self._pos: int | None = pos if self._regular and not append else None
         self._size_hint = st.st_size
         self._blksize = st.st_blksize if st.st_blksize > 1 else io.DEFAULT_BUFFER_SIZE
