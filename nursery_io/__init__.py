@@ -44,7 +44,8 @@ if _typing.TYPE_CHECKING:
     )
     from ._deprecate import TrioDeprecationWarning
     from ._dtls import DTLSChannel, DTLSChannelStatistics, DTLSEndpoint
-    from ._file_io import open_file, wrap_file
+    from ._files._file_io import open_file, wrap_file
+    from ._files._path import Path, PosixPath, WindowsPath
     from ._highlevel_generic import StapledStream, aclose_forcefully
     from ._highlevel_open_tcp_listeners import open_tcp_listeners, serve_tcp
     from ._highlevel_open_tcp_stream import open_tcp_stream
@@ -56,7 +57,6 @@ if _typing.TYPE_CHECKING:
         open_ssl_over_tcp_stream,
         serve_ssl_over_tcp,
     )
-    from ._path import Path, PosixPath, WindowsPath
     from ._safe_channel import as_safe_channel
     from ._sendfile import send_file
     from ._signals import open_signal_receiver
@@ -97,7 +97,7 @@ _LAZY_MODULES: dict[str, tuple[str, ...]] = {
     ),
     "_deprecate": ("TrioDeprecationWarning",),
     "_dtls": ("DTLSChannel", "DTLSChannelStatistics", "DTLSEndpoint"),
-    "_file_io": ("open_file", "wrap_file"),
+    "_files._file_io": ("open_file", "wrap_file"),
     "_highlevel_generic": ("StapledStream", "aclose_forcefully"),
     "_highlevel_open_tcp_listeners": ("open_tcp_listeners", "serve_tcp"),
     "_highlevel_open_tcp_stream": ("open_tcp_stream",),
@@ -109,7 +109,7 @@ _LAZY_MODULES: dict[str, tuple[str, ...]] = {
         "open_ssl_over_tcp_stream",
         "serve_ssl_over_tcp",
     ),
-    "_path": ("Path", "PosixPath", "WindowsPath"),
+    "_files._path": ("Path", "PosixPath", "WindowsPath"),
     "_safe_channel": ("as_safe_channel",),
     "_sendfile": ("send_file",),
     "_signals": ("open_signal_receiver",),

@@ -20,23 +20,23 @@ import inspect
 import io
 import os
 import pathlib
+import stat
 import sys
 import warnings
 from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, Self, TypeVar
 
-from . import lowlevel
-from ._core._context import current_library_name
-from ._core._util import final
+from .._core import checkpoint
+from .._core._context import current_library_name
+from .._core._ops import run_op as _run_op
+from .._core._util import final
+from .._kernel import ops as _ops
 from ._file_io import open_file
 
 if TYPE_CHECKING:
     from ._file_io import AsyncBufferedFile, AsyncFileIO, AsyncTextFile
 
 __all__ = ["Path", "PosixPath", "WindowsPath"]
-
-_ops = lowlevel.ops
-_run_op = lowlevel.run_op
 
 # The errors for which pathlib's exists()/is_*() answer False instead of raising.
 _NOT_THERE: Final = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
@@ -115,7 +115,7 @@ class Path(pathlib.PurePath):
     @classmethod
     async def cwd(cls) -> Self:
         """The current working directory."""
-        await lowlevel.checkpoint()
+        await checkpoint()
         return cls(os.getcwd())  # a walk over cached dentries: doesn't block on I/O
 
     @classmethod
@@ -159,33 +159,33 @@ class Path(pathlib.PurePath):
             """Whether the path exists."""
             return await self._mode() is not None
 
+    async def _has_file_type(
+        self, file_type: Callable[[int], bool], follow_symlinks: bool = True
+    ) -> bool:
+        """Whether the path is there and ``file_type(st_mode)`` holds (``stat.S_ISDIR``...)."""
+        mode = await self._mode(follow_symlinks)
+        return mode is not None and file_type(mode)
+
     async def is_dir(self) -> bool:
-        mode = await self._mode()
-        return mode is not None and (mode & 0o170000) == 0o040000
+        return await self._has_file_type(stat.S_ISDIR)
 
     async def is_file(self) -> bool:
-        mode = await self._mode()
-        return mode is not None and (mode & 0o170000) == 0o100000
+        return await self._has_file_type(stat.S_ISREG)
 
     async def is_symlink(self) -> bool:
-        mode = await self._mode(follow_symlinks=False)
-        return mode is not None and (mode & 0o170000) == 0o120000
+        return await self._has_file_type(stat.S_ISLNK, follow_symlinks=False)
 
     async def is_socket(self) -> bool:
-        mode = await self._mode()
-        return mode is not None and (mode & 0o170000) == 0o140000
+        return await self._has_file_type(stat.S_ISSOCK)
 
     async def is_fifo(self) -> bool:
-        mode = await self._mode()
-        return mode is not None and (mode & 0o170000) == 0o010000
+        return await self._has_file_type(stat.S_ISFIFO)
 
     async def is_block_device(self) -> bool:
-        mode = await self._mode()
-        return mode is not None and (mode & 0o170000) == 0o060000
+        return await self._has_file_type(stat.S_ISBLK)
 
     async def is_char_device(self) -> bool:
-        mode = await self._mode()
-        return mode is not None and (mode & 0o170000) == 0o020000
+        return await self._has_file_type(stat.S_ISCHR)
 
     async def is_mount(self) -> bool:
         """Whether the path is a mount point (a directory on a different device than its
@@ -375,7 +375,7 @@ class Path(pathlib.PurePath):
 
     async def absolute(self) -> Self:
         """This path made absolute against the working directory (no symlink resolution)."""
-        await lowlevel.checkpoint()
+        await checkpoint()
         if self.is_absolute():
             return self
         return type(self)(os.getcwd(), self)
@@ -443,7 +443,7 @@ def _unsupported_here(method: Callable[..., Any]) -> Callable[..., Any]:
 
         @functools.wraps(method)
         async def unsupported(*args: Any, **kwargs: Any) -> NoReturn:
-            await lowlevel.checkpoint()
+            await checkpoint()
             fail()
 
         return unsupported
@@ -452,7 +452,7 @@ def _unsupported_here(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def unsupported_listing(*args: Any, **kwargs: Any) -> PathListing[Any]:
         async def fetch() -> NoReturn:
-            await lowlevel.checkpoint()
+            await checkpoint()
             fail()
 
         return PathListing(fetch)

@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import os
 
-from . import lowlevel
-from ._core import CancelScope, wait_readable
-from ._timeouts import sleep
+from .._core import CancelScope, checkpoint_if_cancelled, spawn_system_task, wait_readable
+from .._core._ops import run_op
+from .._kernel import ops
+from .._timeouts import sleep
 
 __all__ = ["open_fifo_end"]
 
@@ -69,13 +70,13 @@ class _Release:
         self._started = True
         scope = CancelScope()
         self._scopes.append(scope)
-        lowlevel.spawn_system_task(self._keep_releasing, scope, name="nursery_io FIFO release")
+        spawn_system_task(self._keep_releasing, scope, name="nursery_io FIFO release")
 
     def watch(self, held: int) -> None:
         """Start releasing once ``held`` (a read end) reports a writer came, or left."""
         scope = CancelScope()
         self._scopes.append(scope)
-        lowlevel.spawn_system_task(self._watch, held, scope, name="nursery_io FIFO watch")
+        spawn_system_task(self._watch, held, scope, name="nursery_io FIFO watch")
 
     def stop(self) -> None:
         for scope in self._scopes:
@@ -95,7 +96,7 @@ class _Release:
     async def _watch(self, held: int, scope: CancelScope) -> None:
         with scope:
             # Not a moment after stop(): `held` may be closed (even reused) by then.
-            await lowlevel.checkpoint_if_cancelled()
+            await checkpoint_if_cancelled()
             try:
                 await wait_readable(held)  # data, or POLLHUP: a writer connected and left
             except OSError:
@@ -111,8 +112,8 @@ async def open_fifo_end(path: str | bytes, flags: int, held: int | None = None) 
     this returns (not before: the release may go through it).
     """
     reading = flags & os.O_ACCMODE == os.O_RDONLY
-    op = lowlevel.ops.pool_only(os.open, path, flags, 0o666, name="open")
-    op.on_abandoned = lowlevel.ops.close_result_fd  # cancelled while it ran: close its fd
+    op = ops.pool_only(os.open, path, flags, 0o666, name="open")
+    op.on_abandoned = ops.close_result_fd  # cancelled while it ran: close its fd
     pin = -1
     if held is None:
         # Something to reach this very FIFO through later, even if its name goes away.
@@ -126,7 +127,7 @@ async def open_fifo_end(path: str | bytes, flags: int, held: int | None = None) 
     try:
         if held is not None:
             release.watch(held)
-        fd: int = await lowlevel.run_op(op, on_abort=release.start)
+        fd: int = await run_op(op, on_abort=release.start)
     finally:
         release.stop()  # before `pin` (or the caller's `held`) is closed: see _Release
         if pin >= 0:

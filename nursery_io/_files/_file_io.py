@@ -1,36 +1,7 @@
-"""Async files: :func:`open_file`, :func:`wrap_file` and the file objects they return.
-
-``open_file`` does not wrap a stdlib file object in threads (Trio's way). It opens the file
-with an ``openat`` op and then does every read and write as a separate op on the run's file
-engine: io_uring when it is available, the worker pool otherwise (``lowlevel.run_op``). What
-the stdlib ``io`` classes do in C -- buffering, line splitting, incremental decoding and
-encoding, universal newlines, tell/seek cookies -- is done here, in the loop thread, on
-bytes that the ring delivered. Only ``opener=`` callbacks and ``SEEK_DATA``/``SEEK_HOLE``
-still need a thread.
-
-Positions. For regular files the position lives here, not in the kernel: every read and
-write carries an explicit offset, so a cancelled or concurrent op can never move the file
-position behind our back, and ``seek``/``tell`` cost no syscall. Two kinds of file use the
-kernel's position instead (offset -1, and ``os.lseek`` for seek/tell, which never blocks):
-files opened for appending (the kernel appends whatever offset is given, and moves its own
-position to the new end, which is what ``tell()`` must report) and anything that is not a
-regular file (pipes, ttys, devices).
-
-Cancellation. Each op is all-or-nothing: a cancelled op either did not happen (the caller
-gets ``Cancelled`` and nothing changed) or happened (the caller gets its result). Methods
-that need several ops keep what they already read in the file's buffer before letting
-``Cancelled`` through, so no data is lost and the position stays right. Writes are
-cancellable until their data is accepted; a write that has to go to the disk to make room
-then finishes shielded, as a thread would (Trio's ``abandon_on_cancel=False``).
-
-Concurrency. Tasks that share one file object take turns (first come, first served) for
-everything that uses the file position or the buffers. ``pread``/``pwrite`` don't use
-either and run concurrently.
-
-Layout: ``_file_raw`` (:class:`AsyncFileIO`, the shared base), ``_file_buffered``
-(:class:`AsyncBufferedFile`), ``_file_text`` (:class:`AsyncTextFile`); this module opens
-files and wraps foreign ones.
-"""
+"""Opening files: :func:`open_file` (checks the arguments as ``open()`` does, opens with an
+``openat`` op and stacks the layers) and :func:`wrap_file` (:class:`AsyncIOWrapper`, foreign
+file objects in worker threads). The design of the file objects (positions, cancellation,
+turn-taking) is described in the ``nursery_io._files`` package docstring."""
 
 from __future__ import annotations
 
@@ -47,11 +18,13 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, overload
 
-from . import lowlevel
-from ._core import CancelScope
+from .._core import CancelScope, checkpoint_if_cancelled
+from .._core import checkpoint as _checkpoint
+from .._core._ops import run_op as _run_op
+from .._kernel import ops as _ops
+from ..abc import AsyncResource
 from ._file_buffered import AsyncBufferedFile
 from ._file_raw import AsyncFileIO
-from .abc import AsyncResource
 
 if TYPE_CHECKING:
     from _typeshed import OpenBinaryMode, OpenTextMode, StrOrBytesPath
@@ -84,10 +57,6 @@ __all__ = [
 
 _T = TypeVar("_T")
 _FileT = TypeVar("_FileT")
-
-_ops = lowlevel.ops
-_run_op = lowlevel.run_op
-_checkpoint = lowlevel.checkpoint
 
 _NEWLINES: Final = (None, "", "\n", "\r", "\r\n")
 
@@ -214,7 +183,7 @@ async def open_file(
     the same exceptions as :func:`open` (checked before anything touches the disk).
 
     The open, the reads and writes run on the run's file engine (io_uring where available,
-    otherwise worker threads): see the module docstring of ``nursery_io._file_io``. An
+    otherwise worker threads): see the docstring of the ``nursery_io._files`` package. An
     integer ``file`` is an fd to wrap (closed on ``aclose`` unless ``closefd=False``);
     ``opener(path, flags)`` is called in a worker thread.
 
@@ -473,7 +442,7 @@ class AsyncIOWrapper(AsyncResource, Generic[_FileT]):
         the call is cancelled (``Cancelled`` is raised afterwards)."""
         with CancelScope(shield=True):
             await _in_thread(self._wrapped.close)  # type: ignore[attr-defined]
-        await lowlevel.checkpoint_if_cancelled()
+        await checkpoint_if_cancelled()
 
     def __repr__(self) -> str:
         return f"<nursery_io.AsyncIOWrapper of {self._wrapped!r}>"

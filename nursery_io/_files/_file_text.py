@@ -10,18 +10,18 @@ import operator
 import os
 import re
 from collections.abc import Iterable
+from io import UnsupportedOperation
 from typing import Any, Final
 
-from ._core import CancelScope
-from ._file_buffered import AsyncBufferedFile
-from ._file_raw import (
-    _AsyncFileBase,
-    _checkpoint,
-    _exclusive,
-    _readlines,
-    _size_arg,
-    _UnsupportedOperation,
+from .._core import CancelScope
+from .._core import checkpoint as _checkpoint
+from ._file_base import (
+    AsyncFileBase,
+    exclusive,
+    readlines_of,
+    size_arg,
 )
+from ._file_buffered import AsyncBufferedFile
 
 __all__ = ["AsyncTextFile"]
 
@@ -53,7 +53,7 @@ def _unpack_cookie(cookie: int) -> tuple[int, int, int, bool, int]:
     )
 
 
-class AsyncTextFile(_AsyncFileBase):
+class AsyncTextFile(AsyncFileBase):
     """A text file (``open_file(..., "r")``, ``"w"``, ``"a+"``, ...): the async counterpart
     of :class:`io.TextIOWrapper`, over the :class:`AsyncBufferedFile` in ``buffer``.
 
@@ -177,12 +177,12 @@ class AsyncTextFile(_AsyncFileBase):
     def _check_readable(self) -> Any:
         decoder = self._decoder
         if decoder is None:
-            raise _UnsupportedOperation("not readable")
+            raise UnsupportedOperation("not readable")
         return decoder
 
     def _check_seekable(self) -> None:
         if not self._raw._is_seekable():
-            raise _UnsupportedOperation("underlying stream is not seekable")
+            raise UnsupportedOperation("underlying stream is not seekable")
 
     def _reset_read_state(self) -> None:
         self._decoded = ""
@@ -280,7 +280,7 @@ class AsyncTextFile(_AsyncFileBase):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         encoder = self._encoder
         if encoder is None:
-            raise _UnsupportedOperation("not writable")
+            raise UnsupportedOperation("not writable")
         # Cancel point before the encoder (which may emit a BOM once) sees anything.
         await _checkpoint()
         length = len(text)
@@ -418,7 +418,7 @@ class AsyncTextFile(_AsyncFileBase):
     async def _locked_flush(self) -> None:
         await self._buffer._locked_flush()
 
-    @_exclusive
+    @exclusive
     async def _locked_sync(self) -> None:
         buffer = self._buffer
         await buffer._flush_writes()
@@ -429,22 +429,22 @@ class AsyncTextFile(_AsyncFileBase):
 
     # --- public API ---
 
-    @_exclusive
+    @exclusive
     async def read(self, size: int | None = -1) -> str:
         """Read ``size`` characters (fewer only at end of file), or all the rest."""
-        return await self._read(_size_arg(size))
+        return await self._read(size_arg(size))
 
-    @_exclusive
+    @exclusive
     async def readline(self, size: int | None = -1) -> str:
         """Read one line including its line ending (at most ``size`` characters); ``""`` at
         end of file."""
-        return await self._readline(_size_arg(size))
+        return await self._readline(size_arg(size))
 
     async def readlines(self, hint: int | None = -1) -> list[str]:
         """Read lines until end of file, or until they total more than ``hint`` characters."""
-        return await _readlines(self, hint)
+        return await readlines_of(self, hint)
 
-    @_exclusive
+    @exclusive
     async def write(self, text: str) -> int:
         """Encode and buffer ``text``; returns ``len(text)``. With line buffering, a write
         that contains a line ending is flushed."""
@@ -455,7 +455,7 @@ class AsyncTextFile(_AsyncFileBase):
         for line in lines:
             await self.write(line)
 
-    @_exclusive
+    @exclusive
     async def flush(self) -> None:
         """Write out buffered data."""
         buffer = self._buffer
@@ -464,7 +464,7 @@ class AsyncTextFile(_AsyncFileBase):
         else:
             await _checkpoint()
 
-    @_exclusive
+    @exclusive
     async def tell(self) -> int:
         """An opaque position cookie for :meth:`seek` (see the class docstring)."""
         self._check_seekable()
@@ -474,7 +474,7 @@ class AsyncTextFile(_AsyncFileBase):
             await _checkpoint()
         return self._tell_cookie()
 
-    @_exclusive
+    @exclusive
     async def seek(self, cookie: int, whence: int = os.SEEK_SET) -> int:
         """Go to a position: ``seek(cookie)`` with a cookie from :meth:`tell` (or 0),
         ``seek(0, 1)`` (stay), ``seek(0, 2)`` (end of file). Returns the new cookie."""
@@ -482,13 +482,13 @@ class AsyncTextFile(_AsyncFileBase):
         cookie = operator.index(cookie)
         if whence == os.SEEK_CUR:
             if cookie != 0:
-                raise _UnsupportedOperation("can't do nonzero cur-relative seeks")
+                raise UnsupportedOperation("can't do nonzero cur-relative seeks")
             await self._buffer._flush_writes()
             cookie = self._tell_cookie()
             whence = os.SEEK_SET
         elif whence == os.SEEK_END:
             if cookie != 0:
-                raise _UnsupportedOperation("can't do nonzero end-relative seeks")
+                raise UnsupportedOperation("can't do nonzero end-relative seeks")
             position = await self._buffer_seek(0, os.SEEK_END)
             self._reset_read_state()
             if self._decoder is not None:
@@ -504,7 +504,7 @@ class AsyncTextFile(_AsyncFileBase):
             raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
         return await self._seek_cookie(cookie)
 
-    @_exclusive
+    @exclusive
     async def truncate(self, size: int | None = None) -> int:
         """Flush, then resize the underlying file to ``size`` bytes (default: the current
         position). The position doesn't move."""

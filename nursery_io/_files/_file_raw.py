@@ -1,6 +1,5 @@
-"""The unbuffered layer of async files: :class:`AsyncFileIO`, and the base class and helpers
-the buffered and text layers share. See ``nursery_io._file_io`` for the overall design
-(positions, cancellation, turn-taking)."""
+"""The unbuffered layer of async files: :class:`AsyncFileIO`, the async ``io.FileIO``. It
+also holds the state all three layers share: the fd, the position, whose turn it is."""
 
 from __future__ import annotations
 
@@ -10,26 +9,26 @@ import operator
 import os
 import stat as _stat
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
-from functools import wraps
-from typing import Any, Concatenate, Final, ParamSpec, TypeVar
+from collections.abc import Iterable
+from io import UnsupportedOperation
+from typing import Any, Final
 
-from . import lowlevel
-from ._core import CancelScope
-from .abc import AsyncResource
+from .._core import ParkingLot
+from .._core import checkpoint as _checkpoint
+from .._core._ops import read_at as _read_at
+from .._core._ops import run_op as _run_op
+from .._kernel import ops as _ops
+from ._file_base import (
+    SEEK_DATA_HOLE,
+    BinaryFileBase,
+    byte_view,
+    closed_error,
+    exclusive,
+    ring_data,
+    size_arg,
+)
 
 __all__ = ["AsyncFileIO"]
-
-_T = TypeVar("_T")
-_P = ParamSpec("_P")
-_S = TypeVar("_S", bound="_AsyncFileBase")
-
-_ops = lowlevel.ops
-_run_op = lowlevel.run_op
-_read_at = lowlevel.read_at
-_checkpoint = lowlevel.checkpoint
-
-_UnsupportedOperation = io.UnsupportedOperation
 
 # A read larger than the file (by this much) is capped, so read(huge) on a small file does not
 # allocate ``huge`` bytes first.
@@ -37,280 +36,6 @@ _READ_SLACK: Final = 1 << 20
 # readall() reads at most this much per op, so a huge file isn't first read into a buffer
 # the size of the file and then copied out of it.
 _READALL_CHUNK: Final = 1 << 26
-_SEEK_DATA_HOLE: Final = frozenset(
-    w for w in (getattr(os, "SEEK_DATA", None), getattr(os, "SEEK_HOLE", None)) if w is not None
-)
-_CLOSED_MSG: Final = "I/O operation on closed file."
-
-
-def _closed_error() -> ValueError:
-    return ValueError(_CLOSED_MSG)
-
-
-def _size_arg(size: int | None) -> int:
-    """``read(size)`` argument: None -> -1; ints pass; anything else is a TypeError."""
-    if size is None:
-        return -1
-    try:
-        return operator.index(size)
-    except TypeError:
-        raise TypeError(
-            f"argument should be integer or None, not {type(size).__name__!r}"
-        ) from None
-
-
-def _byte_view(data: object) -> memoryview:
-    if isinstance(data, str):
-        raise TypeError(f"a bytes-like object is required, not {type(data).__name__!r}")
-    view = memoryview(data)  # type: ignore[arg-type]  # raises TypeError for non-buffers
-    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
-
-
-def _ring_data(view: memoryview) -> Any:
-    """What to hand to ``ops.write``: the bytes object itself when the view covers all of
-    one (the op can point the kernel at it directly; a read-only view would be copied)."""
-    obj = view.obj
-    return obj if type(obj) is bytes and len(obj) == view.nbytes else view
-
-
-def _exclusive(
-    method: Callable[Concatenate[_S, _P], Awaitable[_T]],
-) -> Callable[Concatenate[_S, _P], Coroutine[Any, Any, _T]]:
-    """Run ``method`` while holding the file's turn (see "Concurrency" in the module doc)."""
-
-    @wraps(method)
-    async def locked(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        raw = self._raw
-        if raw._fd < 0:
-            raise _closed_error()
-        if raw._busy:
-            await raw._wait_turn()
-        else:
-            raw._busy = True
-        try:
-            if raw._fd < 0:  # closed while we waited for our turn
-                raise _closed_error()
-            return await method(self, *args, **kwargs)
-        finally:
-            raw._release_turn()
-
-    return locked
-
-
-# --------------------------------------------------------------------------------------------
-# The common base
-# --------------------------------------------------------------------------------------------
-
-
-class _AsyncFileBase(AsyncResource):
-    """What every file object returned by :func:`open_file` has."""
-
-    __slots__ = ("_raw",)
-
-    _raw: AsyncFileIO
-
-    # --- state and attributes (all sync, like the stdlib's) ---
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`aclose` has run."""
-        return self._raw._fd < 0
-
-    @property
-    def name(self) -> str | bytes | int:
-        """The path given to ``open_file`` (``os.fspath`` of it), or the fd."""
-        return self._raw._name
-
-    @property
-    def closefd(self) -> bool:
-        return self._raw._closefd
-
-    def fileno(self) -> int:
-        """The file descriptor. Don't read or write it directly while the file is open:
-        for regular files the file position is kept by this object, not the kernel."""
-        fd = self._raw._fd
-        if fd < 0:
-            raise _closed_error()
-        return fd
-
-    def readable(self) -> bool:
-        raw = self._raw
-        if raw._fd < 0:
-            raise _closed_error()
-        return raw._readable
-
-    def writable(self) -> bool:
-        raw = self._raw
-        if raw._fd < 0:
-            raise _closed_error()
-        return raw._writable
-
-    def seekable(self) -> bool:
-        return self._raw._is_seekable()
-
-    def isatty(self) -> bool:
-        raw = self._raw
-        if raw._fd < 0:
-            raise _closed_error()
-        return not raw._regular and os.isatty(raw._fd)
-
-    # --- closing ---
-
-    async def aclose(self) -> None:
-        """Flush buffered writes and close the file (the fd is released even if the flush
-        fails or the call is cancelled: the close itself is shielded, as in Trio). Closing a
-        closed file does nothing. Like every async method here, this is a checkpoint: after
-        closing it raises ``Cancelled`` if the surrounding scope was cancelled.
-
-        An operation another task has in progress on this file is allowed to finish first
-        (so its fd can't be reused under it); calls made after that raise ``ValueError``."""
-        raw = self._raw
-        if raw._fd >= 0 and not (raw._busy or raw._positional or self._has_unflushed()):
-            # Nobody else is using it and nothing to write out: close right away.
-            raw._close_fd()
-        elif raw._fd >= 0:
-            with CancelScope(shield=True):
-                if raw._busy:
-                    await raw._wait_turn()
-                else:
-                    raw._busy = True
-                try:
-                    while raw._positional:
-                        await raw._wait_positional_idle()
-                    if raw._fd >= 0:
-                        try:
-                            await self._flush_for_close()
-                        finally:
-                            raw._close_fd()
-                finally:
-                    raw._release_turn()
-        await _checkpoint()
-
-    async def _flush_for_close(self) -> None:
-        """Write out buffered data (turn held; shielded by the caller)."""
-
-    def _has_unflushed(self) -> bool:
-        """Buffered writes not yet written (pread must write them out first)."""
-        return False
-
-    def _has_buffered(self) -> bool:
-        """Buffered writes or read-ahead (pwrite must write out / drop them first)."""
-        return False
-
-    async def _locked_flush(self) -> None:
-        """Take a turn and write out buffered writes."""
-
-    async def _locked_sync(self) -> None:
-        """Take a turn, write out buffered writes and drop read-ahead."""
-
-    # --- positional I/O: no file position, no turn-taking ---
-
-    async def pread(self, size: int, offset: int) -> bytes:
-        """Read up to ``size`` bytes at byte ``offset`` with one op, like :func:`os.pread`
-        (fewer bytes only at end of file, for a regular file). Bypasses the buffer and
-        leaves the file position alone, so any number of tasks may ``pread`` one file at
-        once. Buffered writes are written out first. On text files too, in bytes."""
-        raw = self._raw
-        fd = raw._fd
-        if fd < 0:
-            raise _closed_error()
-        if not raw._readable:
-            raise _UnsupportedOperation("File not open for reading")
-        if size < 0:
-            raise ValueError("negative size")
-        if offset < 0:
-            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
-        if self._has_unflushed():
-            await self._locked_flush()
-            fd = raw._fd
-            if fd < 0:  # closed meanwhile
-                raise _closed_error()
-        raw._positional += 1
-        try:
-            return await _read_at(fd, size, offset)
-        finally:
-            raw._positional -= 1
-            if raw._idle_lot and not raw._positional:
-                raw._idle_lot.unpark_all()
-
-    async def pwrite(self, data: Any, offset: int) -> int:
-        """Write all of ``data`` at byte ``offset``, looping over short writes; returns
-        ``len(data)``. Leaves the file position alone and runs concurrently like
-        :meth:`pread`; buffered writes go first and read-ahead is dropped. (On a file opened
-        for appending, Linux appends instead, whatever the offset.)"""
-        raw = self._raw
-        if raw._fd < 0:
-            raise _closed_error()
-        if not raw._writable:
-            raise _UnsupportedOperation("File not open for writing")
-        if offset < 0:
-            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
-        view = _byte_view(data)
-        if self._has_buffered():
-            # Our read-ahead may cover the range being written: drop it (and write out
-            # buffered data first, so the two writes land in program order).
-            await self._locked_sync()
-            if raw._fd < 0:  # closed meanwhile
-                raise _closed_error()
-        total = view.nbytes
-        if not total:
-            await _checkpoint()
-            return 0
-        raw._positional += 1
-        try:
-            while view:
-                n: int = await _run_op(_ops.write(raw._fd, _ring_data(view), offset))
-                if not n:
-                    raise OSError(errno.EIO, "write() wrote nothing")
-                view = view[n:]
-                offset += n
-        finally:
-            raw._positional -= 1
-            if raw._idle_lot and not raw._positional:
-                raw._idle_lot.unpark_all()
-        raw._size_hint = max(raw._size_hint, offset)
-        return total
-
-    async def fsync(self) -> None:
-        """Write out buffered data, then make the file durable (:func:`os.fsync`, an FSYNC
-        op on the ring)."""
-        await self._sync(_ops.fsync)
-
-    async def fdatasync(self) -> None:
-        """Like :meth:`fsync`, but only the data and what is needed to read it back
-        (:func:`os.fdatasync`)."""
-        await self._sync(_ops.fdatasync)
-
-    async def _sync(self, make_op: Callable[[int], Any]) -> None:
-        raw = self._raw
-        if raw._fd < 0:
-            raise _closed_error()
-        if self._has_unflushed():
-            await self._locked_flush()
-            if raw._fd < 0:  # closed meanwhile
-                raise _closed_error()
-        raw._positional += 1  # like pread: no turn needed, but aclose waits for it
-        try:
-            await _run_op(make_op(raw._fd))
-        finally:
-            raw._positional -= 1
-            if raw._idle_lot and not raw._positional:
-                raw._idle_lot.unpark_all()
-
-    # --- iteration over lines ---
-
-    def __aiter__(self) -> AsyncIterator[Any]:
-        return self  # type: ignore[return-value]  # subclasses define __anext__
-
-    def __repr__(self) -> str:
-        raw = self._raw
-        if raw._fd < 0:
-            return f"<nursery_io.{type(self).__name__} [closed]>"
-        return f"<nursery_io.{type(self).__name__} name={raw._name!r} mode={self.mode!r}>"
-
-    @property
-    def mode(self) -> str:
-        return self._raw._mode
 
 
 # --------------------------------------------------------------------------------------------
@@ -318,7 +43,7 @@ class _AsyncFileBase(AsyncResource):
 # --------------------------------------------------------------------------------------------
 
 
-class AsyncFileIO(_AsyncFileBase):
+class AsyncFileIO(BinaryFileBase):
     """An unbuffered binary file (``open_file(..., "rb", buffering=0)``): the async
     counterpart of :class:`io.FileIO`. ``read``/``write`` do one op each and may return or
     write fewer bytes than asked, exactly like their stdlib counterparts.
@@ -378,7 +103,7 @@ class AsyncFileIO(_AsyncFileBase):
         self._regular = _stat.S_ISREG(st.st_mode)
         # None: not yet known (only asked of the kernel for non-regular files).
         self._seekable: bool | None = True if self._regular else None
-        # Our own position for regular files; None means "the kernel's" (see module doc).
+        # Our own position for regular files; None means "the kernel's" (see the package docstring).
         self._pos: int | None = pos if self._regular and not append else None
         self._size_hint = st.st_size
         self._blksize = st.st_blksize if st.st_blksize > 1 else io.DEFAULT_BUFFER_SIZE
@@ -388,16 +113,16 @@ class AsyncFileIO(_AsyncFileBase):
         # _turn_lot and are handed the turn in order. _positional counts pread/pwrite in
         # flight (they don't take turns), so aclose can wait for them.
         self._busy = False
-        self._turn_lot: lowlevel.ParkingLot | None = None
+        self._turn_lot: ParkingLot | None = None
         self._positional = 0
-        self._idle_lot: lowlevel.ParkingLot | None = None
+        self._idle_lot: ParkingLot | None = None
 
     # --- turn-taking ---
 
     async def _wait_turn(self) -> None:
         lot = self._turn_lot
         if lot is None:
-            lot = self._turn_lot = lowlevel.ParkingLot()
+            lot = self._turn_lot = ParkingLot()
         await lot.park()
         # Woken by _release_turn, which left _busy set for us: the turn is ours.
 
@@ -411,7 +136,7 @@ class AsyncFileIO(_AsyncFileBase):
     async def _wait_positional_idle(self) -> None:
         lot = self._idle_lot
         if lot is None:
-            lot = self._idle_lot = lowlevel.ParkingLot()
+            lot = self._idle_lot = ParkingLot()
         await lot.park()
 
     def _close_fd(self) -> None:
@@ -447,7 +172,7 @@ class AsyncFileIO(_AsyncFileBase):
 
     def _is_seekable(self) -> bool:
         if self._fd < 0:
-            raise _closed_error()
+            raise closed_error()
         seekable = self._seekable
         if seekable is None:
             try:
@@ -461,11 +186,11 @@ class AsyncFileIO(_AsyncFileBase):
 
     def _check_readable(self) -> None:
         if not self._readable:
-            raise _UnsupportedOperation("File not open for reading")
+            raise UnsupportedOperation("File not open for reading")
 
     def _check_writable(self) -> None:
         if not self._writable:
-            raise _UnsupportedOperation("File not open for writing")
+            raise UnsupportedOperation("File not open for writing")
 
     # --- the ops (turn held) ---
 
@@ -545,7 +270,7 @@ class AsyncFileIO(_AsyncFileBase):
         return b"".join(chunks)
 
     async def _readinto(self, buffer: Any) -> int:
-        view = _byte_view(buffer)
+        view = byte_view(buffer)
         if not view.nbytes:
             await _checkpoint()
             return 0
@@ -574,7 +299,7 @@ class AsyncFileIO(_AsyncFileBase):
 
     async def _write_all(self, data: memoryview) -> None:
         while data:
-            n = await self._write(_ring_data(data))
+            n = await self._write(ring_data(data))
             if not n:
                 raise OSError(errno.EIO, "write() wrote nothing")
             data = data[n:]
@@ -602,7 +327,7 @@ class AsyncFileIO(_AsyncFileBase):
             new = pos + offset
         elif whence == os.SEEK_END:
             new = await self._size() + offset
-        elif whence in _SEEK_DATA_HOLE:
+        elif whence in SEEK_DATA_HOLE:
             # No ring op for these, and they can be slow on some filesystems.
             new = await _run_op(_ops.pool_only(os.lseek, self._fd, offset, whence))
         else:
@@ -624,12 +349,12 @@ class AsyncFileIO(_AsyncFileBase):
 
     # --- public API ---
 
-    @_exclusive
+    @exclusive
     async def read(self, size: int | None = -1) -> bytes:
         """Read up to ``size`` bytes with one op (all of the rest with ``size < 0``).
         Returns ``b""`` at end of file."""
         self._check_readable()
-        size = _size_arg(size)
+        size = size_arg(size)
         if size < 0:
             return await self._readall()
         if size == 0:
@@ -637,23 +362,11 @@ class AsyncFileIO(_AsyncFileBase):
             return b""
         return await self._read(self._cap(size))
 
-    @_exclusive
-    async def readall(self) -> bytes:
-        """Read until end of file."""
-        self._check_readable()
-        return await self._readall()
-
-    @_exclusive
+    @exclusive
     async def readinto(self, buffer: Any) -> int:
         """Read into a writable buffer with one op, without copying; returns the count."""
         self._check_readable()
         return await self._readinto(buffer)
-
-    @_exclusive
-    async def readline(self, size: int | None = -1) -> bytes:
-        """Read one line (up to and including ``b"\\n"``), at most ``size`` bytes."""
-        self._check_readable()
-        return await self._readline(_size_arg(size))
 
     async def _readline(self, limit: int) -> bytes:
         if limit == 0:
@@ -700,42 +413,32 @@ class AsyncFileIO(_AsyncFileBase):
             raise
         return b"".join(chunks)
 
-    async def readlines(self, hint: int | None = -1) -> list[bytes]:
-        """Read lines until end of file, or until they total more than ``hint`` bytes."""
-        return await _readlines(self, hint)
-
-    @_exclusive
+    @exclusive
     async def write(self, data: Any) -> int:
         """Write with one op; returns how many bytes were written (possibly fewer)."""
         self._check_writable()
-        view = _byte_view(data)
+        view = byte_view(data)
         if not view.nbytes:
             await _checkpoint()
             return 0
-        return await self._write(_ring_data(view))
+        return await self._write(ring_data(view))
 
     async def writelines(self, lines: Iterable[Any]) -> None:
         """Write each item of ``lines`` in full (no newlines are added)."""
         for line in lines:
             await self._write_fully(line)
 
-    @_exclusive
+    @exclusive
     async def _write_fully(self, data: Any) -> None:
         self._check_writable()
-        await self._write_all(_byte_view(data))
+        await self._write_all(byte_view(data))
 
-    @_exclusive
+    @exclusive
     async def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         """Move the file position; returns the new absolute position."""
         return await self._seek(offset, whence)
 
-    @_exclusive
-    async def tell(self) -> int:
-        """The current file position."""
-        await _checkpoint()
-        return self._tell()
-
-    @_exclusive
+    @exclusive
     async def truncate(self, size: int | None = None) -> int:
         """Resize the file to ``size`` bytes (default: the current position); the position
         doesn't move. Returns the new size."""
@@ -745,26 +448,5 @@ class AsyncFileIO(_AsyncFileBase):
     async def flush(self) -> None:
         """Nothing to flush in an unbuffered file; a checkpoint all the same."""
         if self._fd < 0:
-            raise _closed_error()
+            raise closed_error()
         await _checkpoint()
-
-    async def __anext__(self) -> bytes:
-        line = await self.readline()
-        if not line:
-            raise StopAsyncIteration
-        return line
-
-
-async def _readlines(file: Any, hint: int | None) -> list[Any]:
-    hint = _size_arg(hint)
-    lines: list[Any] = []
-    total = 0
-    while True:
-        line = await file.readline()
-        if not line:
-            break
-        lines.append(line)
-        total += len(line)
-        if 0 < hint <= total:
-            break
-    return lines

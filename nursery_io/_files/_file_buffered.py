@@ -6,21 +6,20 @@ from __future__ import annotations
 import errno
 import operator
 import os
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from io import UnsupportedOperation
 from typing import Any
 
-from ._core import CancelScope
-from ._file_raw import (
-    _SEEK_DATA_HOLE,
-    AsyncFileIO,
-    _AsyncFileBase,
-    _byte_view,
-    _checkpoint,
-    _exclusive,
-    _readlines,
-    _size_arg,
-    _UnsupportedOperation,
+from .._core import CancelScope
+from .._core import checkpoint as _checkpoint
+from ._file_base import (
+    SEEK_DATA_HOLE,
+    BinaryFileBase,
+    byte_view,
+    exclusive,
+    size_arg,
 )
+from ._file_raw import AsyncFileIO
 
 __all__ = ["AsyncBufferedFile"]
 
@@ -30,7 +29,7 @@ __all__ = ["AsyncBufferedFile"]
 # --------------------------------------------------------------------------------------------
 
 
-class AsyncBufferedFile(_AsyncFileBase):
+class AsyncBufferedFile(BinaryFileBase):
     """A buffered binary file (``open_file(..., "rb")``, ``"wb"``, ``"r+b"``, ...): the
     async counterpart of :class:`io.BufferedReader`/``BufferedWriter``/``BufferedRandom``.
 
@@ -106,11 +105,11 @@ class AsyncBufferedFile(_AsyncFileBase):
 
     def _check_readable(self, what: str = "read") -> None:
         if not self._raw._readable:
-            raise _UnsupportedOperation(what)
+            raise UnsupportedOperation(what)
 
     def _check_writable(self, what: str = "write") -> None:
         if not self._raw._writable:
-            raise _UnsupportedOperation(what)
+            raise UnsupportedOperation(what)
 
     async def _prepare_read(self) -> bool:
         """Write out buffered writes before reading; True if that took I/O."""
@@ -209,7 +208,7 @@ class AsyncBufferedFile(_AsyncFileBase):
     # --- writing (turn held) ---
 
     async def _write(self, data: Any) -> int:
-        view = _byte_view(data)
+        view = byte_view(data)
         # The cancel point comes first: once the data is accepted, the write finishes.
         await _checkpoint()
         return await self._write_accepted(view)
@@ -236,54 +235,47 @@ class AsyncBufferedFile(_AsyncFileBase):
     async def _locked_flush(self) -> None:
         await self.flush()
 
-    @_exclusive
+    @exclusive
     async def _locked_sync(self) -> None:
         await self._flush_writes()
         self._drop_read_ahead()
 
     # --- public API ---
 
-    @_exclusive
+    @exclusive
     async def read(self, size: int | None = -1) -> bytes:
         """Read ``size`` bytes, fewer only at end of file; everything left with ``size``
         -1 or None."""
         self._check_readable()
-        size = _size_arg(size)
+        size = size_arg(size)
         if size < -1:
             raise ValueError("read length must be non-negative or -1")
         return await self._read(size)
 
-    @_exclusive
+    @exclusive
     async def read1(self, size: int | None = -1) -> bytes:
         """Read up to ``size`` bytes with at most one op (``b""`` only at end of file)."""
         self._check_readable("read1")
-        return await self._read1(_size_arg(size))
+        return await self._read1(size_arg(size))
 
-    @_exclusive
-    async def readall(self) -> bytes:
-        """Read until end of file."""
-        self._check_readable()
-        return await self._readall()
-
-    @_exclusive
+    @exclusive
     async def readinto(self, buffer: Any) -> int:
         """Fill ``buffer`` (fewer bytes only at end of file); returns the count."""
-        self._check_readable()
-        view = _byte_view(buffer)
-        data = await self._read(view.nbytes)
-        view[: len(data)] = data
-        return len(data)
+        return await self._read_into(buffer, self._read)
 
-    @_exclusive
+    @exclusive
     async def readinto1(self, buffer: Any) -> int:
         """Read into ``buffer`` with at most one op; returns the count."""
+        return await self._read_into(buffer, self._read1)
+
+    async def _read_into(self, buffer: Any, read: Callable[[int], Awaitable[bytes]]) -> int:
         self._check_readable()
-        view = _byte_view(buffer)
-        data = await self._read1(view.nbytes)
+        view = byte_view(buffer)
+        data = await read(view.nbytes)
         view[: len(data)] = data
         return len(data)
 
-    @_exclusive
+    @exclusive
     async def peek(self, size: int = 0) -> bytes:
         """The buffered bytes ahead, without consuming them (reads once if none are)."""
         self._check_readable()
@@ -295,17 +287,7 @@ class AsyncBufferedFile(_AsyncFileBase):
             await _checkpoint()
         return self._rbuf[self._rpos :]
 
-    @_exclusive
-    async def readline(self, size: int | None = -1) -> bytes:
-        """Read one line including its ``b"\\n"`` (at most ``size`` bytes)."""
-        self._check_readable()
-        return await self._readline(_size_arg(size))
-
-    async def readlines(self, hint: int | None = -1) -> list[bytes]:
-        """Read lines until end of file, or until they total more than ``hint`` bytes."""
-        return await _readlines(self, hint)
-
-    @_exclusive
+    @exclusive
     async def write(self, data: Any) -> int:
         """Buffer ``data`` (writing out when the buffer fills); returns ``len(data)``."""
         self._check_writable()
@@ -316,7 +298,7 @@ class AsyncBufferedFile(_AsyncFileBase):
         for line in lines:
             await self.write(line)
 
-    @_exclusive
+    @exclusive
     async def flush(self) -> None:
         """Write out buffered data. If cancelled midway, what was not written stays
         buffered (nothing is written twice)."""
@@ -325,14 +307,14 @@ class AsyncBufferedFile(_AsyncFileBase):
         else:
             await _checkpoint()
 
-    @_exclusive
+    @exclusive
     async def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         """Move the position; returns the new absolute position."""
-        if whence not in (0, 1, 2) and whence not in _SEEK_DATA_HOLE:
+        if whence not in (0, 1, 2) and whence not in SEEK_DATA_HOLE:
             raise ValueError(f"whence value {whence} unsupported")
         raw = self._raw
         if not raw._is_seekable():
-            raise _UnsupportedOperation("File or stream is not seekable.")
+            raise UnsupportedOperation("File or stream is not seekable.")
         offset = operator.index(offset)
         if self._wbuf:
             await self._flush_writes()
@@ -350,13 +332,7 @@ class AsyncBufferedFile(_AsyncFileBase):
         self._drop_read_ahead()
         return await raw._seek(offset, whence)
 
-    @_exclusive
-    async def tell(self) -> int:
-        """The current position (buffered data included)."""
-        await _checkpoint()
-        return self._tell()
-
-    @_exclusive
+    @exclusive
     async def truncate(self, size: int | None = None) -> int:
         """Flush, then resize the file to ``size`` (default: the current position). The
         position doesn't move; returns the new size."""
@@ -366,9 +342,3 @@ class AsyncBufferedFile(_AsyncFileBase):
         await self._flush_writes()
         self._drop_read_ahead()
         return await self._raw._truncate(size)
-
-    async def __anext__(self) -> bytes:
-        line = await self.readline()
-        if not line:
-            raise StopAsyncIteration
-        return line
