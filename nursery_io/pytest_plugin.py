@@ -51,7 +51,7 @@ from typing import Any, Final, Literal, NoReturn
 import pytest
 
 import nursery_io
-from nursery_io._pytest_trio_mode import (
+from nursery_io._pytest.trio_mode import (
     ENV_VAR,
     PYTEST_TRIO_PLUGIN,
     TrioModeSession,
