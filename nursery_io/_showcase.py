@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import nursery_io
-from nursery_io import lowlevel
+from nursery_io._core import current_statistics
 from nursery_io._kernel import workers
 
 __all__ = ["main"]
@@ -214,7 +214,7 @@ async def _nursery_io_demo(work: Workload, progress: Progress) -> Outcome:
                 nursery.start_soon(client, port)
         server_nursery.cancel_scope.cancel()
     seconds = time.perf_counter() - started
-    statistics = lowlevel.current_statistics()
+    statistics = current_statistics()
     return Outcome(
         "nursery_io",
         seconds,

@@ -13,14 +13,14 @@ from typing import Any, Final, Literal
 import pytest
 
 import nursery_io
-from nursery_io.abc import Clock, Instrument
-from nursery_io.lowlevel import (
+from nursery_io._core import (
     ParkingLot,
     cancel_shielded_checkpoint,
     current_task,
     disable_ki_protection,
     enable_ki_protection,
 )
+from nursery_io.abc import Clock, Instrument
 from nursery_io.testing._run_test import select_clock_and_instruments
 
 from .fixtures import DEFERRED_KEY, NURSERY, DeferredFixture
