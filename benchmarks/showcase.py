@@ -23,7 +23,6 @@ import asyncio
 import os
 import random
 import sys
-import tempfile
 import time
 
 from nursery_io._showcase import (
@@ -35,12 +34,9 @@ from nursery_io._showcase import (
     Progress,
     ThreadPeak,
     Workload,
-    announce,
-    make_workload,
     plural,
-    print_header,
     report_statistics,
-    run_demo,
+    showcase,
     verdict_of,
 )
 
@@ -168,12 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smaller demo (a second or two)")
     parser.add_argument("--no-compare", action="store_true", help="skip the thread-pool run")
     args = parser.parse_args(argv)
-    line = Lines(sys.stdout)
-    print_header(line)
-    with tempfile.TemporaryDirectory(prefix="nursery_io-showcase-") as directory:
-        work = make_workload(directory, args.quick)
-        announce(work, line)
-        ours = run_demo(work)
+
+    def compare(work: Workload, ours: Outcome, line: Lines) -> None:
         theirs = None
         if not args.no_compare:
             total = work.total_reads + work.total_round_trips
@@ -182,10 +174,9 @@ def main(argv: list[str] | None = None) -> int:
             with ThreadPeak(exclude_prefix="nursery_io") as peak:
                 theirs = asyncio.run(_asyncio_demo(work, progress))
             theirs.peak_threads = peak.peak
-        floor = _synchronous_floor(work)
-        # Report now: removing the demo's files (the with block's exit) can take seconds.
-        report(ours, theirs, floor, line)
-        line.out.flush()
+        report(ours, theirs, _synchronous_floor(work), line)
+
+    showcase(args.quick, compare)
     return 0
 
 

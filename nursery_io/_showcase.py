@@ -28,6 +28,7 @@ import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -384,21 +385,31 @@ def run_demo(work: Workload) -> Outcome:
     return ours
 
 
+def showcase(quick: bool, finish: Callable[[Workload, Outcome, Lines], None]) -> None:
+    """Print what the kernel layer found, run the demo, then ``finish(work, ours, line)``
+    (the report) while the demo's files still exist."""
+    line = Lines(sys.stdout)
+    print_header(line)
+    with tempfile.TemporaryDirectory(prefix="nursery_io-showcase-") as directory:
+        work = make_workload(directory, quick)
+        announce(work, line)
+        ours = run_demo(work)
+        # Report now: removing the demo's files (the with block's exit) can take seconds.
+        finish(work, ours, line)
+        line.out.flush()
+
+
+def _report(work: Workload, ours: Outcome, line: Lines) -> None:
+    report_statistics(ours, line)
+    line()
+    line(f"=> {verdict_of(ours)}.", 2, hang=3)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m nursery_io", description="Show what nursery_io found and what it does."
     )
     parser.add_argument("--quick", action="store_true", help="a smaller demo (a second or two)")
     args = parser.parse_args(argv)
-    line = Lines(sys.stdout)
-    print_header(line)
-    with tempfile.TemporaryDirectory(prefix="nursery_io-showcase-") as directory:
-        work = make_workload(directory, args.quick)
-        announce(work, line)
-        ours = run_demo(work)
-        # Report now: removing the demo's files (the with block's exit) can take seconds.
-        report_statistics(ours, line)
-        line()
-        line(f"=> {verdict_of(ours)}.", 2, hang=3)
-        line.out.flush()
+    showcase(args.quick, _report)
     return 0
