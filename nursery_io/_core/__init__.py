@@ -1,4 +1,4 @@
-"""The core runtime: runner, tasks, nurseries, cancel scopes, traps. See DESIGN.md."""
+"""The core runtime: runner, tasks, nurseries, cancel scopes, traps. See docs/design.rst."""
 
 # Imported so that ``trio._core._run`` resolves in trio mode (see the module).
 from . import _run as _run

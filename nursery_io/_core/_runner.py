@@ -1,6 +1,6 @@
 """The runner: one object per run that owns the tasks, the clock and the kernel.
 
-One turn of the loop (see DESIGN.md "The loop"):
+One turn of the loop (see docs/design.rst, "The loop"):
 
 1. work out how long we may sleep: 0 if anything is runnable, else until the next deadline;
 2. ``Kernel.poll``: submit ring work, sleep in the one epoll set, dispatch what woke us;

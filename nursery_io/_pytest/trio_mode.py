@@ -29,8 +29,8 @@ from typing import Final
 
 import pytest
 
-from ._core._context import set_library_name
-from ._trio_mode import TRIO_NAME, install_as_trio, trio_mode_active
+from .._core._context import set_library_name
+from .._trio_mode import TRIO_NAME, install_as_trio, trio_mode_active
 
 __all__ = [
     "ENV_VAR",

@@ -14,40 +14,17 @@ from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import Any
 
-import pytest
-import trio
-import trio.testing
+from .harness import Scenario, Scenarios, Trace, assert_same_trace, shape
 
-import nursery_io
-import nursery_io.testing
-
-Trace = list[Any]
-Scenario = Callable[[ModuleType], Awaitable[Trace]]
-
-SCENARIOS: list[Scenario] = []
+scenario = Scenarios()
 
 
-def scenario(fn: Scenario) -> Scenario:
-    SCENARIOS.append(fn)
-    return fn
-
-
-@pytest.mark.parametrize("fn", SCENARIOS, ids=lambda fn: fn.__name__)
-def test_same_trace(fn: Scenario) -> None:
-    trio_trace = trio.run(fn, trio)
-    our_trace = nursery_io.run(fn, nursery_io)
-    assert trio_trace, "a scenario must record something"
-    assert our_trace == trio_trace
+@scenario.parametrize()
+def test_same_trace(scenario: Scenario) -> None:
+    assert_same_trace(scenario)
 
 
 # ----- helpers shared by the scenarios -----
-
-
-def _shape(exc: BaseException) -> Any:
-    """An exception as comparable data: groups become sorted lists of their members."""
-    if isinstance(exc, BaseExceptionGroup):
-        return ["group", type(exc).__name__, sorted((_shape(e) for e in exc.exceptions), key=repr)]
-    return [type(exc).__name__, str(exc)]
 
 
 def _sync(trace: Trace, label: str, fn: Callable[[], object]) -> None:
@@ -462,7 +439,7 @@ async def exception_group_shapes(lib: ModuleType) -> Trace:
         try:
             await body()
         except BaseException as exc:
-            trace.append((label, _shape(exc)))
+            trace.append((label, shape(exc)))
         else:
             trace.append((label, "no error"))
 
@@ -647,4 +624,4 @@ async def checkpoints_of_nonblocking_operations(lib: ModuleType) -> Trace:
 
 
 def test_scenarios_registered() -> None:
-    assert len(SCENARIOS) >= 9
+    assert len(scenario) >= 9

@@ -1,6 +1,6 @@
 """Side by side through pytest: one scenario file, run by pytest-trio and by our plugin.
 
-tests/test_side_by_side.py compares ``trio.run`` with ``nursery_io.run`` directly. This
+The other files in tests/parity/ compare ``trio.run`` with ``nursery_io.run`` directly. This
 module goes through the pytest machinery as well: async fixtures that keep a nursery open
 across their ``yield``, background tasks, the built-in ``nursery`` and ``autojump_clock``
 fixtures, teardown order, and failures reported to pytest. The scenario file below is

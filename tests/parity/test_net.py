@@ -14,59 +14,24 @@ from __future__ import annotations
 
 import errno
 import functools
-import importlib
 import re
 import socket as stdlib_socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 import pytest
 import trio
-import trio.testing
 
 import nursery_io
-import nursery_io.testing
 
-Trace = list[Any]
-Scenario = Callable[[ModuleType], Awaitable[Trace]]
-SCENARIOS: dict[str, tuple[Scenario, bool]] = {}
+from . import harness
+from .harness import Raised, Scenario, Scenarios, Trace, assert_same_trace
 
-
-def scenario(*, autojump: bool = False) -> Callable[[Scenario], Scenario]:
-    def register(fn: Scenario) -> Scenario:
-        SCENARIOS[fn.__name__] = (fn, autojump)
-        return fn
-
-    return register
-
-
-@dataclass(frozen=True)
-class Raised:
-    """An exception as a trace entry; ``==`` is the containment rule described above."""
-
-    type_name: str
-    message: str
-    extra: Any = None
-    by_trio: bool = False
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Raised):
-            return NotImplemented
-        if self.type_name != other.type_name or self.extra != other.extra:
-            return False
-        if self.by_trio == other.by_trio:
-            return self.message == other.message
-        theirs, ours = (self, other) if self.by_trio else (other, self)
-        return theirs.message in ours.message
-
-    def __hash__(self) -> int:
-        return hash(self.type_name)
+scenario = Scenarios()
 
 
 PORTS: list[int] = []
-RUNNING_TRIO: list[bool] = [False]
 
 
 def normalise(text: str) -> str:
@@ -77,7 +42,7 @@ def normalise(text: str) -> str:
 
 
 def raised(exc: BaseException, extra: Any = None) -> Raised:
-    return Raised(type(exc).__name__, normalise(str(exc)), extra, RUNNING_TRIO[0])
+    return Raised.from_exception(exc, normalise(str(exc)), extra)
 
 
 def describe_group(exc: BaseException | None) -> Any:
@@ -91,32 +56,17 @@ def describe_group(exc: BaseException | None) -> Any:
 
 
 async def outcome(fn: Callable[[], Awaitable[Any]], *, with_errno: bool = False) -> Any:
-    try:
-        return ("returned", await fn())
-    except Exception as exc:
+    def describe(exc: Exception) -> Raised:
         extra: Any = describe_group(exc.__cause__)
         if with_errno:
             extra = (extra, getattr(exc, "errno", None))
         return raised(exc, extra)
 
+    return await harness.outcome(fn, describe)
+
 
 def sync_outcome(fn: Callable[[], Any]) -> Any:
-    try:
-        return ("returned", fn())
-    except Exception as exc:
-        return raised(exc)
-
-
-def run_under(lib: ModuleType, fn: Scenario, autojump: bool) -> Trace:
-    kwargs: dict[str, Any] = {}
-    if autojump:
-        kwargs["clock"] = importlib.import_module(lib.__name__ + ".testing").MockClock(
-            autojump_threshold=0
-        )
-    PORTS.clear()
-    RUNNING_TRIO[0] = lib is trio
-    trace: Trace = lib.run(fn, lib, **kwargs)
-    return trace
+    return harness.sync_outcome(fn, raised)
 
 
 # ----- helpers: a scripted resolver and scripted sockets -----
@@ -231,7 +181,7 @@ V4, V6 = stdlib_socket.AF_INET, stdlib_socket.AF_INET6
 # ----- open_tcp_stream -----
 
 
-@scenario()
+@scenario
 async def open_tcp_stream_argument_checks(lib: ModuleType) -> Trace:
     return [
         await outcome(lambda: lib.open_tcp_stream(None, 80)),
@@ -241,14 +191,14 @@ async def open_tcp_stream_argument_checks(lib: ModuleType) -> Trace:
     ]
 
 
-@scenario()
+@scenario
 async def open_tcp_stream_refused(lib: ModuleType) -> Trace:
     with loopback_listener() as not_listening:
         port = not_listening.getsockname()[1]
         return [await outcome(lambda: lib.open_tcp_stream("127.0.0.1", port))]
 
 
-@scenario()
+@scenario
 async def open_tcp_stream_connects(lib: ModuleType) -> Trace:
     with loopback_listener() as server:
         server.listen()
@@ -267,7 +217,7 @@ async def open_tcp_stream_connects(lib: ModuleType) -> Trace:
             ]
 
 
-@scenario()
+@scenario
 async def open_tcp_stream_no_results(lib: ModuleType) -> Trace:
     log: list[Any] = []
     lib.socket.set_custom_hostname_resolver(make_resolver(lib, {}, log))
@@ -278,7 +228,7 @@ async def open_tcp_stream_no_results(lib: ModuleType) -> Trace:
     ]
 
 
-@scenario()
+@scenario
 async def open_tcp_stream_local_address_incompatible(lib: ModuleType) -> Trace:
     with loopback_listener() as server:
         server.listen()
@@ -395,7 +345,7 @@ async def happy_eyeballs_local_address(lib: ModuleType) -> Trace:
 # ----- open_tcp_listeners and serve_tcp -----
 
 
-@scenario()
+@scenario
 async def open_tcp_listeners_argument_checks(lib: ModuleType) -> Trace:
     return [
         await outcome(lambda: lib.open_tcp_listeners("80")),
@@ -405,7 +355,7 @@ async def open_tcp_listeners_argument_checks(lib: ModuleType) -> Trace:
     ]
 
 
-@scenario()
+@scenario
 async def open_tcp_listeners_backlog_and_options(lib: ModuleType) -> Trace:
     answers = {b"both.example": [tcp_entry(V4, "10.0.0.1"), tcp_entry(V6, "::1")]}
     log: list[Any] = []
@@ -422,7 +372,7 @@ async def open_tcp_listeners_backlog_and_options(lib: ModuleType) -> Trace:
     return trace
 
 
-@scenario()
+@scenario
 async def open_tcp_listeners_unsupported_families(lib: ModuleType) -> Trace:
     answers = {
         b"both.example": [tcp_entry(V4, "10.0.0.1"), tcp_entry(V6, "::1")],
@@ -447,7 +397,7 @@ async def open_tcp_listeners_unsupported_families(lib: ModuleType) -> Trace:
     return trace
 
 
-@scenario()
+@scenario
 async def open_tcp_listeners_bind_failure_closes_the_rest(lib: ModuleType) -> Trace:
     answers = {b"two.example": [tcp_entry(V4, "10.0.0.1"), tcp_entry(V4, "192.0.2.9")]}
     lib.socket.set_custom_hostname_resolver(make_resolver(lib, answers, []))
@@ -459,7 +409,7 @@ async def open_tcp_listeners_bind_failure_closes_the_rest(lib: ModuleType) -> Tr
     ]
 
 
-@scenario()
+@scenario
 async def open_tcp_listeners_on_loopback(lib: ModuleType) -> Trace:
     (listener,) = await lib.open_tcp_listeners(0, host="127.0.0.1")
     port = listener.socket.getsockname()[1]
@@ -476,7 +426,7 @@ async def open_tcp_listeners_on_loopback(lib: ModuleType) -> Trace:
     return trace
 
 
-@scenario()
+@scenario
 async def serve_tcp_echo(lib: ModuleType) -> Trace:
     async def handler(stream: Any) -> None:
         async for chunk in stream:
@@ -497,7 +447,7 @@ async def serve_tcp_echo(lib: ModuleType) -> Trace:
 # ----- nursery_io.socket -----
 
 
-@scenario()
+@scenario
 async def getaddrinfo_numeric_and_errors(lib: ModuleType) -> Trace:
     gai = lib.socket.getaddrinfo
     return [
@@ -515,7 +465,7 @@ async def getaddrinfo_numeric_and_errors(lib: ModuleType) -> Trace:
     ]
 
 
-@scenario()
+@scenario
 async def getaddrinfo_is_a_checkpoint(lib: ModuleType) -> Trace:
     trace: Trace = []
     calls: list[Callable[[], Awaitable[Any]]] = [
@@ -532,7 +482,7 @@ async def getaddrinfo_is_a_checkpoint(lib: ModuleType) -> Trace:
     return trace
 
 
-@scenario()
+@scenario
 async def getnameinfo_results_and_errors(lib: ModuleType) -> Trace:
     flags = stdlib_socket.NI_NUMERICHOST | stdlib_socket.NI_NUMERICSERV
     gni = lib.socket.getnameinfo
@@ -545,7 +495,7 @@ async def getnameinfo_results_and_errors(lib: ModuleType) -> Trace:
     ]
 
 
-@scenario()
+@scenario
 async def custom_hostname_resolver(lib: ModuleType) -> Trace:
     log: list[Any] = []
     answers = {b"xn--strae-oqa.example": [tcp_entry(V4, "10.1.2.3")]}
@@ -566,7 +516,7 @@ async def custom_hostname_resolver(lib: ModuleType) -> Trace:
     return trace
 
 
-@scenario()
+@scenario
 async def custom_socket_factory(lib: ModuleType) -> Trace:
     factory = make_socket_factory(lib, {}, [])
     trace: Trace = [lib.socket.set_custom_socket_factory(factory) is None]
@@ -589,7 +539,7 @@ async def custom_socket_factory(lib: ModuleType) -> Trace:
     return trace
 
 
-@scenario()
+@scenario
 async def socket_constructors(lib: ModuleType) -> Trace:
     ns = lib.socket
     trace: Trace = [sync_outcome(ns.SocketType)]
@@ -611,7 +561,7 @@ async def socket_constructors(lib: ModuleType) -> Trace:
     return trace
 
 
-@scenario()
+@scenario
 async def setsockopt_forms(lib: ModuleType) -> Trace:
     level, name = stdlib_socket.SOL_SOCKET, stdlib_socket.SO_REUSEADDR
     with lib.socket.socket() as sock:
@@ -640,7 +590,7 @@ async def setsockopt_forms(lib: ModuleType) -> Trace:
     return trace
 
 
-@scenario()
+@scenario
 async def is_readable_and_udp_family(lib: ModuleType) -> Trace:
     trace: Trace = []
     left, right = lib.socket.socketpair()
@@ -676,7 +626,7 @@ async def is_readable_and_udp_family(lib: ModuleType) -> Trace:
     return trace
 
 
-@scenario()
+@scenario
 async def connect_errors_and_cancellation(lib: ModuleType) -> Trace:
     trace: Trace = []
     with loopback_listener() as not_listening:
@@ -704,7 +654,7 @@ async def connect_errors_and_cancellation(lib: ModuleType) -> Trace:
     return trace
 
 
-@scenario()
+@scenario
 async def encode_hostname(lib: ModuleType) -> Trace:
     encode = lib.lowlevel.encode_hostname
     return [
@@ -732,7 +682,7 @@ def test_public_names_match_trio_socket() -> None:
 # ----- SocketStream and SocketListener -----
 
 
-@scenario()
+@scenario
 async def stream_and_listener_constructors(lib: ModuleType) -> Trace:
     with stdlib_socket.socket() as plain:
         trace: Trace = [
@@ -759,7 +709,7 @@ async def blocked_sender(lib: ModuleType, stream: Any, trace: Trace) -> None:
         trace.append(("sender", raised(exc)))
 
 
-@scenario()
+@scenario
 async def stream_conflicts_and_closed(lib: ModuleType) -> Trace:
     trace: Trace = []
     left, right = lib.socket.socketpair()
@@ -792,7 +742,7 @@ async def stream_conflicts_and_closed(lib: ModuleType) -> Trace:
     return trace
 
 
-@scenario()
+@scenario
 async def stream_eof_and_errors(lib: ModuleType) -> Trace:
     trace: Trace = []
     left, right = lib.socket.socketpair()
@@ -826,7 +776,7 @@ async def stream_eof_and_errors(lib: ModuleType) -> Trace:
     return trace
 
 
-@scenario()
+@scenario
 async def listener_accept_and_close(lib: ModuleType) -> Trace:
     (listener,) = await lib.open_tcp_listeners(0, host="127.0.0.1")
     trace: Trace = []
@@ -848,13 +798,9 @@ async def listener_accept_and_close(lib: ModuleType) -> Trace:
 # ----- the comparison -----
 
 
-@pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_same_trace_as_trio(name: str) -> None:
-    fn, autojump = SCENARIOS[name]
-    trio_trace = run_under(trio, fn, autojump)
-    our_trace = run_under(nursery_io, fn, autojump)
-    assert trio_trace, "a scenario must record something"
-    assert our_trace == trio_trace
+@scenario.parametrize()
+def test_same_trace_as_trio(scenario: Scenario) -> None:
+    assert_same_trace(scenario, before_each=PORTS.clear)
 
 
 def test_raised_compares_by_containment() -> None:

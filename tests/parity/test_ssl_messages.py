@@ -1,66 +1,33 @@
-"""TLS side by side with Trio 0.35, exception messages included (see test_net_parity.py
-for the comparison rule: same types, and Trio's message contained in ours).
+"""TLS side by side with Trio 0.35, exception messages included (see harness.Raised for
+the comparison rule: same types, and Trio's message contained in ours).
 
 These cover how connections end (close_notify on both sides, peers that close at once,
 https_compatible), how the transport's own errors reach the caller, ``unwrap``, and a
-handshake that fails inside ``aclose``. test_ssl_trio_compat.py covers the rest.
+handshake that fails inside ``aclose``. test_ssl.py covers the rest.
 """
 
 from __future__ import annotations
 
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-import pytest
 import trio
-import trio.testing
-import trustme
 
 import nursery_io
-import nursery_io.testing
 
-Trace = list[Any]
-Scenario = Callable[[ModuleType], Awaitable[Trace]]
-SCENARIOS: dict[str, Scenario] = {}
+from . import harness
+from .harness import Scenario, Scenarios, Trace, assert_same_trace
+from .tls import contexts, memory_pair
 
-CA = trustme.CA()
-SERVER_CERT = CA.issue_cert("localhost", "127.0.0.1")
-RUNNING_TRIO: list[bool] = [False]
+scenario = Scenarios()
 
 
-def scenario(fn: Scenario) -> Scenario:
-    SCENARIOS[fn.__name__] = fn
-    return fn
+class Raised(harness.Raised):
+    """Where Trio records no cause, ours may name the original failure."""
 
-
-@dataclass(frozen=True)
-class Raised:
-    """An exception in a trace: equal when the types are the same, Trio's message is
-    contained in ours, and the causes are the same (where Trio gives none, ours may name
-    the original failure)."""
-
-    type_name: str
-    message: str
-    cause: Any = None
-    by_trio: bool = False
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Raised):
-            return NotImplemented
-        if self.type_name != other.type_name:
-            return False
-        if self.by_trio == other.by_trio:
-            return self.message == other.message and self.cause == other.cause
-        theirs, ours = (self, other) if self.by_trio else (other, self)
-        if theirs.cause is not None and theirs.cause != ours.cause:
-            return False
-        return theirs.message in ours.message
-
-    def __hash__(self) -> int:
-        return hash(self.type_name)
+    EXTRA_OPTIONAL = True
 
 
 def cause_of(exc: BaseException) -> Any:
@@ -75,59 +42,18 @@ def cause_of(exc: BaseException) -> Any:
 
 def raised(exc: BaseException) -> Raised:
     message = str(exc).replace("nursery_io", "trio")
-    return Raised(type(exc).__name__, message, cause_of(exc), RUNNING_TRIO[0])
+    return Raised.from_exception(exc, message, cause_of(exc))
 
 
 async def outcome(fn: Callable[[], Awaitable[Any]]) -> Any:
-    try:
-        result = await fn()
-    except Exception as exc:
-        return raised(exc)
-    if isinstance(result, bytearray):
-        result = bytes(result)
-    return ("returned", result)
+    return await harness.outcome(fn, raised)
 
 
 def sync_outcome(fn: Callable[[], Any]) -> Any:
-    try:
-        return ("returned", fn())
-    except Exception as exc:
-        return raised(exc)
-
-
-def contexts(version: ssl.TLSVersion | None = None) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    client_ctx = ssl.create_default_context()
-    CA.configure_trust(client_ctx)
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    SERVER_CERT.configure_cert(server_ctx)
-    if version is not None:
-        for context in (client_ctx, server_ctx):
-            context.minimum_version = context.maximum_version = version
-    return client_ctx, server_ctx
+    return harness.sync_outcome(fn, raised)
 
 
 VERSIONS = (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3)
-
-
-def memory_pair(
-    lib: ModuleType,
-    version: ssl.TLSVersion | None = None,
-    *,
-    https_compatible: bool = False,
-    hostname: str = "localhost",
-) -> tuple[Any, Any]:
-    client_ctx, server_ctx = contexts(version)
-    client_transport, server_transport = lib.testing.memory_stream_pair()
-    client = lib.SSLStream(
-        client_transport,
-        client_ctx,
-        server_hostname=hostname,
-        https_compatible=https_compatible,
-    )
-    server = lib.SSLStream(
-        server_transport, server_ctx, server_side=True, https_compatible=https_compatible
-    )
-    return client, server
 
 
 async def tcp_pair(
@@ -529,15 +455,9 @@ def test_raised_comparison() -> None:
     assert Raised("BusyResourceError", "another") != trio_says
 
 
-@pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_same_trace_as_trio(name: str) -> None:
-    fn = SCENARIOS[name]
-    RUNNING_TRIO[0] = True
-    trio_trace = trio.run(fn, trio)
-    RUNNING_TRIO[0] = False
-    our_trace = nursery_io.run(fn, nursery_io)
-    assert trio_trace, "a scenario must record something"
-    assert our_trace == trio_trace
+@scenario.parametrize()
+def test_same_trace_as_trio(scenario: Scenario) -> None:
+    assert_same_trace(scenario)
 
 
 def test_default_context_of_open_ssl_over_tcp_stream_refuses_truncation() -> None:

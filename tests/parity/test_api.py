@@ -26,6 +26,8 @@ import trio
 import nursery_io
 from nursery_io._core import _context
 
+from .harness import run_both
+
 PUBLIC_MODULES = ("", ".lowlevel", ".testing", ".abc", ".socket", ".to_thread", ".from_thread")
 LIBRARIES = {"trio": trio, "nursery_io": nursery_io}
 
@@ -328,7 +330,7 @@ def test_path_classes_as_in_trio() -> None:
                 trace.append((method, str(exc)))
         return trace
 
-    assert nursery_io.run(windows_path, nursery_io) == trio.run(windows_path, trio)
+    run_both(windows_path)
 
 
 def test_reprs_name_trio_in_trio_mode(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,6 @@ of a "stack corrupted" message.
 from __future__ import annotations
 
 import gc
-import importlib
 import math
 import pickle
 import re
@@ -23,28 +22,18 @@ from types import ModuleType, TracebackType
 from typing import Any
 
 import pytest
-import trio
-import trio.testing
 
 import nursery_io
-import nursery_io.testing
 
-Trace = list[Any]
-Scenario = Callable[[ModuleType], Trace]
-SCENARIOS: list[Scenario] = []
+from .harness import Scenario, Scenarios, Trace, autojump_clock, lib_testing, same_under_both
 
-
-def scenario(fn: Scenario) -> Scenario:
-    SCENARIOS.append(fn)
-    return fn
+scenario = Scenarios()
 
 
-@pytest.mark.parametrize("fn", SCENARIOS, ids=lambda fn: fn.__name__)
-def test_same_as_trio(fn: Scenario) -> None:
-    trio_trace = fn(trio)
-    our_trace = fn(nursery_io)
-    assert trio_trace, "a scenario must record something"
-    assert our_trace == trio_trace
+@scenario.parametrize()
+def test_same_as_trio(scenario: Scenario) -> None:
+    # These scenarios call ``lib.run`` themselves, some of them more than once.
+    assert same_under_both(scenario.fn), "a scenario must record something"
 
 
 # ----- describing what happened, without the library's name in it -----
@@ -87,14 +76,6 @@ def outcome_of(lib: ModuleType, main: Callable[..., Any], *args: Any, **kwargs: 
         return ("returned", lib.run(main, *args, **kwargs))
     except BaseException as exc:
         return ("raised", describe(exc))
-
-
-def mock_clock(lib: ModuleType) -> Any:
-    return importlib.import_module(lib.__name__ + ".testing").MockClock(autojump_threshold=0)
-
-
-def lib_testing(lib: ModuleType) -> Any:
-    return importlib.import_module(lib.__name__ + ".testing")
 
 
 # ----- 1. cancel reasons -----
@@ -170,7 +151,7 @@ def reasons_from_every_source(lib: ModuleType) -> Trace:
 
         lib.lowlevel.spawn_system_task(system_task, name="system task")
 
-    lib.run(main, clock=mock_clock(lib))
+    lib.run(main, clock=autojump_clock(lib))
     return sorted(trace, key=repr)
 
 
@@ -343,7 +324,7 @@ def scope_state_and_repr(lib: ModuleType) -> Trace:
                     pass  # pragma: no cover
             trace.append(("entered twice", text(info.value)))
 
-    lib.run(main, clock=mock_clock(lib))
+    lib.run(main, clock=autojump_clock(lib))
     scope = lib.CancelScope(deadline=5)
     trace.append(("outside a run", state(scope)))
     with pytest.raises(RuntimeError):
@@ -781,7 +762,7 @@ def non_strict_group_collapses_once_cancelled_is_split_out(lib: ModuleType) -> T
             trace.append(("body cancelled, child failed", describe(exc)))
 
     with pytest.warns(lib.TrioDeprecationWarning):  # both deprecate non-strict nurseries
-        trace.append(outcome_of(lib, main, clock=mock_clock(lib)))
+        trace.append(outcome_of(lib, main, clock=autojump_clock(lib)))
     return trace
 
 

@@ -15,75 +15,19 @@ from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import Any
 
-import pytest
-import trio
-import trio.testing
-import trustme
+from . import harness
+from .harness import Scenario, Scenarios, Trace, assert_same_trace
+from .tls import contexts, memory_pair
 
-import nursery_io
-import nursery_io.testing
-
-Trace = list[Any]
-Scenario = Callable[[ModuleType], Awaitable[Trace]]
-
-CA = trustme.CA()
-SERVER_CERT = CA.issue_cert("localhost", "127.0.0.1")
-
-SCENARIOS: list[Scenario] = []
+scenario = Scenarios()
 
 
-def scenario(fn: Scenario) -> Scenario:
-    SCENARIOS.append(fn)
-    return fn
-
-
-@pytest.mark.parametrize("fn", SCENARIOS, ids=lambda fn: fn.__name__)
-def test_same_trace_as_trio(fn: Scenario) -> None:
-    trio_trace = trio.run(fn, trio)
-    our_trace = nursery_io.run(fn, nursery_io)
-    assert trio_trace, "a scenario must record something"
-    assert our_trace == trio_trace
+@scenario.parametrize()
+def test_same_trace_as_trio(scenario: Scenario) -> None:
+    assert_same_trace(scenario)
 
 
 # ----- helpers shared by the scenarios -----
-
-
-def contexts(version: ssl.TLSVersion | None = None) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    client_ctx = ssl.create_default_context()
-    CA.configure_trust(client_ctx)
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    SERVER_CERT.configure_cert(server_ctx)
-    if version is not None:
-        for context in (client_ctx, server_ctx):
-            context.minimum_version = context.maximum_version = version
-    return client_ctx, server_ctx
-
-
-def make_pair(
-    lib: ModuleType,
-    *,
-    lockstep: bool = False,
-    version: ssl.TLSVersion | None = None,
-    https_compatible: bool = False,
-    hostname: str = "localhost",
-    alpn: list[str] | None = None,
-) -> tuple[Any, Any]:
-    client_ctx, server_ctx = contexts(version)
-    if alpn is not None:
-        client_ctx.set_alpn_protocols(alpn)
-        server_ctx.set_alpn_protocols(alpn[::-1])
-    maker = lib.testing.lockstep_stream_pair if lockstep else lib.testing.memory_stream_pair
-    client_transport, server_transport = maker()
-    client = lib.SSLStream(
-        client_transport,
-        client_ctx,
-        server_hostname=hostname,
-        https_compatible=https_compatible,
-    )
-    server = lib.SSLStream(
-        server_transport, server_ctx, server_side=True, https_compatible=https_compatible
-    )
-    return client, server
 
 
 async def handshake(lib: ModuleType, client: Any, server: Any) -> None:
@@ -94,21 +38,16 @@ async def handshake(lib: ModuleType, client: Any, server: Any) -> None:
 
 async def outcome_of(fn: Callable[[], Awaitable[Any]]) -> Any:
     """What an awaited call did: its result, or the exception's type and its cause's."""
-    try:
-        result = await fn()
-    except Exception as exc:
+
+    def describe(exc: Exception) -> Any:
         cause = exc.__cause__
         return ("raised", type(exc).__name__, type(cause).__name__ if cause else None)
-    if isinstance(result, bytearray):
-        result = bytes(result)
-    return ("returned", result)
+
+    return await harness.outcome(fn, describe)
 
 
 def sync_outcome(fn: Callable[[], Any]) -> Any:
-    try:
-        return ("returned", fn())
-    except Exception as exc:
-        return ("raised", type(exc).__name__)
+    return harness.sync_outcome(fn, lambda exc: ("raised", type(exc).__name__))
 
 
 def call(obj: Any, name: str) -> Any:
@@ -131,7 +70,7 @@ async def receive_exactly(stream: Any, count: int) -> bytes:
 @scenario
 async def handshake_info_and_echo(lib: ModuleType) -> Trace:
     trace: Trace = []
-    client, server = make_pair(lib, alpn=["h2", "http/1.1"])
+    client, server = memory_pair(lib, alpn=["h2", "http/1.1"])
     for name in ("version", "cipher", "selected_alpn_protocol", "getpeercert"):
         # Called, not just looked up: see "Differences from Trio" in the docs.
         trace.append((name, "before", sync_outcome(functools.partial(call, client, name))))
@@ -158,7 +97,7 @@ async def handshake_info_and_echo(lib: ModuleType) -> Trace:
 
 @scenario
 async def implicit_handshake_tls12(lib: ModuleType) -> Trace:
-    client, server = make_pair(lib, version=ssl.TLSVersion.TLSv1_2)
+    client, server = memory_pair(lib, version=ssl.TLSVersion.TLSv1_2)
     async with lib.open_nursery() as nursery:
         nursery.start_soon(client.send_all, b"x" * 50_000)
         data = await receive_exactly(server, 50_000)
@@ -168,7 +107,7 @@ async def implicit_handshake_tls12(lib: ModuleType) -> Trace:
 @scenario
 async def close_notify_and_closed_stream(lib: ModuleType) -> Trace:
     trace: Trace = []
-    client, server = make_pair(lib)
+    client, server = memory_pair(lib)
     await handshake(lib, client, server)
     await client.send_all(b"bye")
     await client.aclose()
@@ -188,7 +127,7 @@ async def close_notify_and_closed_stream(lib: ModuleType) -> Trace:
 async def truncation(lib: ModuleType) -> Trace:
     trace: Trace = []
     for https_compatible in (False, True):
-        client, server = make_pair(lib, https_compatible=https_compatible)
+        client, server = memory_pair(lib, https_compatible=https_compatible)
         await handshake(lib, client, server)
         await client.send_all(b"cut")
         await client.transport_stream.aclose()
@@ -204,7 +143,7 @@ async def truncation(lib: ModuleType) -> Trace:
 async def https_compatible_close_sends_nothing(lib: ModuleType) -> Trace:
     trace: Trace = []
     for https_compatible in (False, True):
-        client, server = make_pair(lib, https_compatible=https_compatible)
+        client, server = memory_pair(lib, https_compatible=https_compatible)
         await handshake(lib, client, server)
         await client.aclose()
         raw = await server.transport_stream.receive_some()
@@ -216,7 +155,7 @@ async def https_compatible_close_sends_nothing(lib: ModuleType) -> Trace:
 async def certificate_problems(lib: ModuleType) -> Trace:
     trace: Trace = []
     for hostname, trusting in (("example.com", True), ("localhost", False)):
-        client, server = make_pair(lib, hostname=hostname)
+        client, server = memory_pair(lib, hostname=hostname)
         if not trusting:
             client_transport = client.transport_stream
             client = lib.SSLStream(
@@ -252,7 +191,7 @@ async def conflicts(lib: ModuleType) -> Trace:
     ]
     for first_name, first in cases:
         for second_name, second in cases:
-            client, server = make_pair(lib, lockstep=True)
+            client, server = memory_pair(lib, lockstep=True)
             await handshake(lib, client, server)
             results: list[str] = []
 
@@ -278,20 +217,20 @@ async def conflicts(lib: ModuleType) -> Trace:
 async def cancellation(lib: ModuleType) -> Trace:
     trace: Trace = []
     # A cancelled receive loses nothing.
-    client, server = make_pair(lib)
+    client, server = memory_pair(lib)
     await handshake(lib, client, server)
     with lib.move_on_after(0.01):
         await server.receive_some()
     await client.send_all(b"ok")
     trace.append(("after cancelled receive", await receive_exactly(server, 2)))
     # A send cancelled half-way through breaks the stream.
-    client, server = make_pair(lib, lockstep=True)
+    client, server = memory_pair(lib, lockstep=True)
     await handshake(lib, client, server)
     with lib.move_on_after(0.01):
         await client.send_all(b"x" * 100_000)
     trace.append(("after cancelled send", (await outcome_of(lambda: client.send_all(b"y")))[:2]))
     # So does a cancelled handshake.
-    client, server = make_pair(lib)
+    client, server = memory_pair(lib)
     with lib.move_on_after(0.01):
         await client.do_handshake()
     trace.append(("after cancelled handshake", (await outcome_of(client.receive_some))[:2]))
@@ -302,7 +241,7 @@ async def cancellation(lib: ModuleType) -> Trace:
 @scenario
 async def unwrap_both_sides(lib: ModuleType) -> Trace:
     trace: Trace = []
-    client, server = make_pair(lib)
+    client, server = memory_pair(lib)
     await handshake(lib, client, server)
     results: dict[str, Any] = {}
 
@@ -329,7 +268,7 @@ async def unwrap_both_sides(lib: ModuleType) -> Trace:
 async def tls13_client_that_only_writes(lib: ModuleType) -> Trace:
     trace: Trace = []
     for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
-        client, server = make_pair(lib, lockstep=True, version=version)
+        client, server = memory_pair(lib, lockstep=True, version=version)
         with lib.move_on_after(5) as scope:
             async with lib.open_nursery() as nursery:
 

@@ -12,31 +12,18 @@ import random
 import socket
 import threading
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
 import pytest
 import trio
-import trio.testing
 
 import nursery_io
-import nursery_io.testing
 from nursery_io._core import _run
 
-LIBS = pytest.mark.parametrize("lib", [trio, nursery_io], ids=["trio", "nursery_io"])
-
-
-def side_by_side(fn: Callable[[ModuleType], Awaitable[object]], **run_kwargs: Any) -> None:
-    """Run ``fn(lib)`` under both libraries; their results must be equal."""
-    results = []
-    for lib in (trio, nursery_io):
-        kwargs = {
-            key: (value(lib) if callable(value) else value) for key, value in run_kwargs.items()
-        }
-        results.append(lib.run(fn, lib, **kwargs))
-    assert results[1] == results[0]
+from .harness import each_library, run_both, same_under_both
 
 
 def _mock_clock(lib: ModuleType) -> Any:
@@ -75,7 +62,7 @@ async def _two_task_order(lib: ModuleType) -> tuple[str, ...]:
     return tuple(order)
 
 
-@LIBS
+@each_library
 def test_a_batch_runs_in_either_direction(lib: ModuleType) -> None:
     # Seeded, so the outcome is fixed; 40 runs with a fair bit each see both directions.
     seen = set()
@@ -219,10 +206,10 @@ async def _self_requeueing_callback(lib: ModuleType) -> tuple[bool, bool]:
 
 
 def test_run_sync_soon_and_a_busy_task_both_progress() -> None:
-    side_by_side(_self_requeueing_callback)
+    run_both(_self_requeueing_callback)
 
 
-@LIBS
+@each_library
 def test_run_sync_soon_from_another_thread_runs_while_busy(lib: ModuleType) -> None:
     async def main() -> int:
         token = lib.lowlevel.current_trio_token()
@@ -295,10 +282,10 @@ async def _deadlines_with_busy_tasks(lib: ModuleType) -> list[object]:
 
 
 def test_past_deadlines_fire_at_the_next_checkpoint_while_busy() -> None:
-    side_by_side(_deadlines_with_busy_tasks, clock=_mock_clock)
+    run_both(_deadlines_with_busy_tasks, clock=_mock_clock)
 
 
-@LIBS
+@each_library
 def test_move_on_after_ends_a_checkpoint_loop_promptly(lib: ModuleType) -> None:
     async def main() -> tuple[int, float]:
         steps = 0
@@ -370,7 +357,7 @@ async def _instrument_hooks_added_later(lib: ModuleType) -> list[object]:
 
 
 def test_instrument_hooks_are_found_when_added() -> None:
-    side_by_side(_instrument_hooks_added_later)
+    run_both(_instrument_hooks_added_later)
 
 
 async def _instrument_raising_on_attribute_access(lib: ModuleType) -> list[object]:
@@ -401,7 +388,7 @@ async def _instrument_raising_on_attribute_access(lib: ModuleType) -> list[objec
 
 
 def test_instrument_that_raises_on_getattr_is_not_installed() -> None:
-    side_by_side(_instrument_raising_on_attribute_access)
+    run_both(_instrument_raising_on_attribute_access)
 
 
 async def test_instrument_whose_hook_lookup_raises_attribute_error() -> None:
@@ -482,7 +469,7 @@ async def _statistics_over_a_run(lib: ModuleType) -> list[object]:
 
 
 def test_statistics_count_like_trio() -> None:
-    side_by_side(_statistics_over_a_run, clock=_mock_clock)
+    run_both(_statistics_over_a_run, clock=_mock_clock)
 
 
 async def test_io_statistics_keep_nursery_io_fields() -> None:
@@ -521,8 +508,7 @@ def _mock_clock_arithmetic(lib: ModuleType) -> list[object]:
 
 
 def test_mock_clock_with_rate_gives_the_same_times_as_trio() -> None:
-    expected = _mock_clock_arithmetic(trio)
-    assert _mock_clock_arithmetic(nursery_io) == expected
+    expected = same_under_both(_mock_clock_arithmetic)
     assert expected[:7] == [0.0, 1.2, 3.2, 0.5, 3.2, 2.0, 4.5]  # exact, not approximately
 
 
@@ -581,7 +567,7 @@ async def _custom_sleep_data(lib: ModuleType) -> list[object]:
 
 
 def test_custom_sleep_data_is_cleared_by_every_schedule_point() -> None:
-    side_by_side(_custom_sleep_data, clock=lambda lib: lib.testing.MockClock(autojump_threshold=0))
+    run_both(_custom_sleep_data, autojump=True)
 
 
 async def _agen(lib: ModuleType, event: Any) -> AsyncGenerator[None, None]:
@@ -628,7 +614,7 @@ async def _await_frames(lib: ModuleType) -> list[list[str]]:
 
 
 def test_iter_await_frames_goes_through_async_generators() -> None:
-    side_by_side(_await_frames)
+    run_both(_await_frames)
     traces = nursery_io.run(_await_frames, nursery_io)
     assert traces == [
         ["_through_asend", "_agen", "_innermost"],
@@ -651,4 +637,4 @@ async def _start_traps_as_tasks(lib: ModuleType) -> list[str]:
 
 def test_checkpoints_can_be_started_as_tasks() -> None:
     # Trio's are async functions; nursery_io's are generator-based but must start alike.
-    side_by_side(_start_traps_as_tasks)
+    run_both(_start_traps_as_tasks)

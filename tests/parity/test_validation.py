@@ -25,11 +25,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-import trio
-import trio.testing
 
-import nursery_io
-import nursery_io.testing
+from .harness import outcome, same_under_both, sync_outcome
 
 Case = Callable[[ModuleType], Any]
 CASES: dict[str, Case] = {}
@@ -93,28 +90,20 @@ def _matches(trio_side: Any, ours: Any, *, hinted: bool = False) -> bool:
 
 
 def _run_case(name: str) -> None:
-    fn = CASES[name]
-    expected = _outcome(trio, fn)
-    got = _outcome(nursery_io, fn)
     hinted = name in HINTED_CASES
-    assert _matches(expected, got, hinted=hinted), (
-        f"\ntrio:       {expected!r}\nnursery_io: {got!r}"
+    same_under_both(
+        lambda lib: _outcome(lib, CASES[name]),
+        matches=lambda theirs, ours: _matches(theirs, ours, hinted=hinted),
     )
 
 
 def _raises(fn: Callable[[], object]) -> Any:
     """Inside a case: what ``fn()`` raised, as comparable data (or its return value)."""
-    try:
-        return ("returned", fn())
-    except Exception as exc:
-        return ("raised", _describe(exc))
+    return sync_outcome(fn, lambda exc: ("raised", _describe(exc)))
 
 
 async def _araises(fn: Callable[[], Any]) -> Any:
-    try:
-        return ("returned", await fn())
-    except Exception as exc:
-        return ("raised", _describe(exc))
+    return await outcome(fn, lambda exc: ("raised", _describe(exc)))
 
 
 # ----- CapacityLimiter -----

@@ -1,60 +1,39 @@
-"""Side by side: the same program under trio.run and nursery_io.run must leave the same trace.
+"""The core side by side: cancellation, deadlines, nurseries and exception groups, scheduling
+and lowlevel, under trio.run and nursery_io.run (see harness.py).
 
-Each scenario is written once against a ``lib`` (the ``trio`` or the ``nursery_io`` module,
-whose public APIs match) and records what it observes. Trio runs simultaneously runnable
-tasks in a random order, so scenarios sequence their tasks with virtual time or
-``wait_all_tasks_blocked`` wherever order matters, and sort where it doesn't.
+A scenario here is ``fn(lib, trace)`` on virtual time unless it says otherwise; what ``run``
+returned or raised ends its trace.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 import signal
-from collections.abc import Awaitable, Callable
 from types import ModuleType
 from typing import Any
 
-import pytest
-import trio
-import trio.testing
+from . import harness
+from .harness import Scenario, Scenarios, Trace, lib_testing, run_under, same_under_both
 
-import nursery_io
-import nursery_io.testing
-
-Trace = list[Any]
-Scenario = Callable[[ModuleType, Trace], Awaitable[object]]
-SCENARIOS: dict[str, tuple[Scenario, bool]] = {}
-
-
-def scenario(*, autojump: bool = True) -> Callable[[Scenario], Scenario]:
-    def register(fn: Scenario) -> Scenario:
-        SCENARIOS[fn.__name__] = (fn, autojump)
-        return fn
-
-    return register
-
-
-def _testing(lib: ModuleType) -> Any:
-    return importlib.import_module(lib.__name__ + ".testing")
+scenario = Scenarios(autojump=True)
 
 
 def shape(exc: BaseException) -> Any:
     """What an exception looks like, minus anything that names the library."""
-    if isinstance(exc, BaseExceptionGroup):
-        return (type(exc).__name__, sorted((shape(e) for e in exc.exceptions), key=repr))
-    if type(exc).__name__ == "Cancelled":
-        return ("Cancelled", exc.source, exc.reason)  # type: ignore[attr-defined]
-    return (type(exc).__name__, exc.args)
+
+    def leaf(exc: BaseException) -> Any:
+        if type(exc).__name__ == "Cancelled":
+            return (exc.source, exc.reason)  # type: ignore[attr-defined]
+        return exc.args
+
+    return harness.shape(exc, leaf)
 
 
-def run_under(lib: ModuleType, fn: Scenario, autojump: bool) -> Trace:
+def run_recording(lib: ModuleType, scenario: Scenario) -> Trace:
+    """Run a scenario ``fn(lib, trace)``: what ``run`` returned or raised ends its trace."""
     trace: Trace = []
-    kwargs: dict[str, Any] = {}
-    if autojump:
-        kwargs["clock"] = _testing(lib).MockClock(autojump_threshold=0)
     try:
-        result = lib.run(fn, lib, trace, **kwargs)
+        result = run_under(lib, scenario.fn, lib, trace, autojump=scenario.autojump)
         trace.append(("returned", result))
     except BaseException as exc:
         trace.append(("raised", shape(exc)))
@@ -64,7 +43,7 @@ def run_under(lib: ModuleType, fn: Scenario, autojump: bool) -> Trace:
 # ----- cancellation -----
 
 
-@scenario()
+@scenario
 async def cancellation_order_and_sources(lib: ModuleType, trace: Trace) -> None:
     async def child(name: str, delay: float) -> None:
         try:
@@ -91,7 +70,7 @@ async def cancellation_order_and_sources(lib: ModuleType, trace: Trace) -> None:
     trace.append(("outer", outer.cancel_called, outer.cancelled_caught, lib.current_time()))
 
 
-@scenario()
+@scenario
 async def outermost_cancelled_scope_catches(lib: ModuleType, trace: Trace) -> None:
     with lib.CancelScope() as a:
         with lib.CancelScope() as b:
@@ -108,7 +87,7 @@ async def outermost_cancelled_scope_catches(lib: ModuleType, trace: Trace) -> No
     trace.append([(s.cancel_called, s.cancelled_caught) for s in (a, b, c)])
 
 
-@scenario()
+@scenario
 async def shield_toggling(lib: ModuleType, trace: Trace) -> None:
     with lib.CancelScope() as outer:
         outer.cancel()
@@ -128,7 +107,7 @@ async def shield_toggling(lib: ModuleType, trace: Trace) -> None:
     trace.append((outer.cancelled_caught, shielded.cancelled_caught))
 
 
-@scenario()
+@scenario
 async def level_triggered_cancellation(lib: ModuleType, trace: Trace) -> None:
     with lib.CancelScope() as scope:
         scope.cancel()
@@ -143,7 +122,7 @@ async def level_triggered_cancellation(lib: ModuleType, trace: Trace) -> None:
     trace.append(scope.cancelled_caught)
 
 
-@scenario()
+@scenario
 async def cancelling_exited_and_unentered_scopes(lib: ModuleType, trace: Trace) -> None:
     with lib.CancelScope() as done:
         pass
@@ -157,7 +136,7 @@ async def cancelling_exited_and_unentered_scopes(lib: ModuleType, trace: Trace) 
     trace.append((early.cancel_called, early.cancelled_caught))
 
 
-@scenario()
+@scenario
 async def group_with_cancelled_and_error(lib: ModuleType, trace: Trace) -> None:
     async def fails_on_cancel() -> None:
         try:
@@ -170,7 +149,7 @@ async def group_with_cancelled_and_error(lib: ModuleType, trace: Trace) -> None:
             async with lib.open_nursery() as nursery:
                 nursery.start_soon(fails_on_cancel)
                 nursery.start_soon(lib.sleep_forever)
-                await _testing(lib).wait_all_tasks_blocked()
+                await lib_testing(lib).wait_all_tasks_blocked()
                 scope.cancel()
     except BaseException as exc:
         trace.append(("escaped", shape(exc)))
@@ -180,7 +159,7 @@ async def group_with_cancelled_and_error(lib: ModuleType, trace: Trace) -> None:
 # ----- deadlines -----
 
 
-@scenario()
+@scenario
 async def deadline_moves(lib: ModuleType, trace: Trace) -> None:
     async with lib.open_nursery() as nursery:
         with lib.CancelScope(deadline=lib.current_time() + 10) as scope:
@@ -203,7 +182,7 @@ async def deadline_moves(lib: ModuleType, trace: Trace) -> None:
     trace.append(scope.cancelled_caught)
 
 
-@scenario()
+@scenario
 async def effective_and_relative_deadlines(lib: ModuleType, trace: Trace) -> None:
     trace.append(lib.current_effective_deadline())
     with lib.move_on_after(5):
@@ -238,7 +217,7 @@ async def effective_and_relative_deadlines(lib: ModuleType, trace: Trace) -> Non
     trace.append((lib.current_time(), relative.cancelled_caught))
 
 
-@scenario()
+@scenario
 async def timeouts(lib: ModuleType, trace: Trace) -> None:
     with lib.move_on_after(1) as scope:
         await lib.sleep(2)
@@ -277,7 +256,7 @@ async def timeouts(lib: ModuleType, trace: Trace) -> None:
 # ----- nurseries and exception groups -----
 
 
-@scenario()
+@scenario
 async def exception_group_shapes(lib: ModuleType, trace: Trace) -> None:
     async def fail(exc: BaseException) -> None:
         raise exc
@@ -309,7 +288,7 @@ async def exception_group_shapes(lib: ModuleType, trace: Trace) -> None:
         trace.append(shape(exc))
 
 
-@scenario()
+@scenario
 async def start_and_started(lib: ModuleType, trace: Trace) -> None:
     async def service(name: str, task_status: Any = lib.TASK_STATUS_IGNORED) -> None:
         me = lib.lowlevel.current_task()
@@ -350,7 +329,7 @@ async def start_and_started(lib: ModuleType, trace: Trace) -> None:
         trace.append("closed nursery refuses start")
 
 
-@scenario()
+@scenario
 async def start_cancelled_before_and_after_started(lib: ModuleType, trace: Trace) -> None:
     async def child(started_first: bool, task_status: Any) -> None:
         if started_first:
@@ -372,7 +351,7 @@ async def start_cancelled_before_and_after_started(lib: ModuleType, trace: Trace
             trace.append(("caller", scope.cancelled_caught, lib.current_time()))
 
 
-@scenario()
+@scenario
 async def nursery_cancel_scope_and_children(lib: ModuleType, trace: Trace) -> None:
     cancelled: list[Any] = []
 
@@ -398,7 +377,7 @@ async def nursery_cancel_scope_and_children(lib: ModuleType, trace: Trace) -> No
 # ----- scheduling and lowlevel -----
 
 
-@scenario()
+@scenario
 async def instrument_hooks(lib: ModuleType, trace: Trace) -> None:
     class Recorder(lib.abc.Instrument):  # type: ignore[name-defined,misc]
         def _name(self, task: Any) -> str | None:
@@ -439,7 +418,7 @@ async def instrument_hooks(lib: ModuleType, trace: Trace) -> None:
     lib.lowlevel.remove_instrument(recorder)
 
 
-@scenario()
+@scenario
 async def parking_lot(lib: ModuleType, trace: Trace) -> None:
     lot = lib.lowlevel.ParkingLot()
     lot2 = lib.lowlevel.ParkingLot()
@@ -470,7 +449,7 @@ async def parking_lot(lib: ModuleType, trace: Trace) -> None:
     trace.append((len(lot), len(lot.broken_by)))
 
 
-@scenario()
+@scenario
 async def runvar_and_reschedule(lib: ModuleType, trace: Trace) -> None:
     import outcome
 
@@ -505,9 +484,9 @@ async def runvar_and_reschedule(lib: ModuleType, trace: Trace) -> None:
     trace.append((scope.cancelled_caught, lib.current_time()))
 
 
-@scenario()
+@scenario
 async def wait_all_tasks_blocked_cushions(lib: ModuleType, trace: Trace) -> None:
-    testing = _testing(lib)
+    testing = lib_testing(lib)
 
     async def waiter(cushion: float, name: str) -> None:
         await testing.wait_all_tasks_blocked(cushion)
@@ -552,7 +531,7 @@ async def keyboard_interrupt_protection(lib: ModuleType, trace: Trace) -> None:
         nursery.start_soon(child)
 
 
-@scenario()
+@scenario
 async def cancelled_escaping_a_child(lib: ModuleType, trace: Trace) -> str:
     saved = []
     with lib.CancelScope() as scope:
@@ -570,7 +549,7 @@ async def cancelled_escaping_a_child(lib: ModuleType, trace: Trace) -> str:
     return "absorbed"
 
 
-@scenario()
+@scenario
 async def tasks_spawned_into_the_temporary_start_nursery(lib: ModuleType, trace: Trace) -> None:
     # Misuse reaching start()'s temporary nursery through parent_nursery: with more than
     # one failure in it, Trio reports an internal error caused by all of them.
@@ -591,7 +570,7 @@ async def tasks_spawned_into_the_temporary_start_nursery(lib: ModuleType, trace:
             trace.append(("internal error", str(exc), [repr(e) for e in cause.exceptions]))
 
 
-@scenario()
+@scenario
 async def past_deadline_fires_in_the_loop_not_in_the_setter(lib: ModuleType, trace: Trace) -> None:
     # Setting a deadline that has already passed doesn't cancel on the spot: the loop does,
     # outside every task, before any task runs again (abort functions see no current task).
@@ -601,14 +580,14 @@ async def past_deadline_fires_in_the_loop_not_in_the_setter(lib: ModuleType, tra
 
     async with lib.open_nursery() as nursery:
         nursery.start_soon(lib.lowlevel.wait_task_rescheduled, abort_fn)
-        await _testing(lib).wait_all_tasks_blocked()
+        await lib_testing(lib).wait_all_tasks_blocked()
         nursery.cancel_scope.deadline = lib.current_time()
         trace.append("deadline set")
         trace.append(("cancel_called", nursery.cancel_scope.cancel_called))
     trace.append(("cancelled_caught", nursery.cancel_scope.cancelled_caught))
 
 
-@scenario()
+@scenario
 async def reattach_with_the_wrong_task(lib: ModuleType, trace: Trace) -> None:
     other: list[Any] = []
 
@@ -629,16 +608,13 @@ async def reattach_with_the_wrong_task(lib: ModuleType, trace: Trace) -> None:
 
     async with lib.open_nursery() as nursery:
         nursery.start_soon(record_other)
-        await _testing(lib).wait_all_tasks_blocked()
+        await lib_testing(lib).wait_all_tasks_blocked()
         nursery.start_soon(detached)
-        await _testing(lib).wait_all_tasks_blocked()
+        await lib_testing(lib).wait_all_tasks_blocked()
         (task,) = (t for t in nursery.child_tasks if t.coro.cr_code.co_name == "detached")
         trace.append(task.coro.send("hello"))
 
 
-# Collected after every scenario above has registered itself.
-@pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_same_trace_as_trio(name: str) -> None:
-    fn, autojump = SCENARIOS[name]
-    expected = run_under(trio, fn, autojump)
-    assert run_under(nursery_io, fn, autojump) == expected
+@scenario.parametrize()
+def test_same_trace_as_trio(scenario: Scenario) -> None:
+    same_under_both(lambda lib: run_recording(lib, scenario))
