@@ -592,8 +592,7 @@ class FileEngine:
         ring = self._ring
         return ring.ring.in_flight if ring is not None else 0
 
-    @staticmethod
-    def describe(op: Op) -> tuple[str, str]:
+    def describe(self, op: Op) -> tuple[str, str]:
         """``(engine, where)`` of a submitted op, for introspection."""
         holder = op._owner
         if isinstance(holder, (RingEngine, PoolEngine)):

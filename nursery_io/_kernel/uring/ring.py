@@ -4,7 +4,7 @@ The ring is a mechanism, not a policy: it prepares SQEs, submits them with one
 ``io_uring_enter`` and hands back CQEs as ``(user_data, res, flags)`` tuples. What an op *is*,
 which engine runs it and what its result means is ``engine.py``'s business.
 
-How it is used (see DESIGN.md, "The loop"):
+How it is used (see docs/design.rst, "The loop"):
 
 1. ``prep()`` writes SQEs into the shared SQ array; nothing reaches the kernel yet.
 2. ``submit()`` publishes the SQ tail and makes one ``io_uring_enter(to_submit, 0, 0)`` for the
