@@ -46,6 +46,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from . import forks
 from .completion import ENGINE_INLINE, ENGINE_THREADS, ENGINE_URING, LATER, Completions
 from .errors import ClosedResourceError
 from .inline import INLINE_ENV_VAR, InlineOps
@@ -120,16 +121,6 @@ _VERSION_GATES: Final[tuple[tuple[int, Callable[[tuple[int, int, int]], bool], s
 # io_uring in the kernel) are remembered, so each new run doesn't pay for a failing syscall.
 _cached_setup_failure: str | None = None
 _PERMANENT_SETUP_ERRNOS: Final = frozenset({errno.ENOSYS, errno.EPERM})
-
-_pid = os.getpid()
-
-
-def _after_fork_in_child() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _opname(opcode: int) -> str:
@@ -262,7 +253,7 @@ class FileEngine:
 
     def _reset_state(self) -> None:
         # _seq, the deferred completions and the forgotten ops survive a fork (_after_fork).
-        self._pid = _pid
+        self._pid = forks.pid
         self._ring: RingEngine | None = None
         self.ring_fd = None
         self.fallback_reason: str | None = None
@@ -362,7 +353,7 @@ class FileEngine:
 
     def _check_fork(self) -> None:
         """The one fork guard: every entry point calls it first."""
-        if self._pid != _pid:
+        if self._pid != forks.pid:
             self._after_fork()
 
     def _after_fork(self) -> None:
@@ -427,7 +418,7 @@ class FileEngine:
     def splice_on_ring(self) -> bool:
         """Whether :meth:`submit_linked` can run SPLICE chains on the ring."""
         ring = self._ring
-        return ring is not None and ring.splice and self._pid == _pid
+        return ring is not None and ring.splice and self._pid == forks.pid
 
     @property
     def pipes(self) -> PipePool:

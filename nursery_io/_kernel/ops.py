@@ -69,11 +69,16 @@ class OpHolder(Protocol):
     def cancel(self, op: Op) -> None: ...
 
 
-def _encode(path: str | bytes) -> bytes:
+def _fspath_and_encoded(path: Any) -> tuple[Any, bytes | None]:
+    """``os.fspath(path)`` and its NUL-terminated encoding for the kernel (None, None: no
+    path)."""
+    if path is None:
+        return None, None
+    path = os.fspath(path)
     encoded = os.fsencode(path)
     if b"\0" in encoded:  # the kernel would silently stop at it; os.* raises
         raise ValueError("embedded null byte")
-    return encoded
+    return path, encoded
 
 
 class Op:
@@ -166,17 +171,9 @@ class Op:
         self.fd = fd
         #: The path(s), as given to ``os`` (``os.fspath()`` of the argument: errors name it),
         #: and the directories they are relative to (None: the working directory).
-        self.path = None
-        self.c_path = None
-        if path is not None:
-            self.path = os.fspath(path)
-            self.c_path = _encode(self.path)
+        self.path, self.c_path = _fspath_and_encoded(path)
         self.dir_fd = dir_fd
-        self.path2 = None
-        self.c_path2 = None
-        if path2 is not None:
-            self.path2 = os.fspath(path2)
-            self.c_path2 = _encode(self.path2)
+        self.path2, self.c_path2 = _fspath_and_encoded(path2)
         self.dir_fd2 = dir_fd2
         #: Where in the file (None: at the current position), and how many bytes.
         self.offset = offset
