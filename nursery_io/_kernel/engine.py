@@ -390,7 +390,7 @@ class FileEngine:
         (run ``ops.read(fd, length, offset)`` instead)."""
         return self._inline.read(fd, length, offset)
 
-    def _check_new(self, op: Op) -> None:
+    def _refuse(self, op: Op) -> None:
         if self._closed:
             raise ClosedResourceError("the file engine is closed")
         if op.user_data:
@@ -399,7 +399,8 @@ class FileEngine:
     def submit(self, op: Op, on_complete: Callable[[Op], None]) -> None:
         """Start ``op``; ``on_complete(op)`` runs later in the loop thread, exactly once."""
         self._check_fork()
-        self._check_new(op)
+        if self._closed or op.user_data:
+            self._refuse(op)
         op._on_complete = on_complete
         self._seq = op.user_data = self._seq + 1
         ring = self._ring
@@ -447,7 +448,7 @@ class FileEngine:
         if ring is None or not ops:
             return False
         for op in ops:
-            self._check_new(op)
+            self._refuse(op)
         entries = ring.chain_entries(ops, self._seq)
         if entries is None or not ring.submit_linked(ops, entries):
             return False

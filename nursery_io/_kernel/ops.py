@@ -69,11 +69,8 @@ class OpHolder(Protocol):
     def cancel(self, op: Op) -> None: ...
 
 
-def _fspath_and_encoded(path: Any) -> tuple[Any, bytes | None]:
-    """``os.fspath(path)`` and its NUL-terminated encoding for the kernel (None, None: no
-    path)."""
-    if path is None:
-        return None, None
+def _fspath_and_encoded(path: Any) -> tuple[Any, bytes]:
+    """``os.fspath(path)`` and its NUL-terminated encoding for the kernel."""
     path = os.fspath(path)
     encoded = os.fsencode(path)
     if b"\0" in encoded:  # the kernel would silently stop at it; os.* raises
@@ -171,9 +168,12 @@ class Op:
         self.fd = fd
         #: The path(s), as given to ``os`` (``os.fspath()`` of the argument: errors name it),
         #: and the directories they are relative to (None: the working directory).
-        self.path, self.c_path = _fspath_and_encoded(path)
+        self.path = self.c_path = self.path2 = self.c_path2 = None
+        if path is not None:
+            self.path, self.c_path = _fspath_and_encoded(path)
+            if path2 is not None:
+                self.path2, self.c_path2 = _fspath_and_encoded(path2)
         self.dir_fd = dir_fd
-        self.path2, self.c_path2 = _fspath_and_encoded(path2)
         self.dir_fd2 = dir_fd2
         #: Where in the file (None: at the current position), and how many bytes.
         self.offset = offset
