@@ -129,7 +129,7 @@ def _none(op: Op, res: int) -> None:
 #
 # A FIFO's read end therefore opens at once, and its write end fails with ENXIO while there
 # is no reader. nursery_io.open_file turns both back into what open() does (waiting for the
-# peer in a worker thread that can be woken when cancelled): see _fifo.py.
+# peer in a worker thread that can be woken when cancelled): see the ``_fifo`` module.
 
 
 def restore_blocking(fd: int, flags: int) -> None:

@@ -748,6 +748,73 @@ def test_op_runs_once(drv):
         drv.submit(op)
 
 
+def test_op_fields_name_the_operation(tmp_path):
+    # An Op carries what the operation is, whatever SQE field each part travels in.
+    src, dst = tmp_path / "a", tmp_path / "b"
+    op = ops.rename(src, dst, dst_dir_fd=7, flags=abi.RENAME_NOREPLACE)
+    assert (op.name, op.path, op.path2, op.dir_fd, op.dir_fd2, op.flags) == (
+        "RENAMEAT",
+        str(src),
+        str(dst),
+        None,
+        7,
+        abi.RENAME_NOREPLACE,
+    )
+    assert op.opcode == abi.OP_RENAMEAT and op.c_path == os.fsencode(src)
+    op = ops.fallocate(3, 4096, 8192, 1)
+    assert (op.fd, op.offset, op.length, op.mode) == (3, 4096, 8192, 1)
+    op = ops.read(3, 100)
+    assert (op.fd, op.offset, op.length) == (3, None, 100)
+    op = ops.stat(src, follow_symlinks=False)
+    assert (op.path, op.flags) == (str(src), abi.AT_SYMLINK_NOFOLLOW)
+    op = ops.splice(3, 10, 4, None, 50, abi.SPLICE_F_NONBLOCK)
+    assert (op.fd_in, op.offset_in, op.fd, op.offset, op.length) == (3, 10, 4, None, 50)
+    with pytest.raises(ValueError, match="embedded null byte"):
+        ops.symlink("x", "y\0z")
+
+
+def test_describe_and_in_flight_by_engine(drv):
+    r, w = os.pipe()
+    try:
+        op = drv.submit(ops.read(r, 1))
+        drv.turn(0)
+        deadline = time.monotonic() + 10
+        while op.user_data in drv.engine._pool._unclaimed:  # let a worker claim it
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        if drv.engine.engine == "io_uring":
+            expected = ("io_uring", "in the ring")
+            counts = {"io_uring": 1, "threads": 0}
+        else:
+            expected = ("threads", "on a thread")
+            counts = {"io_uring": 0, "threads": 1}
+        assert drv.engine.describe(op) == expected
+        assert drv.engine.in_flight_by_engine() == counts
+        assert drv.engine.ring_depth == counts["io_uring"]
+        os.write(w, b"x")
+        drv.wait([op])
+        assert drv.engine.describe(op) == ("threads", "completing")
+        assert drv.engine.in_flight_by_engine() == {"io_uring": 0, "threads": 0}
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_describe_a_queued_pool_op():
+    d = Driver(use_uring=False, max_threads=1)
+    gate = threading.Event()
+    try:
+        first = d.submit(ops.pool_only(gate.wait, 10))
+        second = d.submit(ops.pool_only(int))
+        assert d.engine.describe(second) == ("threads", "queued for a thread")
+        assert d.engine.in_flight_by_engine() == {"io_uring": 0, "threads": 2}
+        gate.set()
+        d.wait([first, second])
+    finally:
+        gate.set()
+        d.close()
+
+
 # --- cancellation -----------------------------------------------------------------------------
 
 
