@@ -219,7 +219,8 @@ async def open_file(
         errors = "strict" if errors is None else errors
 
     name: str | bytes | int
-    # An openat op opens non-blocking first, on every engine: see FIFOs below.
+    # An openat op opens non-blocking first, on every engine (nursery_io/_kernel/kinds.py,
+    # "FIFOs"); below, a FIFO opened that way gets open()'s waiting back.
     nonblocking_first = False
     if isinstance(file, int):
         if file < 0:
