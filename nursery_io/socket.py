@@ -55,34 +55,34 @@ from socket import (
     sethostname as sethostname,
 )
 
-from ._socket import (
+from ._net._socket import (
     SocketType as SocketType,
 )
-from ._socket import (
+from ._net._socket import (
     from_stdlib_socket as from_stdlib_socket,
 )
-from ._socket import (
+from ._net._socket import (
     fromfd as fromfd,
 )
-from ._socket import (
+from ._net._socket import (
     getaddrinfo as getaddrinfo,
 )
-from ._socket import (
+from ._net._socket import (
     getnameinfo as getnameinfo,
 )
-from ._socket import (
+from ._net._socket import (
     getprotobyname as getprotobyname,
 )
-from ._socket import (
+from ._net._socket import (
     set_custom_hostname_resolver as set_custom_hostname_resolver,
 )
-from ._socket import (
+from ._net._socket import (
     set_custom_socket_factory as set_custom_socket_factory,
 )
-from ._socket import (
+from ._net._socket import (
     socket as socket,
 )
-from ._socket import (
+from ._net._socket import (
     socketpair as socketpair,
 )
 

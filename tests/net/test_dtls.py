@@ -29,7 +29,7 @@ from OpenSSL import SSL
 
 import nursery_io
 import nursery_io.testing
-from nursery_io import _dtls
+from nursery_io._net import _dtls
 
 Trace = list[Any]
 Scenario = Callable[[ModuleType], Awaitable[Trace]]

@@ -479,7 +479,7 @@ async def test_bind_and_connect_resolve_names() -> None:
 
 @needs_ipv6
 async def test_ipv6_address_keeps_scope_and_flowinfo() -> None:
-    from nursery_io._socket import _resolve_address
+    from nursery_io._net._socket import _resolve_address
 
     resolver = RecordingResolver({b"six.test": [(stdlib_socket.AF_INET6, "::1")]})
     nsocket.set_custom_hostname_resolver(resolver)

@@ -23,10 +23,9 @@ import socket as _stdlib_socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, SupportsIndex, TypeAlias, TypeVar, cast, overload
 
-from ._core import Cancelled, RunVar
-from ._hostname import encode_hostname
-from ._timeouts import sleep
-from .lowlevel import (
+from .._core import Cancelled, RunVar
+from .._timeouts import sleep
+from ..lowlevel import (
     cancel_shielded_checkpoint,
     checkpoint,
     checkpoint_if_cancelled,
@@ -35,6 +34,7 @@ from .lowlevel import (
     wait_readable,
     wait_writable,
 )
+from ._hostname import encode_hostname
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
     from typing_extensions import Buffer
 
-    from .abc import HostnameResolver, SocketFactory
+    from ..abc import HostnameResolver, SocketFactory
 
 __all__ = [
     "SocketType",
@@ -146,7 +146,7 @@ async def getaddrinfo(
     resolver = _resolver.get()
     if resolver is not None:
         return await resolver.getaddrinfo(host, port, family, type, proto, flags)
-    from . import to_thread
+    from .. import to_thread
 
     lookup = cast(Callable[..., GetAddrInfoResult], _stdlib_socket.getaddrinfo)
     return await to_thread.run_sync(
@@ -172,7 +172,7 @@ async def getnameinfo(
             return _stdlib_socket.getnameinfo(sockaddr, flags)
         finally:
             await cancel_shielded_checkpoint()
-    from . import to_thread
+    from .. import to_thread
 
     return await to_thread.run_sync(
         _stdlib_socket.getnameinfo, sockaddr, flags, abandon_on_cancel=True
@@ -182,7 +182,7 @@ async def getnameinfo(
 async def getprotobyname(name: str) -> int:
     """Look up a protocol number by name, like :func:`socket.getprotobyname` (in a thread:
     it may read ``/etc/protocols`` or ask NSS)."""
-    from . import to_thread
+    from .. import to_thread
 
     return await to_thread.run_sync(_stdlib_socket.getprotobyname, name, abandon_on_cancel=True)
 
@@ -611,7 +611,7 @@ class _SocketType(SocketType):
         address = await _resolve_address(self._sock, address, local=True)
         if self._sock.family == _stdlib_socket.AF_UNIX and address and address[0] not in (0, "\0"):
             # A filesystem path: creating the socket file may touch a slow disk.
-            from . import to_thread
+            from .. import to_thread
 
             await to_thread.run_sync(self._sock.bind, address)
             return

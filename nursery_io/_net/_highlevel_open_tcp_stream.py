@@ -15,11 +15,11 @@ from collections.abc import Generator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from . import socket as nsocket
-from ._core import open_nursery
+from .. import socket as nsocket
+from .._core import open_nursery
+from .._sync import Event
+from .._timeouts import move_on_after
 from ._highlevel_socket import SocketStream
-from ._sync import Event
-from ._timeouts import move_on_after
 
 if TYPE_CHECKING:
     from ._socket import SocketType

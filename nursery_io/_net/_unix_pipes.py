@@ -6,7 +6,7 @@ import errno
 import os
 from typing import Final
 
-from ._core import (
+from .._core import (
     BrokenResourceError,
     BusyResourceError,
     ClosedResourceError,
@@ -18,8 +18,8 @@ from ._core import (
     wait_readable,
     wait_writable,
 )
-from ._core._util import final
-from .abc import Stream
+from .._core._util import final
+from ..abc import Stream
 
 __all__ = ["FdStream"]
 

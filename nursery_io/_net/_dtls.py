@@ -39,8 +39,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import FrozenInstanceError, dataclass
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeAlias, TypeVarTuple
 
-from ._channel import MemoryReceiveChannel, MemorySendChannel, open_memory_channel
-from ._core import (
+from .._channel import MemoryReceiveChannel, MemorySendChannel, open_memory_channel
+from .._core import (
     TASK_STATUS_IGNORED,
     BrokenResourceError,
     BusyResourceError,
@@ -54,12 +54,12 @@ from ._core import (
     open_nursery,
     spawn_system_task,
 )
-from ._core._exceptions import no_public_constructor_error
-from ._core._util import final
+from .._core._exceptions import no_public_constructor_error
+from .._core._util import final
+from .._sync import Lock
+from .._timeouts import move_on_after
+from ..abc import Channel
 from ._ssl import NeedHandshakeError
-from ._sync import Lock
-from ._timeouts import move_on_after
-from .abc import Channel
 
 if TYPE_CHECKING:
     from types import TracebackType

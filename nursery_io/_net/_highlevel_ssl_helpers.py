@@ -7,7 +7,7 @@ import ssl as _stdlib_ssl
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
-from ._core import TASK_STATUS_IGNORED, Nursery, TaskStatus
+from .._core import TASK_STATUS_IGNORED, Nursery, TaskStatus
 from ._highlevel_open_tcp_listeners import open_tcp_listeners
 from ._highlevel_open_tcp_stream import DEFAULT_DELAY, open_tcp_stream
 from ._highlevel_serve_listeners import serve_listeners
