@@ -6,16 +6,18 @@ import errno
 import socket as _stdlib_socket
 from typing import TYPE_CHECKING, Final, overload
 
-from .._core import BrokenResourceError, BusyResourceError, ClosedResourceError
-from .._core._util import final
-from ..abc import HalfCloseableStream, Listener
-from ..lowlevel import (
+from .._core import (
+    BrokenResourceError,
+    BusyResourceError,
+    ClosedResourceError,
     cancel_shielded_checkpoint,
     checkpoint,
     checkpoint_if_cancelled,
     wait_readable,
     wait_writable,
 )
+from .._core._util import final
+from ..abc import HalfCloseableStream, Listener
 from ._socket import SocketType, _SocketType
 
 if TYPE_CHECKING:

@@ -36,12 +36,18 @@ import stat as _stat
 import termios
 from typing import TYPE_CHECKING, Any, Final
 
-from .._core import BrokenResourceError, BusyResourceError, CancelScope, ClosedResourceError
+from .._core import (
+    BrokenResourceError,
+    BusyResourceError,
+    CancelScope,
+    ClosedResourceError,
+    checkpoint,
+    wait_writable,
+)
 from .._core._context import current_runner
 from .._core._ops import read_at, run_linked, run_op
 from .._kernel import ops as _ops
 from .._kernel.uring import abi
-from ..lowlevel import checkpoint, wait_writable
 from ._highlevel_socket import _BROKEN_BY_SEND_FILE, SocketStream, _stream_error
 
 if TYPE_CHECKING:

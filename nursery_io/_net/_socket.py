@@ -23,9 +23,9 @@ import socket as _stdlib_socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, SupportsIndex, TypeAlias, TypeVar, cast, overload
 
-from .._core import Cancelled, RunVar
-from .._timeouts import sleep
-from ..lowlevel import (
+from .._core import (
+    Cancelled,
+    RunVar,
     cancel_shielded_checkpoint,
     checkpoint,
     checkpoint_if_cancelled,
@@ -34,6 +34,7 @@ from ..lowlevel import (
     wait_readable,
     wait_writable,
 )
+from .._timeouts import sleep
 from ._hostname import encode_hostname
 
 if TYPE_CHECKING:
@@ -146,10 +147,10 @@ async def getaddrinfo(
     resolver = _resolver.get()
     if resolver is not None:
         return await resolver.getaddrinfo(host, port, family, type, proto, flags)
-    from .. import to_thread
+    from .._threads import to_thread_run_sync
 
     lookup = cast(Callable[..., GetAddrInfoResult], _stdlib_socket.getaddrinfo)
-    return await to_thread.run_sync(
+    return await to_thread_run_sync(
         lookup, host, port, family, type, proto, flags, abandon_on_cancel=True
     )
 
@@ -172,9 +173,9 @@ async def getnameinfo(
             return _stdlib_socket.getnameinfo(sockaddr, flags)
         finally:
             await cancel_shielded_checkpoint()
-    from .. import to_thread
+    from .._threads import to_thread_run_sync
 
-    return await to_thread.run_sync(
+    return await to_thread_run_sync(
         _stdlib_socket.getnameinfo, sockaddr, flags, abandon_on_cancel=True
     )
 
@@ -182,9 +183,9 @@ async def getnameinfo(
 async def getprotobyname(name: str) -> int:
     """Look up a protocol number by name, like :func:`socket.getprotobyname` (in a thread:
     it may read ``/etc/protocols`` or ask NSS)."""
-    from .. import to_thread
+    from .._threads import to_thread_run_sync
 
-    return await to_thread.run_sync(_stdlib_socket.getprotobyname, name, abandon_on_cancel=True)
+    return await to_thread_run_sync(_stdlib_socket.getprotobyname, name, abandon_on_cancel=True)
 
 
 ################################################################
@@ -611,9 +612,9 @@ class _SocketType(SocketType):
         address = await _resolve_address(self._sock, address, local=True)
         if self._sock.family == _stdlib_socket.AF_UNIX and address and address[0] not in (0, "\0"):
             # A filesystem path: creating the socket file may touch a slow disk.
-            from .. import to_thread
+            from .._threads import to_thread_run_sync
 
-            await to_thread.run_sync(self._sock.bind, address)
+            await to_thread_run_sync(self._sock.bind, address)
             return
         # bind() never blocks on IP sockets in practice.
         await checkpoint()

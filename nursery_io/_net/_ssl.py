@@ -37,12 +37,19 @@ import operator
 import ssl as _stdlib_ssl
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, overload
 
-from .._core import BrokenResourceError, BusyResourceError, ClosedResourceError
+from .._core import (
+    BrokenResourceError,
+    BusyResourceError,
+    ClosedResourceError,
+    ParkingLot,
+    cancel_shielded_checkpoint,
+    checkpoint,
+    checkpoint_if_cancelled,
+)
 from .._core._util import final
 from .._highlevel_generic import aclose_forcefully
 from .._sync import Event
 from ..abc import Listener, Stream
-from ..lowlevel import ParkingLot, cancel_shielded_checkpoint, checkpoint, checkpoint_if_cancelled
 from ._hostname import encode_hostname
 
 if TYPE_CHECKING:
