@@ -63,6 +63,8 @@ T_Stream = TypeVar("T_Stream", bound=Stream)
 DEFAULT_RECEIVE_SIZE: Final = 65536
 # How much ciphertext to ask the transport for at once: a few full TLS records.
 _TRANSPORT_RECEIVE_SIZE: Final = 65536
+_BUSY_SENDING: Final = "another task is currently sending data on this SSLStream"
+_BUSY_RECEIVING: Final = "another task is currently receiving data on this SSLStream"
 # send_all encrypts and sends in pieces of this size, so a huge write neither doubles its
 # memory in the outgoing buffer nor waits for all of it to be encrypted before sending.
 _WRITE_PIECE: Final = 256 * 1024
@@ -265,6 +267,18 @@ class SSLStream(Stream, Generic[T_Stream]):
         error.__cause__ = exc
         return error
 
+    # One task may send while another receives (see the module docstring); two at once in
+    # the same direction are a caller's mistake.
+    def _claim_sending(self) -> None:
+        if self._sending:
+            raise BusyResourceError(_BUSY_SENDING)
+        self._sending = True
+
+    def _claim_receiving(self) -> None:
+        if self._receiving:
+            raise BusyResourceError(_BUSY_RECEIVING)
+        self._receiving = True
+
     # ----- moving bytes between the memory buffers and the transport -----
 
     async def _send_chunk(self, chunk: bytes) -> None:
@@ -438,9 +452,7 @@ class SSLStream(Stream, Generic[T_Stream]):
         is cancelled before its turn came (while another task used the transport), nothing
         was sent and the stream stays usable.
         """
-        if self._sending:
-            raise BusyResourceError("another task is currently sending data on this SSLStream")
-        self._sending = True
+        self._claim_sending()
         try:
             self._check_state()
             await checkpoint_if_cancelled()
@@ -467,9 +479,7 @@ class SSLStream(Stream, Generic[T_Stream]):
     async def wait_send_all_might_not_block(self) -> None:
         """Wait until the transport could take more data (see
         :meth:`nursery_io.abc.SendStream.wait_send_all_might_not_block`)."""
-        if self._sending:
-            raise BusyResourceError("another task is currently sending data on this SSLStream")
-        self._sending = True
+        self._claim_sending()
         try:
             self._check_state()
             await checkpoint_if_cancelled()
@@ -503,9 +513,7 @@ class SSLStream(Stream, Generic[T_Stream]):
             size = operator.index(max_bytes)
             if size < 1:
                 raise ValueError("max_bytes must be >= 1")
-        if self._receiving:
-            raise BusyResourceError("another task is currently receiving data on this SSLStream")
-        self._receiving = True
+        self._claim_receiving()
         try:
             await checkpoint_if_cancelled()
             if self._state is _State.CLOSED:
@@ -609,9 +617,9 @@ class SSLStream(Stream, Generic[T_Stream]):
         concurrent sending or receiving.
         """
         if self._receiving:
-            raise BusyResourceError("another task is currently receiving data on this SSLStream")
+            raise BusyResourceError(_BUSY_RECEIVING)
         if self._sending:
-            raise BusyResourceError("another task is currently sending data on this SSLStream")
+            raise BusyResourceError(_BUSY_SENDING)
         self._sending = self._receiving = True
         try:
             self._check_state()
