@@ -59,10 +59,10 @@ from .._core._util import final
 from .._sync import Lock
 from .._timeouts import move_on_after
 from ..abc import Channel
+from ._closing import ClosesOnExit
 from ._ssl import NeedHandshakeError
 
 if TYPE_CHECKING:
-    from types import TracebackType
     from typing import Self
 
     from OpenSSL import SSL
@@ -486,7 +486,7 @@ _REPLACED_MESSAGE: Final = "peer tore down this connection to start a new one"
 
 
 @final
-class DTLSChannel(Channel[bytes]):
+class DTLSChannel(Channel[bytes], ClosesOnExit):
     """One DTLS association with one peer, over a :class:`DTLSEndpoint`'s socket.
 
     Get one from :meth:`DTLSEndpoint.connect` or from :meth:`DTLSEndpoint.serve`; there is
@@ -579,17 +579,6 @@ class DTLSChannel(Channel[bytes]):
         if channels.get(key) is self:
             del channels[key]
         self._inbox_receive.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     async def aclose(self) -> None:
         """:meth:`close`, plus a checkpoint."""
@@ -786,7 +775,7 @@ async def _read_datagrams(endpoint_ref: weakref.ref[DTLSEndpoint], sock: SocketT
 
 
 @final
-class DTLSEndpoint:
+class DTLSEndpoint(ClosesOnExit):
     """A UDP socket carrying DTLS associations with any number of peers, as client
     (:meth:`connect`) and as server (:meth:`serve`).
 
@@ -854,17 +843,6 @@ class DTLSEndpoint:
         for channel in list(self._channels.values()):
             channel.close()
         self._new_channels_send.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _raise_if_closed(self) -> None:
         if self._closed:
