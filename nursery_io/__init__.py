@@ -57,7 +57,8 @@ if _typing.TYPE_CHECKING:
         serve_ssl_over_tcp,
     )
     from ._net._sendfile import send_file
-    from ._net._ssl import NeedHandshakeError, SSLListener, SSLStream
+    from ._net._ssl import NeedHandshakeError, SSLStream
+    from ._net._ssl_listener import SSLListener
     from ._path import Path, PosixPath, WindowsPath
     from ._safe_channel import as_safe_channel
     from ._signals import open_signal_receiver
@@ -113,7 +114,8 @@ _LAZY_MODULES: dict[str, tuple[str, ...]] = {
     "_safe_channel": ("as_safe_channel",),
     "_net._sendfile": ("send_file",),
     "_signals": ("open_signal_receiver",),
-    "_net._ssl": ("NeedHandshakeError", "SSLListener", "SSLStream"),
+    "_net._ssl": ("NeedHandshakeError", "SSLStream"),
+    "_net._ssl_listener": ("SSLListener",),
     "_subprocess": ("Process", "run_process"),
     "_sync": (
         "CapacityLimiter",
