@@ -121,6 +121,7 @@ class SocketStream(HalfCloseableStream):
             if raw is None:
                 await self._send_all_generic(data)
                 return
+            # Our own socket: straight to the syscall (the hot path of every stream).
             try:
                 await write_all_when_ready(raw, raw.send, data)
             except OSError as exc:
