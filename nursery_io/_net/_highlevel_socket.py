@@ -6,17 +6,17 @@ import errno
 import socket as _stdlib_socket
 from typing import TYPE_CHECKING, Final, overload
 
-from ._core import BrokenResourceError, BusyResourceError, ClosedResourceError
-from ._core._util import final
-from ._socket import SocketType, _SocketType
-from .abc import HalfCloseableStream, Listener
-from .lowlevel import (
-    cancel_shielded_checkpoint,
+from .._core import (
+    BrokenResourceError,
+    BusyResourceError,
+    ClosedResourceError,
     checkpoint,
-    checkpoint_if_cancelled,
     wait_readable,
-    wait_writable,
 )
+from .._core._util import final
+from ..abc import HalfCloseableStream, Listener
+from ._nonblocking import call_when_ready, stream_error, write_all_when_ready
+from ._socket import SocketType, _SocketType
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -26,6 +26,7 @@ __all__ = ["SocketListener", "SocketStream"]
 #: What ``receive_some()`` asks the kernel for when the caller gives no size.
 DEFAULT_RECEIVE_SIZE: Final = 65536
 
+_BUSY_SENDING: Final = "another task is currently sending data on this SocketStream"
 _BROKEN_BY_SEND_FILE: Final = (
     "this SocketStream is broken: a send_file() on it stopped part-way through the file"
 )
@@ -57,16 +58,10 @@ _ACCEPT_RETRY_ERRNOS: Final = frozenset(
 
 
 def _stream_error(exc: OSError) -> Exception:
-    """The stream-level exception for ``exc``, with the cause set as ``raise ... from``
-    would: a closed socket hides the EBADF noise, a broken one keeps the OS error."""
-    error: Exception
-    if exc.errno in _CLOSED_ERRNOS:
-        error = ClosedResourceError("this socket was already closed")
-        error.__suppress_context__ = True
-    else:
-        error = BrokenResourceError(f"socket connection broken: {exc}")
-        error.__cause__ = exc
-    return error
+    """The stream-level exception for a socket's ``exc`` (see ``stream_error``)."""
+    return stream_error(
+        exc, _CLOSED_ERRNOS, "this socket was already closed", "socket connection broken"
+    )
 
 
 @final
@@ -120,58 +115,26 @@ class SocketStream(HalfCloseableStream):
         """Send all of ``data``. If cancelled, a prefix of it may have been sent."""
         if self.socket.did_shutdown_SHUT_WR:
             raise ClosedResourceError("can't send data after sending EOF")
-        if self._sending:
-            raise BusyResourceError("another task is currently sending data on this SocketStream")
-        if self._send_broken:
-            raise BrokenResourceError(_BROKEN_BY_SEND_FILE)
-        self._sending = True
+        self._claim_sending()
         try:
             raw = self._raw
             if raw is None:
                 await self._send_all_generic(data)
                 return
-            # send() counts bytes, while len() of other buffers (memoryview, array) counts
-            # items.
-            size = (
-                len(data)
-                if type(data) is bytes or type(data) is bytearray
-                else (memoryview(data).nbytes)
-            )
-            await checkpoint_if_cancelled()
+            # Our own socket: straight to the syscall (the hot path of every stream).
             try:
-                sent = raw.send(data)
-            except BlockingIOError:
-                sent = 0
+                await write_all_when_ready(raw, raw.send, data)
             except OSError as exc:
-                await cancel_shielded_checkpoint()
                 raise _stream_error(exc)  # noqa: B904  (the cause is set inside)
-            if sent == size:
-                # The common case: everything went out at once.
-                await cancel_shielded_checkpoint()
-                return
-            await self._send_rest(raw, data, sent)
         finally:
             self._sending = False
 
-    @staticmethod
-    async def _send_rest(
-        raw: _stdlib_socket.socket, data: bytes | bytearray | memoryview, sent: int
-    ) -> None:
-        # The kernel buffer is full: wait for room, send what fits, repeat. ``sent`` only
-        # ever advances by what send() accepted, so a cancellation leaves exactly a prefix
-        # of ``data`` sent: nothing lost, nothing doubled.
-        try:
-            with memoryview(data) as items, items.cast("B") as view:
-                total = len(view)
-                while sent < total:
-                    await wait_writable(raw)
-                    with view[sent:] as rest:
-                        try:
-                            sent += raw.send(rest)
-                        except BlockingIOError:
-                            pass
-        except OSError as exc:
-            raise _stream_error(exc)  # noqa: B904  (the cause is set inside)
+    def _claim_sending(self) -> None:
+        if self._sending:
+            raise BusyResourceError(_BUSY_SENDING)
+        if self._send_broken:
+            raise BrokenResourceError(_BROKEN_BY_SEND_FILE)
+        self._sending = True
 
     async def _send_all_generic(self, data: bytes | bytearray | memoryview) -> None:
         try:
@@ -190,7 +153,7 @@ class SocketStream(HalfCloseableStream):
 
     async def wait_send_all_might_not_block(self) -> None:
         if self._sending:
-            raise BusyResourceError("another task is currently sending data on this SocketStream")
+            raise BusyResourceError(_BUSY_SENDING)
         self._sending = True
         try:
             if self.socket.fileno() == -1:
@@ -207,11 +170,7 @@ class SocketStream(HalfCloseableStream):
 
         Idempotent. Receiving keeps working.
         """
-        if self._sending:
-            raise BusyResourceError("another task is currently sending data on this SocketStream")
-        if self._send_broken:
-            raise BrokenResourceError(_BROKEN_BY_SEND_FILE)
-        self._sending = True
+        self._claim_sending()
         try:
             await checkpoint()
             if self.socket.did_shutdown_SHUT_WR:
@@ -241,29 +200,11 @@ class SocketStream(HalfCloseableStream):
         self._receiving = True
         try:
             raw = self._raw
-            if raw is None:
-                try:
+            try:
+                if raw is None:
                     return await self.socket.recv(max_bytes)
-                except OSError as exc:
-                    raise _stream_error(exc)  # noqa: B904  (the cause is set inside)
-            await checkpoint_if_cancelled()
-            try:
-                data = raw.recv(max_bytes)
-            except BlockingIOError:
-                pass
-            except OSError as exc:
-                await cancel_shielded_checkpoint()
-                raise _stream_error(exc)  # noqa: B904  (the cause is set inside)
-            else:
-                await cancel_shielded_checkpoint()
-                return data
-            try:
-                while True:
-                    await wait_readable(raw)
-                    try:
-                        return raw.recv(max_bytes)
-                    except BlockingIOError:
-                        pass
+                # Our own socket: straight to the syscall (the hot path of every stream).
+                return await call_when_ready(wait_readable, raw, raw.recv, max_bytes)
             except OSError as exc:
                 raise _stream_error(exc)  # noqa: B904  (the cause is set inside)
         finally:

@@ -1,16 +1,8 @@
 """Async sockets: a thin wrapper over non-blocking stdlib sockets, driven by epoll readiness.
 
-Every socket operation follows one pattern (Trio's checkpoint semantics, without Trio's cost):
-
-1. ``checkpoint_if_cancelled()`` - raises if the task is cancelled; costs no scheduling;
-2. try the non-blocking syscall;
-3. it succeeded (or failed with a real error): ``cancel_shielded_checkpoint()``, a plain
-   schedule point. The runner throttles kernel polls while tasks stay runnable, so this
-   does not cost an ``epoll_wait`` and clock reads per operation (Trio issue #1595);
-4. it would block: ``wait_readable``/``wait_writable`` (itself a checkpoint), then retry.
-
-We try the syscall *before* waiting, not after, so that errors come out at once: a socket
-that can never become readable (``accept`` before ``listen``) must raise, not hang.
+Every operation that can wait tries the syscall first and waits for readiness only if it
+would block (see ``_nonblocking``): one schedule point per operation, and errors come out
+at once.
 """
 
 from __future__ import annotations
@@ -21,12 +13,11 @@ import os
 import select
 import socket as _stdlib_socket
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final, SupportsIndex, TypeAlias, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Final, SupportsIndex, TypeAlias, cast, overload
 
-from ._core import Cancelled, RunVar
-from ._hostname import encode_hostname
-from ._timeouts import sleep
-from .lowlevel import (
+from .._core import (
+    Cancelled,
+    RunVar,
     cancel_shielded_checkpoint,
     checkpoint,
     checkpoint_if_cancelled,
@@ -35,15 +26,17 @@ from .lowlevel import (
     wait_readable,
     wait_writable,
 )
+from .._timeouts import sleep
+from ._closing import ClosesOnExit
+from ._hostname import encode_hostname
+from ._nonblocking import call_when_ready
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-    from types import TracebackType
-    from typing import Self
 
     from typing_extensions import Buffer
 
-    from .abc import HostnameResolver, SocketFactory
+    from ..abc import HostnameResolver, SocketFactory
 
 __all__ = [
     "SocketType",
@@ -58,7 +51,6 @@ __all__ = [
     "socketpair",
 ]
 
-T = TypeVar("T")
 
 #: Addresses are whatever the address family uses: ``(host, port)`` tuples for IPv4,
 #: 2-4 tuples for IPv6, paths for AF_UNIX, ...
@@ -146,10 +138,10 @@ async def getaddrinfo(
     resolver = _resolver.get()
     if resolver is not None:
         return await resolver.getaddrinfo(host, port, family, type, proto, flags)
-    from . import to_thread
+    from .._threads import to_thread_run_sync
 
     lookup = cast(Callable[..., GetAddrInfoResult], _stdlib_socket.getaddrinfo)
-    return await to_thread.run_sync(
+    return await to_thread_run_sync(
         lookup, host, port, family, type, proto, flags, abandon_on_cancel=True
     )
 
@@ -172,9 +164,9 @@ async def getnameinfo(
             return _stdlib_socket.getnameinfo(sockaddr, flags)
         finally:
             await cancel_shielded_checkpoint()
-    from . import to_thread
+    from .._threads import to_thread_run_sync
 
-    return await to_thread.run_sync(
+    return await to_thread_run_sync(
         _stdlib_socket.getnameinfo, sockaddr, flags, abandon_on_cancel=True
     )
 
@@ -182,9 +174,9 @@ async def getnameinfo(
 async def getprotobyname(name: str) -> int:
     """Look up a protocol number by name, like :func:`socket.getprotobyname` (in a thread:
     it may read ``/etc/protocols`` or ask NSS)."""
-    from . import to_thread
+    from .._threads import to_thread_run_sync
 
-    return await to_thread.run_sync(_stdlib_socket.getprotobyname, name, abandon_on_cancel=True)
+    return await to_thread_run_sync(_stdlib_socket.getprotobyname, name, abandon_on_cancel=True)
 
 
 ################################################################
@@ -313,7 +305,7 @@ def _raise_abstract() -> Any:
     raise NotImplementedError("SocketType is abstract; subclasses implement this method")
 
 
-class SocketType:
+class SocketType(ClosesOnExit):
     """The type of nursery_io's async socket objects.
 
     Create sockets with :func:`socket`, :func:`socketpair`, :func:`fromfd` or
@@ -372,17 +364,6 @@ class SocketType:
 
     def set_inheritable(self, inheritable: bool) -> None:
         _raise_abstract()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def family(self) -> _stdlib_socket.AddressFamily:
@@ -611,40 +592,17 @@ class _SocketType(SocketType):
         address = await _resolve_address(self._sock, address, local=True)
         if self._sock.family == _stdlib_socket.AF_UNIX and address and address[0] not in (0, "\0"):
             # A filesystem path: creating the socket file may touch a slow disk.
-            from . import to_thread
+            from .._threads import to_thread_run_sync
 
-            await to_thread.run_sync(self._sock.bind, address)
+            await to_thread_run_sync(self._sock.bind, address)
             return
         # bind() never blocks on IP sockets in practice.
         await checkpoint()
         self._sock.bind(address)
 
-    async def _nonblocking(
-        self, wait: Callable[[Any], Awaitable[None]], fn: Callable[..., T], *args: Any
-    ) -> T:
-        # See the module docstring: try first, and pay a full wait only if it would block.
-        await checkpoint_if_cancelled()
-        try:
-            result = fn(*args)
-        except BlockingIOError:
-            pass
-        except BaseException:
-            await cancel_shielded_checkpoint()
-            raise
-        else:
-            await cancel_shielded_checkpoint()
-            return result
-        sock = self._sock
-        while True:
-            await wait(sock)
-            try:
-                return fn(*args)
-            except BlockingIOError:
-                pass
-
     async def accept(self) -> tuple[SocketType, AddressFormat]:
         """Wait for a connection; returns ``(socket, address)`` like the stdlib."""
-        sock, address = await self._nonblocking(wait_readable, self._sock.accept)
+        sock, address = await call_when_ready(wait_readable, self._sock, self._sock.accept)
         return _SocketType(sock), address
 
     async def connect(self, address: AddressFormat) -> None:
@@ -696,38 +654,40 @@ class _SocketType(SocketType):
                 return
 
     async def recv(self, buflen: int, flags: int = 0, /) -> bytes:
-        return await self._nonblocking(wait_readable, self._sock.recv, buflen, flags)
+        return await call_when_ready(wait_readable, self._sock, self._sock.recv, buflen, flags)
 
     async def recv_into(self, buffer: Buffer, nbytes: int = 0, flags: int = 0) -> int:
-        return await self._nonblocking(wait_readable, self._sock.recv_into, buffer, nbytes, flags)
+        return await call_when_ready(
+            wait_readable, self._sock, self._sock.recv_into, buffer, nbytes, flags
+        )
 
     async def recvfrom(self, bufsize: int, flags: int = 0, /) -> tuple[bytes, AddressFormat]:
-        return await self._nonblocking(wait_readable, self._sock.recvfrom, bufsize, flags)
+        return await call_when_ready(wait_readable, self._sock, self._sock.recvfrom, bufsize, flags)
 
     async def recvfrom_into(
         self, buffer: Buffer, nbytes: int = 0, flags: int = 0
     ) -> tuple[int, AddressFormat]:
-        return await self._nonblocking(
-            wait_readable, self._sock.recvfrom_into, buffer, nbytes, flags
+        return await call_when_ready(
+            wait_readable, self._sock, self._sock.recvfrom_into, buffer, nbytes, flags
         )
 
     async def recvmsg(
         self, bufsize: int, ancbufsize: int = 0, flags: int = 0, /
     ) -> tuple[bytes, list[tuple[int, int, bytes]], int, AddressFormat]:
-        return await self._nonblocking(
-            wait_readable, self._sock.recvmsg, bufsize, ancbufsize, flags
+        return await call_when_ready(
+            wait_readable, self._sock, self._sock.recvmsg, bufsize, ancbufsize, flags
         )
 
     async def recvmsg_into(
         self, buffers: Iterable[Buffer], ancbufsize: int = 0, flags: int = 0, /
     ) -> tuple[int, list[tuple[int, int, bytes]], int, AddressFormat]:
         # Materialise the iterable once: a retry after blocking must see the same buffers.
-        return await self._nonblocking(
-            wait_readable, self._sock.recvmsg_into, list(buffers), ancbufsize, flags
+        return await call_when_ready(
+            wait_readable, self._sock, self._sock.recvmsg_into, list(buffers), ancbufsize, flags
         )
 
     async def send(self, bytes: Buffer, flags: int = 0, /) -> int:
-        return await self._nonblocking(wait_writable, self._sock.send, bytes, flags)
+        return await call_when_ready(wait_writable, self._sock, self._sock.send, bytes, flags)
 
     @overload
     async def sendto(self, data: Buffer, address: AddressFormat, /) -> int: ...
@@ -743,23 +703,12 @@ class _SocketType(SocketType):
         else:
             raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args)} given)")
         address = await _resolve_address(self._sock, address, local=False)
-        return await self._nonblocking(wait_writable, self._sock.sendto, data, flags, address)
+        return await call_when_ready(
+            wait_writable, self._sock, self._sock.sendto, data, flags, address
+        )
 
     async def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
-        """Send ``file`` until end of file (or ``count`` bytes) from ``offset``; returns the
-        number of bytes sent, like :meth:`socket.socket.sendfile`, whose rules it follows:
-        ``file`` must be opened in binary mode, its position ends up at ``offset`` + the
-        bytes sent (also when an error or ``Cancelled`` interrupts the transfer; left alone
-        if nothing was sent), an empty file sends nothing, and an object that is not a
-        regular file is read and sent with :meth:`send`.
-
-        ``file`` may also be one of nursery_io's async files or a plain file descriptor
-        (whose position is never moved). The data goes from the page cache to the socket
-        without passing through Python: linked SPLICE ops through a pipe on io_uring, or
-        ``os.sendfile`` in a worker thread; the loop thread never waits for the disk.
-        Unlike the stdlib's, this works on non-blocking sockets (every nursery_io socket
-        is one). Without ``count`` it sends up to the file's size when the call starts.
-        """
+        # Documented on SocketType.sendfile (inspect.getdoc and help() find it there).
         from ._sendfile import sock_sendfile
 
         return await sock_sendfile(self, file, offset, count)
@@ -776,10 +725,10 @@ class _SocketType(SocketType):
         buffers = list(buffers)
         ancdata = list(ancdata)
         if address is None:
-            return await self._nonblocking(
-                wait_writable, self._sock.sendmsg, buffers, ancdata, flags
+            return await call_when_ready(
+                wait_writable, self._sock, self._sock.sendmsg, buffers, ancdata, flags
             )
         address = await _resolve_address(self._sock, address, local=False)
-        return await self._nonblocking(
-            wait_writable, self._sock.sendmsg, buffers, ancdata, flags, address
+        return await call_when_ready(
+            wait_writable, self._sock, self._sock.sendmsg, buffers, ancdata, flags, address
         )

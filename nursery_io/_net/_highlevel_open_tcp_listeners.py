@@ -8,8 +8,8 @@ import socket as _stdlib_socket
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
-from . import socket as nsocket
-from ._core import TASK_STATUS_IGNORED, Nursery, TaskStatus
+from .._core import TASK_STATUS_IGNORED, Nursery, TaskStatus
+from . import _socket as nsocket
 from ._highlevel_serve_listeners import serve_listeners
 from ._highlevel_socket import SocketListener, SocketStream
 

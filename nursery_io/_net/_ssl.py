@@ -1,4 +1,4 @@
-"""TLS over any byte stream: :class:`SSLStream` and :class:`SSLListener`.
+"""TLS over any byte stream: :class:`SSLStream` (:class:`SSLListener` is in ``_ssl_listener``).
 
 The TLS state machine is the standard library's :class:`ssl.SSLObject`, fed through a pair
 of :class:`ssl.MemoryBIO` buffers: it never touches a socket, so it works over any
@@ -37,18 +37,25 @@ import operator
 import ssl as _stdlib_ssl
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, overload
 
-from ._core import BrokenResourceError, BusyResourceError, ClosedResourceError
-from ._core._util import final
-from ._highlevel_generic import aclose_forcefully
+from .._core import (
+    BrokenResourceError,
+    BusyResourceError,
+    ClosedResourceError,
+    ParkingLot,
+    cancel_shielded_checkpoint,
+    checkpoint,
+    checkpoint_if_cancelled,
+)
+from .._core._util import final
+from .._highlevel_generic import aclose_forcefully
+from .._sync import Event
+from ..abc import Stream
 from ._hostname import encode_hostname
-from ._sync import Event
-from .abc import Listener, Stream
-from .lowlevel import ParkingLot, cancel_shielded_checkpoint, checkpoint, checkpoint_if_cancelled
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["NeedHandshakeError", "SSLListener", "SSLStream"]
+__all__ = ["NeedHandshakeError", "SSLStream", "check_context"]
 
 T_Stream = TypeVar("T_Stream", bound=Stream)
 
@@ -56,6 +63,8 @@ T_Stream = TypeVar("T_Stream", bound=Stream)
 DEFAULT_RECEIVE_SIZE: Final = 65536
 # How much ciphertext to ask the transport for at once: a few full TLS records.
 _TRANSPORT_RECEIVE_SIZE: Final = 65536
+_BUSY_SENDING: Final = "another task is currently sending data on this SSLStream"
+_BUSY_RECEIVING: Final = "another task is currently receiving data on this SSLStream"
 # send_all encrypts and sends in pieces of this size, so a huge write neither doubles its
 # memory in the outgoing buffer nor waits for all of it to be encrypted before sending.
 _WRITE_PIECE: Final = 256 * 1024
@@ -67,7 +76,7 @@ class NeedHandshakeError(Exception):
     before the handshake has completed: there is nothing to describe yet."""
 
 
-def _check_context(ssl_context: object) -> None:
+def check_context(ssl_context: object) -> None:
     if not isinstance(ssl_context, _stdlib_ssl.SSLContext):
         raise TypeError(f"ssl_context must be an ssl.SSLContext, not {ssl_context!r}")
 
@@ -183,7 +192,7 @@ class SSLStream(Stream, Generic[T_Stream]):
         server_side: bool = False,
         https_compatible: bool = False,
     ) -> None:
-        _check_context(ssl_context)
+        check_context(ssl_context)
         if not server_side and ssl_context.check_hostname and not server_hostname:
             # ssl.SSLObject would quietly skip the hostname check; refuse, as SSLSocket does.
             raise ValueError("a client with check_hostname set needs a server_hostname")
@@ -257,6 +266,18 @@ class SSLStream(Stream, Generic[T_Stream]):
         error = BrokenResourceError(f"TLS error: {exc}")
         error.__cause__ = exc
         return error
+
+    # One task may send while another receives (see the module docstring); two at once in
+    # the same direction are a caller's mistake.
+    def _claim_sending(self) -> None:
+        if self._sending:
+            raise BusyResourceError(_BUSY_SENDING)
+        self._sending = True
+
+    def _claim_receiving(self) -> None:
+        if self._receiving:
+            raise BusyResourceError(_BUSY_RECEIVING)
+        self._receiving = True
 
     # ----- moving bytes between the memory buffers and the transport -----
 
@@ -431,9 +452,7 @@ class SSLStream(Stream, Generic[T_Stream]):
         is cancelled before its turn came (while another task used the transport), nothing
         was sent and the stream stays usable.
         """
-        if self._sending:
-            raise BusyResourceError("another task is currently sending data on this SSLStream")
-        self._sending = True
+        self._claim_sending()
         try:
             self._check_state()
             await checkpoint_if_cancelled()
@@ -460,9 +479,7 @@ class SSLStream(Stream, Generic[T_Stream]):
     async def wait_send_all_might_not_block(self) -> None:
         """Wait until the transport could take more data (see
         :meth:`nursery_io.abc.SendStream.wait_send_all_might_not_block`)."""
-        if self._sending:
-            raise BusyResourceError("another task is currently sending data on this SSLStream")
-        self._sending = True
+        self._claim_sending()
         try:
             self._check_state()
             await checkpoint_if_cancelled()
@@ -496,9 +513,7 @@ class SSLStream(Stream, Generic[T_Stream]):
             size = operator.index(max_bytes)
             if size < 1:
                 raise ValueError("max_bytes must be >= 1")
-        if self._receiving:
-            raise BusyResourceError("another task is currently receiving data on this SSLStream")
-        self._receiving = True
+        self._claim_receiving()
         try:
             await checkpoint_if_cancelled()
             if self._state is _State.CLOSED:
@@ -602,9 +617,9 @@ class SSLStream(Stream, Generic[T_Stream]):
         concurrent sending or receiving.
         """
         if self._receiving:
-            raise BusyResourceError("another task is currently receiving data on this SSLStream")
+            raise BusyResourceError(_BUSY_RECEIVING)
         if self._sending:
-            raise BusyResourceError("another task is currently sending data on this SSLStream")
+            raise BusyResourceError(_BUSY_SENDING)
         self._sending = self._receiving = True
         try:
             self._check_state()
@@ -775,62 +790,3 @@ class SSLStream(Stream, Generic[T_Stream]):
         request goes out with the next ``send_all``. Needs the handshake."""
         self._need_handshake("verify_client_post_handshake")
         self._ssl_object.verify_client_post_handshake()
-
-
-def _check_server_context(ssl_context: object) -> None:
-    """Refuse what can never serve TLS, before anything is opened or accepted."""
-    _check_context(ssl_context)
-    assert isinstance(ssl_context, _stdlib_ssl.SSLContext)
-    if ssl_context.protocol == _stdlib_ssl.PROTOCOL_TLS_CLIENT:
-        raise ValueError(
-            "this ssl_context is for clients (PROTOCOL_TLS_CLIENT, as from "
-            "ssl.create_default_context()); a server needs "
-            "ssl.create_default_context(ssl.Purpose.CLIENT_AUTH) or PROTOCOL_TLS_SERVER"
-        )
-
-
-@final
-class SSLListener(Listener[SSLStream[T_Stream]]):
-    """A :class:`~nursery_io.abc.Listener` that wraps every connection accepted by
-    ``transport_listener`` in a server-side :class:`SSLStream` using ``ssl_context``.
-
-    ``accept`` does not do the handshake (so a slow or silent client can't hold up the
-    accept loop): it happens on the stream's first use, in the task that handles it.
-    ``https_compatible`` is passed on to each stream. The ``transport_listener``
-    attribute is the wrapped listener; :meth:`aclose` closes it.
-    """
-
-    __slots__ = ("__weakref__", "_https_compatible", "_ssl_context", "transport_listener")
-
-    def __init__(
-        self,
-        transport_listener: Listener[T_Stream],
-        ssl_context: _stdlib_ssl.SSLContext,
-        *,
-        https_compatible: bool = False,
-    ) -> None:
-        _check_server_context(ssl_context)
-        self.transport_listener = transport_listener
-        self._ssl_context = ssl_context
-        self._https_compatible = https_compatible
-
-    def __repr__(self) -> str:
-        return f"<nursery_io.SSLListener over {self.transport_listener!r}>"
-
-    async def accept(self) -> SSLStream[T_Stream]:
-        """Accept the next connection and return it as a server-side :class:`SSLStream`."""
-        transport_stream = await self.transport_listener.accept()
-        try:
-            return SSLStream(
-                transport_stream,
-                self._ssl_context,
-                server_side=True,
-                https_compatible=self._https_compatible,
-            )
-        except BaseException:
-            await aclose_forcefully(transport_stream)
-            raise
-
-    async def aclose(self) -> None:
-        """Close the wrapped listener."""
-        await self.transport_listener.aclose()

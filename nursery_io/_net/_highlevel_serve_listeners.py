@@ -8,10 +8,10 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, NoReturn, TypeVar
 
-from ._core import TASK_STATUS_IGNORED, Nursery, TaskStatus, open_nursery
-from ._highlevel_generic import aclose_forcefully
-from ._timeouts import sleep
-from .abc import AsyncResource, Listener
+from .._core import TASK_STATUS_IGNORED, Nursery, TaskStatus, open_nursery
+from .._highlevel_generic import aclose_forcefully
+from .._timeouts import sleep
+from ..abc import AsyncResource, Listener
 
 __all__ = ["serve_listeners"]
 

@@ -36,17 +36,23 @@ import stat as _stat
 import termios
 from typing import TYPE_CHECKING, Any, Final
 
-from ._core import BrokenResourceError, BusyResourceError, CancelScope, ClosedResourceError
-from ._core._context import current_runner
-from ._core._ops import read_at, run_linked, run_op
-from ._highlevel_socket import _BROKEN_BY_SEND_FILE, SocketStream, _stream_error
-from ._kernel import ops as _ops
-from ._kernel.uring import abi
-from .lowlevel import checkpoint, wait_writable
+from .._core import (
+    BrokenResourceError,
+    BusyResourceError,
+    CancelScope,
+    ClosedResourceError,
+    checkpoint,
+    wait_writable,
+)
+from .._core._context import current_runner
+from .._core._ops import read_at, run_linked, run_op
+from .._kernel import ops as _ops
+from .._kernel.uring import abi
+from ._highlevel_socket import _BROKEN_BY_SEND_FILE, _BUSY_SENDING, SocketStream, _stream_error
 
 if TYPE_CHECKING:
+    from ..abc import Stream
     from ._socket import SocketType
-    from .abc import Stream
 
 __all__ = ["send_file", "sock_sendfile"]
 
@@ -378,7 +384,7 @@ async def _send_file_zero_copy(stream: SocketStream, transfer: _Transfer, regula
     if stream.socket.did_shutdown_SHUT_WR:
         raise ClosedResourceError("can't send data after sending EOF")
     if stream._sending:
-        raise BusyResourceError("another task is currently sending data on this SocketStream")
+        raise BusyResourceError(_BUSY_SENDING)
     sock = stream.socket
     if sock.fileno() == -1:
         raise ClosedResourceError("this socket was already closed")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket as _stdlib_socket
 
-from . import socket as nsocket
+from . import _socket as nsocket
 from ._highlevel_socket import SocketStream
 
 __all__ = ["open_unix_socket"]

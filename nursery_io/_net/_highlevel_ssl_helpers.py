@@ -7,12 +7,13 @@ import ssl as _stdlib_ssl
 from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
-from ._core import TASK_STATUS_IGNORED, Nursery, TaskStatus
+from .._core import TASK_STATUS_IGNORED, Nursery, TaskStatus
 from ._highlevel_open_tcp_listeners import open_tcp_listeners
 from ._highlevel_open_tcp_stream import DEFAULT_DELAY, open_tcp_stream
 from ._highlevel_serve_listeners import serve_listeners
 from ._highlevel_socket import SocketStream
-from ._ssl import SSLListener, SSLStream, _check_server_context
+from ._ssl import SSLStream
+from ._ssl_listener import SSLListener, check_server_context
 
 __all__ = ["open_ssl_over_tcp_listeners", "open_ssl_over_tcp_stream", "serve_ssl_over_tcp"]
 
@@ -62,7 +63,7 @@ async def open_ssl_over_tcp_listeners(
     """Listen for TCP connections like :func:`open_tcp_listeners` (same ``port``,
     ``host`` and ``backlog``), and return the listeners wrapped in :class:`SSLListener`\\ s
     that serve TLS with ``ssl_context``."""
-    _check_server_context(ssl_context)  # before binding anything
+    check_server_context(ssl_context)  # before binding anything
     tcp_listeners = await open_tcp_listeners(port, host=host, backlog=backlog)
     return [
         SSLListener(listener, ssl_context, https_compatible=https_compatible)

@@ -22,6 +22,9 @@ OpenSSL's DTLS support assumes it owns a socket and a wall-clock timer:
   minimum MTU after two losses in a row. OpenSSL's own retransmissions (driven by its
   wall clock) are recognised and discarded.
 
+The bytes on the wire (records, cookies, flights) are handled in ``_dtls_records``; this
+module holds the endpoint, the channels and the handshake's timing.
+
 pyOpenSSL is imported lazily, the first time an endpoint is created, so that programs that
 do not use DTLS do not need it installed.
 """
@@ -30,17 +33,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hmac
 import os
 import socket as _stdlib_socket
 import warnings
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import FrozenInstanceError, dataclass
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeAlias, TypeVarTuple
+from collections.abc import Awaitable, Callable
+from dataclasses import FrozenInstanceError
+from typing import TYPE_CHECKING, Any, Final, TypeVarTuple
 
-from ._channel import MemoryReceiveChannel, MemorySendChannel, open_memory_channel
-from ._core import (
+from .._channel import MemoryReceiveChannel, MemorySendChannel, open_memory_channel
+from .._core import (
     TASK_STATUS_IGNORED,
     BrokenResourceError,
     BusyResourceError,
@@ -49,20 +51,35 @@ from ._core import (
     TaskStatus,
     WouldBlock,
     checkpoint,
-    current_time,
     current_token,
     open_nursery,
     spawn_system_task,
 )
-from ._core._exceptions import no_public_constructor_error
-from ._core._util import final
+from .._core._exceptions import no_public_constructor_error
+from .._core._util import final
+from .._sync import Lock
+from .._timeouts import move_on_after
+from ..abc import Channel
+from ._closing import ClosesOnExit
+from ._dtls_records import (
+    ALERT,
+    COOKIE_KEY_SIZE,
+    FlightPacker,
+    FlightPart,
+    HandshakeMessage,
+    MalformedPacket,
+    PlainRecord,
+    cookie_is_valid,
+    decode_flight,
+    hello_verify_request,
+    in_epoch_zero,
+    looks_like_client_hello,
+    new_cookie,
+    parse_client_hello,
+)
 from ._ssl import NeedHandshakeError
-from ._sync import Lock
-from ._timeouts import move_on_after
-from .abc import Channel
 
 if TYPE_CHECKING:
-    from types import TracebackType
     from typing import Self
 
     from OpenSSL import SSL
@@ -92,313 +109,6 @@ def _default_mtu(sock: SocketType) -> int:
 def _minimum_mtu(sock: SocketType) -> int:
     """The smallest payload every IPv4 (576) or IPv6 (1280) path must carry."""
     return (576 if sock.family == _stdlib_socket.AF_INET else 1280) - _ip_udp_header_size(sock)
-
-
-# ----- the record layer --------------------------------------------------------------------
-#
-# A DTLS record: content type (1 byte), protocol version (2), epoch (2), sequence number
-# (6), payload length (2), payload. We keep epoch and sequence number together as one
-# 64-bit number: a new epoch is then simply a jump by 2**48.
-# A handshake message fragment inside a record: message type (1), whole message length
-# (3), message sequence number (2), fragment offset (3), fragment length (3), fragment.
-
-_CHANGE_CIPHER_SPEC: Final = 20
-_ALERT: Final = 21
-_HANDSHAKE: Final = 22
-_CLIENT_HELLO: Final = 1
-_HELLO_VERIFY_REQUEST: Final = 3
-# HelloVerifyRequest always carries DTLS 1.0's version number (RFC 6347 4.2.1).
-_DTLS_1_0: Final = b"\xfe\xff"
-_RECORD_HEADER_SIZE: Final = 13
-_FRAGMENT_HEADER_SIZE: Final = 12
-_SEQUENCE_BITS: Final = 48
-
-
-class _MalformedPacket(Exception):
-    """Raised by the parsers below, and only this, whatever bytes arrive."""
-
-
-class _Record(NamedTuple):
-    content_type: int
-    version: bytes
-    epoch_and_sequence: int
-    payload: bytes
-
-
-class _Fragment(NamedTuple):
-    msg_type: int
-    msg_length: int
-    msg_seq: int
-    offset: int
-    data: bytes
-
-
-def _iter_records(datagram: bytes) -> Iterator[_Record]:
-    position = 0
-    while position < len(datagram):
-        header = datagram[position : position + _RECORD_HEADER_SIZE]
-        if len(header) < _RECORD_HEADER_SIZE:
-            raise _MalformedPacket("truncated record header")
-        length = int.from_bytes(header[11:13], "big")
-        start = position + _RECORD_HEADER_SIZE
-        payload = datagram[start : start + length]
-        if len(payload) != length:
-            raise _MalformedPacket("record shorter than its length field")
-        position = start + length
-        yield _Record(header[0], header[1:3], int.from_bytes(header[3:11], "big"), payload)
-
-
-def _encode_record(
-    content_type: int, version: bytes, epoch_and_sequence: int, payload: bytes
-) -> bytes:
-    return (
-        bytes((content_type,))
-        + version
-        + epoch_and_sequence.to_bytes(8, "big")
-        + len(payload).to_bytes(2, "big")
-        + payload
-    )
-
-
-def _parse_fragment(payload: bytes) -> _Fragment:
-    if len(payload) < _FRAGMENT_HEADER_SIZE:
-        raise _MalformedPacket("truncated handshake header")
-    data = payload[_FRAGMENT_HEADER_SIZE:]
-    if len(data) != int.from_bytes(payload[9:12], "big"):
-        raise _MalformedPacket("fragment length does not match the record")
-    return _Fragment(
-        msg_type=payload[0],
-        msg_length=int.from_bytes(payload[1:4], "big"),
-        msg_seq=int.from_bytes(payload[4:6], "big"),
-        offset=int.from_bytes(payload[6:9], "big"),
-        data=data,
-    )
-
-
-def _encode_fragment(
-    msg_type: int, msg_length: int, msg_seq: int, offset: int, data: bytes
-) -> bytes:
-    return (
-        bytes((msg_type,))
-        + msg_length.to_bytes(3, "big")
-        + msg_seq.to_bytes(2, "big")
-        + offset.to_bytes(3, "big")
-        + len(data).to_bytes(3, "big")
-        + data
-    )
-
-
-def _looks_like_client_hello(datagram: bytes) -> bool:
-    """A cheap first test: the first record is a handshake record holding a ClientHello."""
-    return (
-        len(datagram) > _RECORD_HEADER_SIZE
-        and datagram[0] == _HANDSHAKE
-        and datagram[_RECORD_HEADER_SIZE] == _CLIENT_HELLO
-    )
-
-
-def _in_epoch_zero(datagram: bytes) -> bool:
-    """Whether the (first) record is unencrypted, i.e. from the initial handshake."""
-    return datagram[3:5] == b"\x00\x00"
-
-
-def _parse_client_hello(datagram: bytes) -> tuple[int, bytes, bytes]:
-    """``(record number, cookie, the ClientHello without its cookie)``.
-
-    The ClientHello must be the first record, and whole: reassembling fragments would mean
-    keeping state for a peer that has not proven its address yet.
-    """
-    try:
-        record = next(_iter_records(datagram))
-        fragment = _parse_fragment(record.payload)
-        if fragment.msg_type != _CLIENT_HELLO:
-            raise _MalformedPacket("not a ClientHello")
-        if fragment.offset != 0 or len(fragment.data) != fragment.msg_length:
-            raise _MalformedPacket("fragmented ClientHello")
-        body = fragment.data
-        # client_version (2), random (32), session_id (length-prefixed), cookie
-        # (length-prefixed), then the rest.
-        cookie_length_at = 34 + 1 + body[34]
-        cookie_length = body[cookie_length_at]
-        cookie = body[cookie_length_at + 1 : cookie_length_at + 1 + cookie_length]
-        if len(cookie) != cookie_length:
-            raise _MalformedPacket("truncated cookie")
-        # A client answering a HelloVerifyRequest repeats its ClientHello with the cookie
-        # added and a new record number: the cookie covers everything else.
-        rest = body[:cookie_length_at] + body[cookie_length_at + 1 + cookie_length :]
-    except (IndexError, StopIteration) as exc:
-        raise _MalformedPacket("malformed ClientHello") from exc
-    return record.epoch_and_sequence, cookie, rest
-
-
-# ----- cookies -----------------------------------------------------------------------------
-
-_COOKIE_PERIOD: Final = 30.0  # seconds; a cookie stays valid for one to two periods
-_COOKIE_KEY_SIZE: Final = 32
-_COOKIE_SALT_SIZE: Final = 8
-# DTLS 1.0's maximum cookie length: 8 bytes of salt and 24 of truncated HMAC-SHA256.
-_COOKIE_SIZE: Final = 32
-
-
-def _cookie_period() -> int:
-    return int(current_time() // _COOKIE_PERIOD)
-
-
-def _compute_cookie(key: bytes, salt: bytes, period: int, address: Any, hello_rest: bytes) -> bytes:
-    mac = hmac.new(key, digestmod="sha256")
-    # Length-prefix every field, so that no two different inputs hash the same bytes.
-    fields = [salt, period.to_bytes(8, "big"), *(str(part).encode() for part in address)]
-    for field in [*fields, hello_rest]:
-        mac.update(len(field).to_bytes(8, "big"))
-        mac.update(field)
-    return (salt + mac.digest())[:_COOKIE_SIZE]
-
-
-def _new_cookie(key: bytes, address: Any, hello_rest: bytes) -> bytes:
-    salt = os.urandom(_COOKIE_SALT_SIZE)
-    return _compute_cookie(key, salt, _cookie_period(), address, hello_rest)
-
-
-def _cookie_is_valid(key: bytes, cookie: bytes, address: Any, hello_rest: bytes) -> bool:
-    if len(cookie) <= _COOKIE_SALT_SIZE:
-        return False
-    salt = cookie[:_COOKIE_SALT_SIZE]
-    period = _cookie_period()
-    # Check both periods unconditionally, so the timing says nothing about which matched.
-    matches_now = hmac.compare_digest(
-        cookie, _compute_cookie(key, salt, period, address, hello_rest)
-    )
-    matches_before = hmac.compare_digest(
-        cookie, _compute_cookie(key, salt, max(period - 1, 0), address, hello_rest)
-    )
-    return matches_now | matches_before
-
-
-def _hello_verify_request(client_record_number: int, cookie: bytes) -> bytes:
-    # Like OpenSSL: the record number is the ClientHello's, the message number is 0.
-    body = _DTLS_1_0 + bytes((len(cookie),)) + cookie
-    message = _encode_fragment(_HELLO_VERIFY_REQUEST, len(body), 0, 0, body)
-    return _encode_record(_HANDSHAKE, _DTLS_1_0, client_record_number, message)
-
-
-# ----- handshake flights -------------------------------------------------------------------
-
-
-@dataclass
-class _HandshakeMessage:
-    """An unencrypted handshake message, reassembled: we fragment it to fit the MTU."""
-
-    version: bytes
-    msg_type: int
-    msg_seq: int
-    body: bytearray
-
-
-@dataclass
-class _PlainRecord:
-    """A ChangeCipherSpec or alert: one small unencrypted record, never fragmented."""
-
-    version: bytes
-    content_type: int
-    payload: bytes
-
-
-@dataclass
-class _SealedRecord:
-    """An encrypted handshake record (Finished): sent exactly as OpenSSL made it."""
-
-    record: bytes
-
-
-_FlightPart: TypeAlias = _HandshakeMessage | _PlainRecord | _SealedRecord
-
-
-def _decode_flight(output: bytes) -> list[_FlightPart]:
-    """Take OpenSSL's outgoing handshake bytes apart into messages."""
-    parts: list[_FlightPart] = []
-    by_seq: dict[int, _HandshakeMessage] = {}
-    for record in _iter_records(output):
-        if record.epoch_and_sequence >> _SEQUENCE_BITS:
-            parts.append(
-                _SealedRecord(
-                    _encode_record(
-                        record.content_type,
-                        record.version,
-                        record.epoch_and_sequence,
-                        record.payload,
-                    )
-                )
-            )
-        elif record.content_type != _HANDSHAKE:
-            parts.append(_PlainRecord(record.version, record.content_type, record.payload))
-        else:
-            fragment = _parse_fragment(record.payload)
-            message = by_seq.get(fragment.msg_seq)
-            if message is None:
-                message = _HandshakeMessage(
-                    record.version,
-                    fragment.msg_type,
-                    fragment.msg_seq,
-                    bytearray(fragment.msg_length),
-                )
-                by_seq[fragment.msg_seq] = message
-                parts.append(message)
-            message.body[fragment.offset : fragment.offset + len(fragment.data)] = fragment.data
-    return parts
-
-
-class _FlightPacker:
-    """Packs flights into datagrams, numbering the unencrypted records it writes."""
-
-    def __init__(self) -> None:
-        self.next_record_number = 0
-
-    def _take_number(self) -> int:
-        number = self.next_record_number
-        self.next_record_number += 1
-        return number
-
-    def pack(self, flight: list[_FlightPart], mtu: int) -> list[bytes]:
-        datagrams: list[bytes] = []
-        current = bytearray()
-
-        def finish_datagram() -> None:
-            nonlocal current
-            if current:
-                datagrams.append(bytes(current))
-                current = bytearray()
-
-        for part in flight:
-            if isinstance(part, _SealedRecord):
-                if len(current) + len(part.record) > mtu:
-                    finish_datagram()
-                current += part.record
-            elif isinstance(part, _PlainRecord):
-                if len(current) + _RECORD_HEADER_SIZE + len(part.payload) > mtu:
-                    finish_datagram()
-                current += _encode_record(
-                    part.content_type, part.version, self._take_number(), part.payload
-                )
-            else:
-                offset = 0
-                # An empty message still goes out, as one empty fragment.
-                while offset < len(part.body) or offset == 0:
-                    room = mtu - len(current) - _RECORD_HEADER_SIZE - _FRAGMENT_HEADER_SIZE
-                    if room <= 0 and current:
-                        finish_datagram()
-                        continue
-                    piece = bytes(part.body[offset : offset + max(room, 1)])
-                    fragment = _encode_fragment(
-                        part.msg_type, len(part.body), part.msg_seq, offset, piece
-                    )
-                    current += _encode_record(
-                        _HANDSHAKE, part.version, self._take_number(), fragment
-                    )
-                    offset += len(piece)
-                    if not piece:
-                        break
-        finish_datagram()
-        return datagrams
 
 
 def _drain(read: Callable[[int], bytes]) -> bytes:
@@ -486,7 +196,7 @@ _REPLACED_MESSAGE: Final = "peer tore down this connection to start a new one"
 
 
 @final
-class DTLSChannel(Channel[bytes]):
+class DTLSChannel(Channel[bytes], ClosesOnExit):
     """One DTLS association with one peer, over a :class:`DTLSEndpoint`'s socket.
 
     Get one from :meth:`DTLSEndpoint.connect` or from :meth:`DTLSEndpoint.serve`; there is
@@ -505,11 +215,11 @@ class DTLSChannel(Channel[bytes]):
     _hello_id: tuple[bytes, bytes] | None
     _handshake_done: bool
     _handshake_lock: Lock
-    _packer: _FlightPacker
+    _packer: FlightPacker
     # The handshake flight we are waiting for an answer to.
-    _current_flight: list[_FlightPart]
+    _current_flight: list[FlightPart]
     # Our last handshake flight, kept to resend if the peer shows it never got it.
-    _final_flight: list[_FlightPart]
+    _final_flight: list[FlightPart]
     _replaced: bool
     _closed: bool
     _handshake_mtu: int
@@ -532,7 +242,7 @@ class DTLSChannel(Channel[bytes]):
         self._hello_id = None
         self._handshake_done = False
         self._handshake_lock = Lock()
-        self._packer = _FlightPacker()
+        self._packer = FlightPacker()
         self._current_flight = []
         self._final_flight = []
         self._replaced = False
@@ -580,17 +290,6 @@ class DTLSChannel(Channel[bytes]):
             del channels[key]
         self._inbox_receive.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
     async def aclose(self) -> None:
         """:meth:`close`, plus a checkpoint."""
         self.close()
@@ -598,7 +297,7 @@ class DTLSChannel(Channel[bytes]):
 
     # ----- the handshake -----
 
-    async def _transmit(self, flight: list[_FlightPart]) -> None:
+    async def _transmit(self, flight: list[FlightPart]) -> None:
         endpoint = self.endpoint
         for datagram in self._packer.pack(flight, self._handshake_mtu):
             async with endpoint._send_lock:
@@ -607,14 +306,14 @@ class DTLSChannel(Channel[bytes]):
     async def _retransmit_final_flight(self) -> None:
         await self._transmit(self._final_flight)
 
-    def _take_flight(self, current: list[_FlightPart] | None) -> list[_FlightPart]:
+    def _take_flight(self, current: list[FlightPart] | None) -> list[FlightPart]:
         """What OpenSSL wants sent now, minus its own timer-driven retransmissions."""
-        flight = _decode_flight(_drain(self._conn.bio_read))
+        flight = decode_flight(_drain(self._conn.bio_read))
         if (
             flight
             and current
-            and isinstance(flight[0], _HandshakeMessage)
-            and isinstance(current[0], _HandshakeMessage)
+            and isinstance(flight[0], HandshakeMessage)
+            and isinstance(current[0], HandshakeMessage)
             and flight[0].msg_seq == current[0].msg_seq
         ):
             return []
@@ -677,7 +376,7 @@ class DTLSChannel(Channel[bytes]):
                         reply = self._take_flight(flight)
                         if not reply:
                             continue
-                        if isinstance(reply[0], _PlainRecord) and reply[0].content_type == _ALERT:
+                        if isinstance(reply[0], PlainRecord) and reply[0].content_type == ALERT:
                             # Sent once, never retransmitted: our flight stays current.
                             await self._transmit(reply)
                             continue
@@ -786,7 +485,7 @@ async def _read_datagrams(endpoint_ref: weakref.ref[DTLSEndpoint], sock: SocketT
 
 
 @final
-class DTLSEndpoint:
+class DTLSEndpoint(ClosesOnExit):
     """A UDP socket carrying DTLS associations with any number of peers, as client
     (:meth:`connect`) and as server (:meth:`serve`).
 
@@ -855,17 +554,6 @@ class DTLSEndpoint:
             channel.close()
         self._new_channels_send.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def _raise_if_closed(self) -> None:
         if self._closed:
             raise ClosedResourceError
@@ -873,13 +561,13 @@ class DTLSEndpoint:
     # ----- incoming datagrams -----
 
     async def _dispatch(self, datagram: bytes, address: Any) -> None:
-        if _looks_like_client_hello(datagram):
+        if looks_like_client_hello(datagram):
             await self._on_client_hello(datagram, address)
             return
         channel = self._channels.get(_route_key(address))
         if channel is None:
             return
-        if channel._handshake_done and _in_epoch_zero(datagram):
+        if channel._handshake_done and in_epoch_zero(datagram):
             # The peer is still handshaking although we are done: it missed our last
             # flight. Resend it from here, since nobody may be reading this channel.
             with contextlib.suppress(OSError, ClosedResourceError):
@@ -899,14 +587,14 @@ class DTLSEndpoint:
         if context is None:
             return
         try:
-            record_number, cookie, hello_rest = _parse_client_hello(datagram)
-        except _MalformedPacket:
+            record_number, cookie, hello_rest = parse_client_hello(datagram)
+        except MalformedPacket:
             return
         if self._cookie_key is None:
-            self._cookie_key = os.urandom(_COOKIE_KEY_SIZE)
-        if not _cookie_is_valid(self._cookie_key, cookie, address, hello_rest):
-            challenge = _hello_verify_request(
-                record_number, _new_cookie(self._cookie_key, address, hello_rest)
+            self._cookie_key = os.urandom(COOKIE_KEY_SIZE)
+        if not cookie_is_valid(self._cookie_key, cookie, address, hello_rest):
+            challenge = hello_verify_request(
+                record_number, new_cookie(self._cookie_key, address, hello_rest)
             )
             with contextlib.suppress(OSError, ClosedResourceError):
                 async with self._send_lock:

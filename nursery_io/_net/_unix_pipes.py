@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
 from typing import Final
 
-from ._core import (
-    BrokenResourceError,
+from .._core import (
     BusyResourceError,
     ClosedResourceError,
     cancel_shielded_checkpoint,
@@ -18,8 +18,9 @@ from ._core import (
     wait_readable,
     wait_writable,
 )
-from ._core._util import final
-from .abc import Stream
+from .._core._util import final
+from ..abc import Stream
+from ._nonblocking import call_when_ready, stream_error, write_all_when_ready
 
 __all__ = ["FdStream"]
 
@@ -29,6 +30,9 @@ DEFAULT_RECEIVE_SIZE: Final = 65536
 _CLOSED: Final = "file was already closed"
 _BUSY_SENDING: Final = "another task is using this stream for send"
 _BUSY_RECEIVING: Final = "another task is using this stream for receive"
+
+# What os.read and os.write report for an fd that is no longer open.
+_CLOSED_ERRNOS: Final = frozenset({errno.EBADF})
 
 
 class _FdHolder:
@@ -71,16 +75,8 @@ class _FdHolder:
 
 
 def _fd_error(exc: OSError) -> Exception:
-    """The stream-level exception for ``exc``, with the cause set as ``raise ... from``
-    would."""
-    error: Exception
-    if exc.errno == errno.EBADF:
-        error = ClosedResourceError(_CLOSED)
-        error.__suppress_context__ = True
-    else:
-        error = BrokenResourceError(f"fd broken: {exc}")
-        error.__cause__ = exc
-    return error
+    """The stream-level exception for the fd's ``exc`` (see ``stream_error``)."""
+    return stream_error(exc, _CLOSED_ERRNOS, _CLOSED, "fd broken")
 
 
 @final
@@ -117,27 +113,17 @@ class FdStream(Stream):
             # Even an empty write must notice a closed stream.
             if holder.closed:
                 raise ClosedResourceError(_CLOSED)
-            await checkpoint_if_cancelled()
             with memoryview(data) as items, items.cast("B") as view:
-                total = len(view)
-                try:
-                    sent = os.write(holder.fd, view) if total else 0
-                except BlockingIOError:
-                    sent = 0
-                except OSError as exc:
-                    await cancel_shielded_checkpoint()
-                    raise _fd_error(exc)  # noqa: B904  (the cause is set inside)
-                if sent == total:
+                if not view:
+                    # Nothing to write; and no null write either, which could still fail
+                    # (on a hung-up tty, say).
+                    await checkpoint_if_cancelled()
                     await cancel_shielded_checkpoint()
                     return
                 try:
-                    while sent < total:
-                        await wait_writable(holder.fd)
-                        with view[sent:] as rest:
-                            try:
-                                sent += os.write(holder.fd, rest)
-                            except BlockingIOError:
-                                pass
+                    await write_all_when_ready(
+                        holder.fd, functools.partial(os.write, holder.fd), view
+                    )
                 except OSError as exc:
                     raise _fd_error(exc)  # noqa: B904  (the cause is set inside)
         finally:
@@ -171,25 +157,9 @@ class FdStream(Stream):
             raise BusyResourceError(_BUSY_RECEIVING)
         self._receiving = True
         try:
-            holder = self._holder
-            await checkpoint_if_cancelled()
+            fd = self._holder.fd
             try:
-                data = os.read(holder.fd, max_bytes)
-            except BlockingIOError:
-                pass
-            except OSError as exc:
-                await cancel_shielded_checkpoint()
-                raise _fd_error(exc)  # noqa: B904  (the cause is set inside)
-            else:
-                await cancel_shielded_checkpoint()
-                return data
-            try:
-                while True:
-                    await wait_readable(holder.fd)
-                    try:
-                        return os.read(holder.fd, max_bytes)
-                    except BlockingIOError:
-                        pass
+                return await call_when_ready(wait_readable, fd, os.read, fd, max_bytes)
             except OSError as exc:
                 raise _fd_error(exc)  # noqa: B904  (the cause is set inside)
         finally:

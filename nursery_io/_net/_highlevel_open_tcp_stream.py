@@ -15,11 +15,12 @@ from collections.abc import Generator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from . import socket as nsocket
-from ._core import open_nursery
+from .._core import open_nursery
+from .._sync import Event
+from .._timeouts import move_on_after
+from . import _socket as nsocket
 from ._highlevel_socket import SocketStream
-from ._sync import Event
-from ._timeouts import move_on_after
+from ._socket_reexports import IP_BIND_ADDRESS_NO_PORT
 
 if TYPE_CHECKING:
     from ._socket import SocketType
@@ -122,7 +123,7 @@ async def open_tcp_stream(
                 # destination. IP_BIND_ADDRESS_NO_PORT defers that choice to connect(), where
                 # the full 4-tuple is known, so many connections can share local ports.
                 try:
-                    sock.setsockopt(_stdlib_socket.IPPROTO_IP, nsocket.IP_BIND_ADDRESS_NO_PORT, 1)
+                    sock.setsockopt(_stdlib_socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
                 except OSError:
                     pass
                 try:
