@@ -62,7 +62,9 @@ def _child(workload: str, library: str, params: dict[str, Any], workdir: str) ->
     print(json.dumps({"ops": ops}), flush=True)
 
 
-def _instructions(workload: str, library: str, params: dict[str, Any], workdir: str) -> tuple[int, int]:
+def _instructions(
+    workload: str, library: str, params: dict[str, Any], workdir: str
+) -> tuple[int, int]:
     """(instructions, ops) of one child run under cachegrind."""
     command = [
         "valgrind",
