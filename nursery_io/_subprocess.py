@@ -41,9 +41,9 @@ from ._core import (
 )
 from ._core._util import final
 from ._highlevel_generic import StapledStream
+from ._net._unix_pipes import FdStream
 from ._sync import Event, Lock
 from ._timeouts import sleep
-from ._unix_pipes import FdStream
 from .abc import ReceiveStream, SendStream
 
 __all__ = ["Process", "open_process", "run_process"]

@@ -1,4 +1,4 @@
-"""The core runtime: runner, tasks, nurseries, cancel scopes, traps (docs/kernel.rst).
+"""The core runtime: runner, tasks, nurseries, cancel scopes, traps. See docs/design.rst.
 
 This package is what the rest of nursery_io imports its runtime from. The layers, lowest
 first, are ``_kernel`` < ``_core`` < the library modules (``_sync``, ``_timeouts``,
@@ -33,6 +33,7 @@ from ._detach import (
     reattach_detached_coroutine_object,
     temporarily_detach_coroutine_object,
 )
+from ._entry import run
 from ._exceptions import (
     BrokenResourceError,
     BusyResourceError,
@@ -67,7 +68,6 @@ from ._runner import (
     in_run,
     in_task,
     reschedule,
-    run,
     spawn_system_task,
     wait_all_tasks_blocked,
 )
