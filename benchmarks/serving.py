@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -99,12 +100,69 @@ def prepare(root: Path, quick: bool) -> dict[str, Any]:
     return layout
 
 
+def device_latency(root: Path, repeats: int = 7) -> dict[str, Any]:
+    """How long the device takes for what the cold scenarios read: a whole evicted 8 MiB
+    file (1 MiB preads) and one 64 KiB chunk of it. Medians and maxima in ms."""
+    path = root / "device.bin"
+    _write(path, 8 * MIB, os.urandom(MIB))
+    fd = os.open(path, os.O_RDONLY)
+    whole, chunk = [], []
+    try:
+        os.fsync(fd)
+        for i in range(repeats):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            start = time.perf_counter()
+            position = 0
+            while data := os.pread(fd, MIB, position):
+                position += len(data)
+            whole.append(time.perf_counter() - start)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            offset = (i * 37 % 120) * 64 * KIB
+            start = time.perf_counter()
+            os.pread(fd, 64 * KIB, offset)
+            chunk.append(time.perf_counter() - start)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return {
+        "read_8mib_ms": statistics.median(whole) * 1e3,
+        "read_8mib_max_ms": max(whole) * 1e3,
+        "read_64kib_ms": statistics.median(chunk) * 1e3,
+        "read_64kib_max_ms": max(chunk) * 1e3,
+    }
+
+
 def evict(root: Path) -> None:
     for entry in os.scandir(root):
         fd = os.open(entry.path, os.O_RDONLY)
         try:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
+            os.close(fd)
+
+
+class Evictor:
+    """Evicts ``names`` from the page cache every ``interval`` seconds, in a thread, until
+    stopped. Pages a transfer still holds (in a pipe, in flight) are skipped by the kernel."""
+
+    def __init__(self, root: Path, names: list[str], interval: float = 0.02) -> None:
+        self.fds = [os.open(root / name, os.O_RDONLY) for name in names]
+        self.interval = interval
+        self.rounds = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            for fd in self.fds:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            self.rounds += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        for fd in self.fds:
             os.close(fd)
 
 
@@ -118,10 +176,15 @@ def warm(root: Path, names: list[str]) -> None:
 
 class ServerProcess:
     def __init__(self, variant: str, root: Path) -> None:
-        name, _, engine = variant.partition("@")
+        name, _, options = variant.partition("@")
         env = dict(os.environ)
-        if engine == "threads":
-            env["NURSERY_IO_URING"] = "0"
+        for option in filter(None, options.split("+")):
+            # "@threads": the thread engine; "@NAME=VALUE": an environment variable.
+            key, _, value = option.partition("=")
+            if option == "threads":
+                env["NURSERY_IO_URING"] = "0"
+            else:
+                env[key] = value
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.serving_server", name, str(root)],
             stdout=subprocess.PIPE,
@@ -177,9 +240,21 @@ class ServerProcess:
         self._stop.set()
         self._sampler.join()
 
-    def stop(self) -> None:
+    def stop(self) -> dict[str, Any]:
+        """Ask the server for its ``stats`` line (SIGTERM), then make sure it is gone."""
+        stats: dict[str, Any] = {}
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                out, _ = self.proc.communicate(timeout=5)
+            except subprocess.TimeoutExpired:
+                out = ""
+            for line in out.splitlines():
+                if line.startswith("stats "):
+                    stats = json.loads(line[6:])
         self.proc.kill()
         self.proc.wait()
+        return stats
 
 
 def client(mode: str, port: int, params: dict[str, Any]) -> subprocess.Popen[str]:
@@ -207,7 +282,13 @@ def run_once(
     if scenario in ("cold", "hol"):
         evict(root)
         warm(root, [])  # the tiny file only
-    server = ServerProcess(variant, root)
+    responder = ServerProcess("responder", root) if scenario.startswith("hol") else None
+    try:
+        server = ServerProcess(variant, root)
+    except BaseException:
+        if responder is not None:
+            responder.stop()
+        raise
     try:
         server.start_sampling()
         cpu0 = server.cpu_seconds()
@@ -219,24 +300,42 @@ def run_once(
         elif scenario == "cold":
             params = {"lists": layout["cold"], "duration": duration * 10, "loop": False}
             report |= result_of(client("download", server.port, params), duration * 10 + 30)
-        elif scenario == "hol-idle":
-            params = {"name": layout["tiny"], "duration": duration}
-            report |= {"probe": result_of(client("probe", server.port, params), duration + 30)}
-        else:  # hol
-            down = client("download", server.port, {"lists": layout["hol"], "duration": duration})
-            time.sleep(0.2)  # let the downloads start
-            probe = client(
-                "probe", server.port, {"name": layout["tiny"], "duration": duration - 0.4}
-            )
-            report |= {"probe": result_of(probe, duration + 30)}
-            report |= result_of(down, duration + 30)
+        else:  # hol, hol-idle
+            down = None
+            probe_time = duration
+            if scenario == "hol":
+                # The downloads go on for the whole run, again and again over the same
+                # files; an evictor keeps dropping them from the page cache meanwhile, so
+                # the reads keep going to the device without gigabytes of test files.
+                params = {"lists": layout["hol"], "duration": duration, "loop": True}
+                down = client("download", server.port, params)
+                evictor = Evictor(root, [n for names in layout["hol"] for n in names])
+                time.sleep(0.2)  # let the downloads start
+                probe_time = duration - 0.4
+            params = {"name": layout["tiny"], "duration": probe_time}
+            # The floor, measured at the same time under the same load: the same probe
+            # against a trivial responder, and a process that only sleeps 1 ms at a time.
+            probes = [
+                client("probe", server.port, params),
+                client("probe", responder.port, params),
+                client("sleep", 0, params),
+            ]
+            for key, proc in zip(("probe", "floor_probe", "sleep"), probes, strict=True):
+                report[key] = result_of(proc, duration + 30)
+            if down is not None:
+                report |= result_of(down, duration + 30)
+                evictor.stop()
+                report["evictions"] = evictor.rounds
         report["server_cpu"] = server.cpu_seconds() - cpu0
         server.stop_sampling()
         report["threads"] = server.peak_threads
         report["io_workers"] = server.peak_io_workers
+        report["server_stats"] = server.stop()
         return report
     finally:
         server.stop()
+        if responder is not None:
+            responder.stop()
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -269,8 +368,38 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, An
             row["p50_ms"] = _median(runs, lambda r: r["probe"].get("p50", 0) * 1e3)
             row["p99_ms"] = _median(runs, lambda r: r["probe"].get("p99", 0) * 1e3)
             row["max_ms"] = _median(runs, lambda r: r["probe"].get("max", 0) * 1e3)
+            row["floor_p50_ms"] = _median(runs, lambda r: _ms(r, "floor_probe", "p50"))
+            row["floor_p99_ms"] = _median(runs, lambda r: _ms(r, "floor_probe", "p99"))
+            row["sleep_p99_ms"] = _median(runs, lambda r: _ms(r, "sleep", "p99"))
+            # Per run: how many times the floor's p99 the server's p99 was.
+            row["over_floor"] = _median(
+                runs,
+                lambda r: (
+                    r["probe"]["p99"] / r["floor_probe"]["p99"]
+                    if "p99" in r["probe"] and r.get("floor_probe", {}).get("p99")
+                    else None
+                ),
+            )
+            row["stall_p99_ms"] = _median(
+                runs, lambda r: r.get("server_stats", {}).get("sendfile_p99_ms")
+            )
+            row["stall_max_ms"] = _median(
+                runs, lambda r: r.get("server_stats", {}).get("sendfile_max_ms")
+            )
+        if scenario in ("cached", "cold", "hol"):
+            row["inline_sendfiles"] = _median(
+                runs, lambda r: r.get("server_stats", {}).get("inline_sendfiles")
+            )
+            row["ring_ops"] = _median(
+                runs, lambda r: r.get("server_stats", {}).get("ops_by_engine", {}).get("io_uring")
+            )
         table.setdefault(scenario, {})[variant] = row
     return table
+
+
+def _ms(run: dict[str, Any], key: str, field: str) -> float | None:
+    value = run.get(key, {}).get(field)
+    return None if value is None else value * 1e3
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -403,21 +532,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--only", default="cached,cold,hol", help="scenarios")
-    parser.add_argument("--variants", default=None, help="comma-separated server variants")
+    parser.add_argument(
+        "--variants",
+        default=None,
+        help="comma-separated server variants, in this order; VARIANT@threads runs on the"
+        " thread engine, VARIANT@NAME=VALUE with that environment variable",
+    )
+    parser.add_argument("--duration", type=float, default=None, help="seconds per run")
     args = parser.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 3)
-    duration = 1.0 if args.quick else 3.0
+    duration = args.duration or (1.0 if args.quick else 3.0)
     scenarios = args.only.split(",")
-    chosen = set(args.variants.split(",")) if args.variants else None
+    chosen = args.variants.split(",") if args.variants else None
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="serving-") as tmp:
         root = Path(tmp)
         layout = prepare(root, args.quick)
+        device = device_latency(root) if {"cold", "hol"} & set(scenarios) else None
         plan: list[tuple[str, tuple[str, ...]]] = []
         for scenario in scenarios:
             variants = HOL_VARIANTS if scenario == "hol" else SERVING_VARIANTS
             if chosen:
-                variants = tuple(v for v in variants if v in chosen)
+                # Listed variants run in the order given, extra "@..." spellings included.
+                variants = tuple(chosen)
             plan.append((scenario, variants))
             if scenario == "hol":
                 plan.append(("hol-idle", variants))
@@ -442,6 +579,7 @@ def main(argv: list[str] | None = None) -> None:
         "cpus": os.cpu_count(),
         "rounds": rounds,
         "quick": args.quick,
+        "device": device,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

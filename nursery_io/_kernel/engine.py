@@ -59,6 +59,7 @@ from typing import Final
 import outcome
 
 from . import workers
+from .cachestat import PageCacheCheck
 from .errors import ClosedResourceError
 from .inline import INLINE_ENV_VAR, InlineOps
 from .ops import NO_OPCODE, Op, SpliceOp
@@ -196,6 +197,10 @@ class IOStatistics:
     """Inline read attempts that found the data not cached and went to an engine instead."""
     features: int = 0
     """``io_uring_params.features`` of the ring."""
+    inline_sendfiles: int = 0
+    """``sendfile`` calls made on the loop thread for ranges ``cachestat`` found cached."""
+    inline_sendfile_misses: int = 0
+    """Ranges of a file transfer found not cached: they went to the ring or a thread."""
 
     @property
     def syscalls_saved(self) -> int:
@@ -249,6 +254,8 @@ class FileEngine:
         self._inline = InlineOps(bool(inline_reads))
         #: Whether cached positional reads are tried inline first (``try_inline``).
         self.inline_reads = self._inline.enabled
+        #: Whether a file range can be sent inline (``sendfile`` on the loop thread).
+        self.page_cache = PageCacheCheck(self._inline.enabled)
         self._entries = entries
         self._max_threads = max_threads
         self._on_ring = on_ring
@@ -931,6 +938,8 @@ class FileEngine:
                 ENGINE_INLINE: self._inline.served,
             },
             inline_misses=self._inline.misses,
+            inline_sendfiles=self.page_cache.served,
+            inline_sendfile_misses=self.page_cache.misses,
             fallbacks_by_reason=dict(self._fallbacks),
             submit_syscalls=enter_calls,
             ops_submitted=sqes,
