@@ -12,9 +12,15 @@ Scenarios (loopback only, every run bounded in time):
   once beforehand so it is in the page cache), again and again for ``duration`` seconds.
 - ``cold``: 50 clients each download their own set of those sizes once, after every file
   was evicted from the page cache (``posix_fadvise(DONTNEED)`` after ``fsync``).
-- ``hol``: 20 clients download cold 8 MiB files while a separate client sends one tiny
-  (cached) request every 2 ms on its own connection and records the latency; the same
-  probe is also run against an idle server (``hol-idle``) for the baseline.
+- ``hol``: 20 clients download cold 8 MiB files (over and over, for the whole run, while a
+  driver thread evicts them every 20 ms) while a separate client sends one tiny (cached)
+  request every 2 ms on its own connection and records the latency; the same probe is
+  also run against an idle server (``hol-idle``) for the baseline.
+- the floor, in every ``hol``/``hol-idle`` run and at the same time: the same probe against
+  a trivial blocking responder process, and a process that sleeps 1 ms at a time and
+  records how late it wakes. They show what the machine itself adds under that load.
+  Before the runs, the device's cold read latency (an evicted 8 MiB file, a 64 KiB chunk)
+  is measured too.
 
 Each server variant (``benchmarks.serving_server``) runs in its own process; the driver
 reads that process's CPU time (``/proc/PID/stat``: every thread, io-wq workers included)
@@ -409,11 +415,15 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 def targets(table: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     lines = []
     cached = table.get("cached", {})
-    ours = cached.get("nursery_io-zero-copy", {}).get("gbps")
+    ours_row = cached.get("nursery_io-zero-copy", {})
+    ours = ours_row.get("gbps")
 
     def check(text: str, ok: bool | None, measured: str) -> None:
         state = "n/a " if ok is None else ("PASS" if ok else "FAIL")
         lines.append(f"{state}  {text}: {measured}")
+
+    def note(text: str) -> None:
+        lines.append(f"      {text}")
 
     for peer, factor in (("trio", 2.0), ("asyncio-sendfile", 1.0), ("uvloop-read-write", 1.0)):
         theirs = cached.get(peer, {}).get("gbps")
@@ -423,22 +433,45 @@ def targets(table: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
             None if ratio is None else ratio >= factor,
             f"{_fmt(ratio)}x",
         )
+        our_cpu, their_cpu = ours_row.get("cpu_per_gb"), cached.get(peer, {}).get("cpu_per_gb")
+        if our_cpu and their_cpu:
+            note(f"{peer} spends {_fmt(their_cpu / our_cpu)}x nursery_io's CPU per GB")
     hol = table.get("hol", {})
     idle = table.get("hol-idle", {})
-    ours_p99 = hol.get("nursery_io-zero-copy", {}).get("p99_ms")
+    ours_hol = hol.get("nursery_io-zero-copy", {})
+    ours_p99 = ours_hol.get("p99_ms")
     ours_idle = idle.get("nursery_io-zero-copy", {}).get("p99_ms")
     asyncio_p99 = hol.get("asyncio-sendfile", {}).get("p99_ms")
+    floor_p99 = ours_hol.get("floor_p99_ms")
     ratio = asyncio_p99 / ours_p99 if ours_p99 and asyncio_p99 else None
     check(
         "cold downloads: tiny-request p99 >= 10x better than asyncio sock_sendfile",
         None if ratio is None else ratio >= 10,
         f"{_fmt(ratio, 1)}x ({_fmt(ours_p99)} ms vs {_fmt(asyncio_p99)} ms)",
     )
+    if asyncio_p99 and floor_p99:
+        note(
+            f"the most any server could reach here: {_fmt(asyncio_p99 / floor_p99, 1)}x"
+            f" (asyncio's p99 over the floor's, {_fmt(floor_p99)} ms)"
+        )
     growth = ours_p99 / ours_idle if ours_p99 and ours_idle else None
     check(
         "nursery_io p99 under cold downloads within 2x of its idle p99",
         None if growth is None else growth <= 2,
         f"{_fmt(growth)}x ({_fmt(ours_p99)} ms vs {_fmt(ours_idle)} ms idle)",
+    )
+    floor_idle = idle.get("nursery_io-zero-copy", {}).get("floor_p99_ms")
+    if floor_p99 and floor_idle:
+        note(
+            f"the floor itself (a trivial responder) went from {_fmt(floor_idle)} ms idle to"
+            f" {_fmt(floor_p99)} ms under the same load: {_fmt(floor_p99 / floor_idle)}x"
+        )
+    over = ours_hol.get("over_floor")
+    check(
+        "proposed: nursery_io p99 under cold downloads within 3x of the floor measured"
+        " at the same time",
+        None if over is None else over <= 3,
+        f"{_fmt(over)}x (median of the runs' p99 / floor p99)",
     )
     threads = max(
         (row.get("threads", 0) for scenario in table.values() for v, row in scenario.items()
@@ -455,16 +488,30 @@ def markdown(table: dict[str, dict[str, dict[str, Any]]], meta: dict[str, Any]) 
         "# Static file serving",
         "",
         f"{meta['date']} · Python {meta['python']} · {meta['platform']} · {meta['cpus']} CPUs ·"
-        f" {meta['rounds']} round(s), {'quick' if meta['quick'] else 'full'} sizes",
+        f" {meta['rounds']} round(s), {'quick' if meta['quick'] else 'full'} sizes"
+        f" · {meta.get('minutes', 0):.1f} minutes",
         "",
         "Command: `python -m benchmarks.serving"
         + (" --quick" if meta["quick"] else "")
         + f" --rounds {meta['rounds']}`. Medians of the runs. `CPU s/GB`: CPU seconds of the"
         " whole server process (every thread, io-wq workers included) per GB of bodies sent."
         " `threads`: peak threads of the server process without io_uring's `iou-wrk` workers,"
-        " which are counted in `io-wq`.",
+        " which are counted in `io-wq`. `inline`: nursery_io's `sendfile` calls on the loop"
+        " thread for cached data (`inline_sendfiles`), `ring ops`: its io_uring operations.",
         "",
     ]
+    device = meta.get("device")
+    if device:
+        out += [
+            "## The device",
+            "",
+            f"Reading an evicted 8 MiB file (1 MiB preads): {_fmt(device['read_8mib_ms'])} ms"
+            f" (max {_fmt(device['read_8mib_max_ms'])} ms); one evicted 64 KiB chunk:"
+            f" {_fmt(device['read_64kib_ms'])} ms (max {_fmt(device['read_64kib_max_ms'])} ms)."
+            " A loop that calls `sendfile` on cold data waits that long, per call, with"
+            " every other connection.",
+            "",
+        ]
     titles = {
         "cached": "Cached files: 50 clients, 16 KiB-8 MiB, keep-alive, for a fixed time",
         "cold": "Cold files: 50 clients, each its own 16 KiB-8 MiB files once, evicted first",
@@ -476,22 +523,45 @@ def markdown(table: dict[str, dict[str, dict[str, Any]]], meta: dict[str, Any]) 
         if not rows:
             continue
         out += [f"## {titles[scenario]}", ""]
+        if scenario == "hol":
+            out += [
+                "The 20 downloads loop over their files for the whole run while the driver"
+                " evicts those files every 20 ms, so reads keep going to the device. `floor`:"
+                " the same probe, at the same time, against a trivial responder process"
+                " (blocking socket, canned answer); `sleep`: how late a process that only"
+                " sleeps 1 ms wakes up (p99). Both show what the machine itself adds under"
+                " this load (2 CPUs shared by the server, its io-wq workers, the clients and"
+                " the probes). `x floor`: the server's p99 over the floor's, run by run."
+                " `stall`: for asyncio, how long its `os.sendfile` calls held the loop"
+                " (p99 / max).",
+                "",
+            ]
         if scenario in ("cached", "cold"):
-            out += ["| server | GB/s | CPU s/GB | requests | threads | io-wq | errors |",
-                    "|---|--:|--:|--:|--:|--:|---|"]  # fmt: skip
+            out += ["| server | GB/s | CPU s/GB | requests | threads | io-wq | inline | ring ops"
+                    " | errors |",
+                    "|---|--:|--:|--:|--:|--:|--:|--:|---|"]  # fmt: skip
             for variant, row in rows.items():
                 out.append(
                     f"| {variant} | {_fmt(row['gbps'])} | {_fmt(row['cpu_per_gb'])} |"
                     f" {_fmt(row['requests'], 0)} | {row['threads']} | {row['io_workers']} |"
+                    f" {_fmt(row.get('inline_sendfiles'), 0)} | {_fmt(row.get('ring_ops'), 0)} |"
                     f" {'; '.join(row['errors'])[:80]} |"
                 )
         else:
-            out += ["| server | p50 ms | p99 ms | max ms | download GB/s | threads | io-wq |",
-                    "|---|--:|--:|--:|--:|--:|--:|"]  # fmt: skip
+            out += ["| server | p50 ms | p99 ms | max ms | floor p99 | x floor | sleep p99 |"
+                    " stall ms | download GB/s | threads | io-wq |",
+                    "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]  # fmt: skip
             for variant, row in rows.items():
+                stall = (
+                    f"{_fmt(row['stall_p99_ms'])} / {_fmt(row['stall_max_ms'])}"
+                    if row.get("stall_p99_ms") is not None
+                    else "-"
+                )
                 out.append(
                     f"| {variant} | {_fmt(row['p50_ms'])} | {_fmt(row['p99_ms'])} |"
-                    f" {_fmt(row['max_ms'])} | {_fmt(row.get('gbps'))} | {row['threads']} |"
+                    f" {_fmt(row['max_ms'])} | {_fmt(row.get('floor_p99_ms'))} |"
+                    f" {_fmt(row.get('over_floor'), 1)} | {_fmt(row.get('sleep_p99_ms'))} |"
+                    f" {stall} | {_fmt(row.get('gbps'))} | {row['threads']} |"
                     f" {row['io_workers']} |"
                 )
         out.append("")
@@ -517,6 +587,11 @@ def chart(table: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
         ax.barh(
             names, values, color=["#2a7" if n.startswith("nursery_io") else "#888" for n in names]
         )
+        if scenario == "hol":
+            floors = [rows[n].get("floor_p99_ms") or 0 for n in names]
+            ax.scatter(floors, names, marker="|", s=300, color="#c33", zorder=3,
+                       label="floor: trivial responder, same load")  # fmt: skip
+            ax.legend(fontsize=8, loc="lower right")
         ax.set_title(label, fontsize=10)
         ax.invert_yaxis()
         if scenario == "hol" and any(values):
@@ -545,6 +620,7 @@ def main(argv: list[str] | None = None) -> None:
     scenarios = args.only.split(",")
     chosen = args.variants.split(",") if args.variants else None
     results: list[dict[str, Any]] = []
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="serving-") as tmp:
         root = Path(tmp)
         layout = prepare(root, args.quick)
@@ -580,6 +656,7 @@ def main(argv: list[str] | None = None) -> None:
         "rounds": rounds,
         "quick": args.quick,
         "device": device,
+        "minutes": (time.monotonic() - started) / 60,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

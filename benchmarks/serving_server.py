@@ -151,8 +151,10 @@ def run_asyncio_sendfile(root: Path) -> None:
                     with open(root / _parse(head), "rb") as f:
                         size = os.fstat(f.fileno()).st_size
                         await loop.sock_sendall(conn, _response_head(size))
-                        await loop.sock_sendfile(conn, f, 0, size)
-            except (ConnectionError, BrokenPipeError):
+                        # fallback=False: a peer going away must not start the thread
+                        # pool of asyncio's read + send fallback (it would count as threads).
+                        await loop.sock_sendfile(conn, f, 0, size, fallback=False)
+            except (ConnectionError, BrokenPipeError, asyncio.SendfileNotAvailableError):
                 pass
 
     def report() -> None:
