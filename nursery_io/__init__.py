@@ -43,24 +43,25 @@ if _typing.TYPE_CHECKING:
         open_memory_channel,
     )
     from ._deprecate import TrioDeprecationWarning
-    from ._dtls import DTLSChannel, DTLSChannelStatistics, DTLSEndpoint
-    from ._file_io import open_file, wrap_file
+    from ._files._file_io import open_file, wrap_file
+    from ._files._path import Path, PosixPath, WindowsPath
     from ._highlevel_generic import StapledStream, aclose_forcefully
-    from ._highlevel_open_tcp_listeners import open_tcp_listeners, serve_tcp
-    from ._highlevel_open_tcp_stream import open_tcp_stream
-    from ._highlevel_open_unix_stream import open_unix_socket
-    from ._highlevel_serve_listeners import serve_listeners
-    from ._highlevel_socket import SocketListener, SocketStream
-    from ._highlevel_ssl_helpers import (
+    from ._net._dtls import DTLSChannel, DTLSChannelStatistics, DTLSEndpoint
+    from ._net._highlevel_open_tcp_listeners import open_tcp_listeners, serve_tcp
+    from ._net._highlevel_open_tcp_stream import open_tcp_stream
+    from ._net._highlevel_open_unix_stream import open_unix_socket
+    from ._net._highlevel_serve_listeners import serve_listeners
+    from ._net._highlevel_socket import SocketListener, SocketStream
+    from ._net._highlevel_ssl_helpers import (
         open_ssl_over_tcp_listeners,
         open_ssl_over_tcp_stream,
         serve_ssl_over_tcp,
     )
-    from ._path import Path, PosixPath, WindowsPath
+    from ._net._sendfile import send_file
+    from ._net._ssl import NeedHandshakeError, SSLStream
+    from ._net._ssl_listener import SSLListener
     from ._safe_channel import as_safe_channel
-    from ._sendfile import send_file
     from ._signals import open_signal_receiver
-    from ._ssl import NeedHandshakeError, SSLListener, SSLStream
     from ._subprocess import Process, run_process
     from ._sync import (
         CapacityLimiter,
@@ -96,24 +97,25 @@ _LAZY_MODULES: dict[str, tuple[str, ...]] = {
         "open_memory_channel",
     ),
     "_deprecate": ("TrioDeprecationWarning",),
-    "_dtls": ("DTLSChannel", "DTLSChannelStatistics", "DTLSEndpoint"),
-    "_file_io": ("open_file", "wrap_file"),
+    "_files._file_io": ("open_file", "wrap_file"),
+    "_net._dtls": ("DTLSChannel", "DTLSChannelStatistics", "DTLSEndpoint"),
     "_highlevel_generic": ("StapledStream", "aclose_forcefully"),
-    "_highlevel_open_tcp_listeners": ("open_tcp_listeners", "serve_tcp"),
-    "_highlevel_open_tcp_stream": ("open_tcp_stream",),
-    "_highlevel_open_unix_stream": ("open_unix_socket",),
-    "_highlevel_serve_listeners": ("serve_listeners",),
-    "_highlevel_socket": ("SocketListener", "SocketStream"),
-    "_highlevel_ssl_helpers": (
+    "_net._highlevel_open_tcp_listeners": ("open_tcp_listeners", "serve_tcp"),
+    "_net._highlevel_open_tcp_stream": ("open_tcp_stream",),
+    "_net._highlevel_open_unix_stream": ("open_unix_socket",),
+    "_net._highlevel_serve_listeners": ("serve_listeners",),
+    "_net._highlevel_socket": ("SocketListener", "SocketStream"),
+    "_net._highlevel_ssl_helpers": (
         "open_ssl_over_tcp_listeners",
         "open_ssl_over_tcp_stream",
         "serve_ssl_over_tcp",
     ),
-    "_path": ("Path", "PosixPath", "WindowsPath"),
+    "_files._path": ("Path", "PosixPath", "WindowsPath"),
     "_safe_channel": ("as_safe_channel",),
-    "_sendfile": ("send_file",),
+    "_net._sendfile": ("send_file",),
     "_signals": ("open_signal_receiver",),
-    "_ssl": ("NeedHandshakeError", "SSLListener", "SSLStream"),
+    "_net._ssl": ("NeedHandshakeError", "SSLStream"),
+    "_net._ssl_listener": ("SSLListener",),
     "_subprocess": ("Process", "run_process"),
     "_sync": (
         "CapacityLimiter",

@@ -1,18 +1,16 @@
-"""The showcase behind ``python -m nursery_io``.
+"""The capability report behind ``python -m nursery_io``.
 
-It answers the question behind this project — "why do event loops hand file I/O to a thread
-pool, and what happens if they don't?" — on the machine it runs on:
+It shows, on the machine it runs on, what nursery_io's kernel layer does:
 
 1. what the kernel layer found: io_uring and the operations it supports here (or why it fell
    back to threads), and epoll for sockets;
 2. a short live demo: many tasks reading files and echoing over TCP at the same time;
-3. the same work on a thread-pool design (asyncio with file reads in its default executor,
-   which is what aiofiles and most runtimes do), for comparison;
-4. the same file reads and writes in a plain synchronous loop on one thread: the floor no
-   event loop can beat for that part of the work;
-5. the run's statistics: ops by engine, worker threads used, loop turns, and the
-   ``io_uring_enter`` calls saved by batching, then a verdict that counts the process's own
-   threads and the kernel's io_uring workers separately.
+3. the run's statistics: ops by engine, worker threads used, loop turns, and the
+   ``io_uring_enter`` calls saved by batching, counting the process's own threads and the
+   kernel's io_uring workers separately.
+
+The same demo against a thread-pool design and a synchronous floor is a benchmark:
+``python -m benchmarks.showcase`` (benchmarks/showcase.py), which builds on this module.
 
 Every line of the report fits in 80 columns, and the report is printed before the demo's
 temporary files are removed (which can take a while on a slow disk).
@@ -21,7 +19,6 @@ temporary files are removed (which can take a while on a slow disk).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import functools
 import os
 import platform
@@ -31,11 +28,12 @@ import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import nursery_io
-from nursery_io import lowlevel
+from nursery_io._core import current_statistics
 from nursery_io._kernel import workers
 
 __all__ = ["main"]
@@ -93,7 +91,7 @@ def _make_files(directory: str, count: int, size: int) -> list[str]:
     return paths
 
 
-class _ThreadPeak:
+class ThreadPeak:
     """Samples the process's thread count while a demo runs (the honest figure: OS threads)."""
 
     def __init__(self, exclude_prefix: str | None = None) -> None:
@@ -127,7 +125,7 @@ class _ThreadPeak:
             self.peak_kernel_workers = max(self.peak_kernel_workers, kernel_workers)
             self._stop.wait(0.002)
 
-    def __enter__(self) -> _ThreadPeak:
+    def __enter__(self) -> ThreadPeak:
         self._thread.start()
         return self
 
@@ -136,7 +134,7 @@ class _ThreadPeak:
         self._thread.join()
 
 
-class _Progress:
+class Progress:
     """A one-line progress display on a terminal; periodic plain lines otherwise."""
 
     def __init__(self, label: str, total: int, stream: Any = sys.stderr) -> None:
@@ -172,7 +170,7 @@ class _Progress:
 # ----- the demo on nursery_io -----
 
 
-async def _nursery_io_demo(work: Workload, progress: _Progress) -> Outcome:
+async def _nursery_io_demo(work: Workload, progress: Progress) -> Outcome:
     rng = random.Random(work.seed)
     started = time.perf_counter()
 
@@ -217,7 +215,7 @@ async def _nursery_io_demo(work: Workload, progress: _Progress) -> Outcome:
                 nursery.start_soon(client, port)
         server_nursery.cancel_scope.cancel()
     seconds = time.perf_counter() - started
-    statistics = lowlevel.current_statistics()
+    statistics = current_statistics()
     return Outcome(
         "nursery_io",
         seconds,
@@ -232,88 +230,10 @@ async def _nursery_io_demo(work: Workload, progress: _Progress) -> Outcome:
     )
 
 
-# ----- the same work on asyncio with a thread pool for files -----
-
-
-async def _asyncio_demo(work: Workload, progress: _Progress) -> Outcome:
-    rng = random.Random(work.seed)
-    loop = asyncio.get_running_loop()
-    started = time.perf_counter()
-
-    async def reader(index: int) -> None:
-        path = work.files[index % len(work.files)]
-        scratch = os.path.join(work.directory, f"scratch-{index}.bin")
-        fd = await loop.run_in_executor(None, os.open, path, os.O_RDONLY)
-        out = await loop.run_in_executor(
-            None, os.open, scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        )
-        try:
-            for number in range(work.reads_per_reader):
-                offset = rng.randrange(0, work.file_size - BLOCK)
-                data = await loop.run_in_executor(None, os.pread, fd, BLOCK, offset)
-                assert len(data) == BLOCK
-                if number % WRITE_EVERY == 0:
-                    await loop.run_in_executor(None, os.pwrite, out, data, number * BLOCK)
-                progress.advance()
-        finally:
-            await loop.run_in_executor(None, os.close, fd)
-            await loop.run_in_executor(None, os.close, out)
-
-    async def echo(reader_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader_.read(65536):
-            writer.write(data)
-            await writer.drain()
-        writer.close()
-
-    async def client(port: int) -> None:
-        reader_, writer = await asyncio.open_connection("127.0.0.1", port)
-        for _ in range(work.round_trips):
-            writer.write(MESSAGE)
-            await writer.drain()
-            await reader_.readexactly(len(MESSAGE))
-            progress.advance()
-        writer.close()
-        await writer.wait_closed()
-
-    server = await asyncio.start_server(echo, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    async with server, asyncio.TaskGroup() as group:
-        for index in range(work.readers):
-            group.create_task(reader(index))
-        for _ in range(work.clients):
-            group.create_task(client(port))
-    seconds = time.perf_counter() - started
-    return Outcome("asyncio + thread pool", seconds, work.total_reads, work.total_round_trips, 0)
-
-
-# ----- the floor: the file part of the work, synchronously, on one thread -----
-
-
-def _synchronous_floor(work: Workload) -> float:
-    """Seconds for the demo's file reads and writes as a plain ``os.pread``/``os.pwrite``
-    loop: no event loop, no threads, no concurrency. Any runtime adds to this."""
-    rng = random.Random(work.seed)
-    started = time.perf_counter()
-    for index in range(work.readers):
-        path = work.files[index % len(work.files)]
-        scratch = os.path.join(work.directory, f"floor-{index}.bin")
-        fd = os.open(path, os.O_RDONLY)
-        out = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        try:
-            for number in range(work.reads_per_reader):
-                data = os.pread(fd, BLOCK, rng.randrange(0, work.file_size - BLOCK))
-                if number % WRITE_EVERY == 0:
-                    os.pwrite(out, data, number * BLOCK)
-        finally:
-            os.close(fd)
-            os.close(out)
-    return time.perf_counter() - started
-
-
 # ----- report -----
 
 
-class _Lines:
+class Lines:
     """Writes report lines wrapped to WIDTH columns (continuations indented a bit more)."""
 
     def __init__(self, out: Any) -> None:
@@ -356,41 +276,29 @@ def _describe_kernel() -> list[tuple[int, str]]:
     return lines
 
 
-def _plural(count: int, word: str) -> str:
+def plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _threads_phrase(own: int, kernel_workers: int) -> str:
     """Threads of the process itself, and the kernel's io_uring workers apart: those are
     the kernel's (io-wq), created for ops it can't finish inline, not a thread pool of ours."""
-    text = _plural(own, "thread")
+    text = plural(own, "thread")
     if kernel_workers:
         text += f" (+{kernel_workers} kernel io-wq)"
     return text
 
 
-def _verdict(ours: Outcome, theirs: Outcome | None, floor: float | None) -> str:
+def verdict_of(ours: Outcome) -> str:
+    """The demo's result in a phrase: its time and the threads it used."""
     kernel_workers = ours.details.get("kernel_workers", 0)
-    parts = [
+    return (
         f"nursery_io: {ours.seconds:.2f} s on {_threads_phrase(ours.peak_threads, kernel_workers)}"
-    ]
-    if theirs is not None and ours.seconds > 0 and theirs.seconds > 0:
-        ratio = theirs.seconds / ours.seconds
-        comparison = f"{ratio:.1f}x as fast" if ratio >= 1 else f"{1 / ratio:.1f}x slower"
-        parts.append(
-            f"thread pool: {theirs.seconds:.2f} s on "
-            f"{_plural(theirs.peak_threads, 'thread')} (nursery_io {comparison})"
-        )
-    if floor is not None:
-        parts.append(
-            f"synchronous floor (the file reads and writes alone, one thread, no event "
-            f"loop): {floor:.2f} s"
-        )
-    return "=> " + "; ".join(parts) + "."
+    )
 
 
-def _report(ours: Outcome, theirs: Outcome | None, floor: float | None, out: Any) -> None:
-    line = _Lines(out)
+def report_statistics(ours: Outcome, line: Lines) -> None:
+    """The statistics of the demo's run."""
     io = ours.details["io"]
     engine = io.file_engine
     line()
@@ -429,32 +337,10 @@ def _report(ours: Outcome, theirs: Outcome | None, floor: float | None, out: Any
             f"finish inline; not counted above): {ours.details['kernel_workers']}",
             2,
         )
-    if theirs is not None:
-        line()
-        line(f"{theirs.name} (the thread-pool design)")
-        line(f"time: {theirs.seconds:.2f} s, peak OS threads: {theirs.peak_threads}", 2)
-    if floor is not None:
-        line()
-        line("the floor: the same file reads and writes, synchronously")
-        line(
-            f"time: {floor:.2f} s (os.pread/os.pwrite in a loop, one thread; the TCP part "
-            f"has no such floor)",
-            2,
-        )
-    line()
-    line(_verdict(ours, theirs, floor), 2, hang=3)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m nursery_io", description="Show what nursery_io found and what it does."
-    )
-    parser.add_argument("--quick", action="store_true", help="a smaller demo (a second or two)")
-    parser.add_argument("--no-compare", action="store_true", help="skip the thread-pool run")
-    args = parser.parse_args(argv)
-    out = sys.stdout
-    line = _Lines(out)
-
+def print_header(line: Lines) -> None:
+    """The versions, then what the kernel layer found."""
     line(
         f"nursery_io {nursery_io.__version__} — Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()} ({platform.machine()})"
@@ -462,41 +348,68 @@ def main(argv: list[str] | None = None) -> int:
     for indent, text in _describe_kernel():
         line(text, indent)
 
-    scale = 1 if args.quick else 24
+
+def make_workload(directory: str, quick: bool) -> Workload:
+    """The demo's work, with its files created in ``directory``."""
+    scale = 1 if quick else 24
+    file_size = 1 << 20
+    return Workload(
+        directory=directory,
+        files=_make_files(directory, 16, file_size),
+        file_size=file_size,
+        readers=64,
+        reads_per_reader=25 * scale,
+        clients=16,
+        round_trips=25 * scale,
+    )
+
+
+def announce(work: Workload, line: Lines) -> None:
+    line()
+    line(
+        f"demo: {work.readers} tasks x {work.reads_per_reader} random 4 KiB file reads "
+        f"(plus a 4 KiB write every {WRITE_EVERY} reads), while {work.clients} TCP clients "
+        f"do {work.round_trips} echo round trips each"
+    )
+    line.out.flush()  # before the progress lines on stderr
+
+
+def run_demo(work: Workload) -> Outcome:
+    """The demo on nursery_io, with the peak number of threads it used."""
+    workers.reset_peak()
+    progress = Progress("nursery_io", work.total_reads + work.total_round_trips)
+    with ThreadPeak() as peak:
+        ours = nursery_io.run(_nursery_io_demo, work, progress)
+    ours.peak_threads = peak.peak
+    ours.details["kernel_workers"] = peak.peak_kernel_workers
+    return ours
+
+
+def showcase(quick: bool, finish: Callable[[Workload, Outcome, Lines], None]) -> None:
+    """Print what the kernel layer found, run the demo, then ``finish(work, ours, line)``
+    (the report) while the demo's files still exist."""
+    line = Lines(sys.stdout)
+    print_header(line)
     with tempfile.TemporaryDirectory(prefix="nursery_io-showcase-") as directory:
-        file_size = 1 << 20
-        work = Workload(
-            directory=directory,
-            files=_make_files(directory, 16, file_size),
-            file_size=file_size,
-            readers=64,
-            reads_per_reader=25 * scale,
-            clients=16,
-            round_trips=25 * scale,
-        )
-        line()
-        line(
-            f"demo: {work.readers} tasks x {work.reads_per_reader} random 4 KiB file reads "
-            f"(plus a 4 KiB write every {WRITE_EVERY} reads), while {work.clients} TCP clients "
-            f"do {work.round_trips} echo round trips each"
-        )
-        out.flush()  # before the progress lines on stderr
-        total = work.total_reads + work.total_round_trips
-        workers.reset_peak()
-        progress = _Progress("nursery_io", total)
-        with _ThreadPeak() as peak:
-            ours = nursery_io.run(_nursery_io_demo, work, progress)
-        ours.peak_threads = peak.peak
-        ours.details["kernel_workers"] = peak.peak_kernel_workers
-        theirs = None
-        if not args.no_compare:
-            progress = _Progress("asyncio + thread pool", total)
-            # Our idle worker threads linger for a few seconds; they aren't asyncio's.
-            with _ThreadPeak(exclude_prefix="nursery_io") as peak:
-                theirs = asyncio.run(_asyncio_demo(work, progress))
-            theirs.peak_threads = peak.peak
-        floor = _synchronous_floor(work)
+        work = make_workload(directory, quick)
+        announce(work, line)
+        ours = run_demo(work)
         # Report now: removing the demo's files (the with block's exit) can take seconds.
-        _report(ours, theirs, floor, out)
-        out.flush()
+        finish(work, ours, line)
+        line.out.flush()
+
+
+def _report(work: Workload, ours: Outcome, line: Lines) -> None:
+    report_statistics(ours, line)
+    line()
+    line(f"=> {verdict_of(ours)}.", 2, hang=3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m nursery_io", description="Show what nursery_io found and what it does."
+    )
+    parser.add_argument("--quick", action="store_true", help="a smaller demo (a second or two)")
+    args = parser.parse_args(argv)
+    showcase(args.quick, _report)
     return 0

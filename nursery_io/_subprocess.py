@@ -41,9 +41,9 @@ from ._core._context import current_library_name
 from ._core._util import final
 from ._highlevel_generic import StapledStream
 from ._kernel.workers import start_thread_soon
+from ._net._unix_pipes import FdStream
 from ._sync import Event, Lock
 from ._timeouts import sleep
-from ._unix_pipes import FdStream
 from .abc import ReceiveStream, SendStream
 
 __all__ = ["Process", "open_process", "run_process"]

@@ -54,7 +54,6 @@ from ._core._context import current_runner as _current_runner
 if _typing.TYPE_CHECKING:
     from ._core._guest import start_guest_run
     from ._core._ops import read_at, run_op
-    from ._hostname import encode_hostname
     from ._introspect import (
         format_task_tree,
         print_task_tree,
@@ -65,9 +64,10 @@ if _typing.TYPE_CHECKING:
     from ._introspect._signal import disable_debug_signal, enable_debug_signal
     from ._introspect._trace import TraceRecorder
     from ._kernel.workers import start_thread_soon
+    from ._net._hostname import encode_hostname
+    from ._net._unix_pipes import FdStream
     from ._subprocess import open_process
     from ._unbounded_queue import UnboundedQueue, UnboundedQueueStatistics
-    from ._unix_pipes import FdStream
 
 # Loaded on first use (PEP 562): the file engine's op constructors (ctypes), the worker
 # threads, pipes and subprocesses are not needed to start a run.
@@ -85,9 +85,9 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "TraceRecorder": ("._introspect._trace", "TraceRecorder"),
     "run_op": ("._core._ops", "run_op"),
     "start_thread_soon": ("._kernel.workers", "start_thread_soon"),
-    "FdStream": ("._unix_pipes", "FdStream"),
+    "FdStream": ("._net._unix_pipes", "FdStream"),
     "open_process": ("._subprocess", "open_process"),
-    "encode_hostname": ("._hostname", "encode_hostname"),
+    "encode_hostname": ("._net._hostname", "encode_hostname"),
     "UnboundedQueue": ("._unbounded_queue", "UnboundedQueue"),
     "UnboundedQueueStatistics": ("._unbounded_queue", "UnboundedQueueStatistics"),
 }

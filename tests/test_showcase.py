@@ -1,4 +1,5 @@
-"""python -m nursery_io: the kernel report, the demo and its statistics."""
+"""python -m nursery_io: the kernel report, the demo and its statistics; and the same demo
+head to head with a thread pool (python -m benchmarks.showcase)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,29 @@ import re
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
 from nursery_io import _showcase
 from nursery_io._kernel.engine import FileEngine
 
+ROOT = Path(__file__).resolve().parent.parent
+# benchmarks/ is not an installed package: plain `pytest` needs the repo root on the path.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from benchmarks import showcase as head_to_head  # noqa: E402
 
-def run_showcase(*args: str, env: dict[str, str] | None = None) -> str:
+
+def run_showcase(*args: str, env: dict[str, str] | None = None, module: str = "nursery_io") -> str:
+    """The output of ``python -m nursery_io --quick`` (or another module's showcase)."""
     completed = subprocess.run(
-        [sys.executable, "-m", "nursery_io", "--quick", *args],
+        [sys.executable, "-m", module, "--quick", *args],
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
+        cwd=ROOT,
         env={**os.environ, **(env or {})},
     )
     # Everything fits a standard terminal: the report on stdout, the progress on stderr.
@@ -43,24 +53,17 @@ def uring_available() -> bool:
         engine.close()
 
 
-def test_reports_the_engines_and_statistics() -> None:
-    output = run_showcase()
+def check_statistics(output: str, said: str) -> None:
+    """The run's statistics, and the verdict's figures for nursery_io taken from them."""
     assert "sockets, pipes, signals: epoll" in output
     assert "64 tasks x 25 random 4 KiB file reads" in output
     assert re.search(r"time: [\d.]+ s for 1,600 file reads and 400 TCP round trips", output)
-    assert "asyncio + thread pool (the thread-pool design)" in output
-    assert re.search(r"the floor: .*\n  time: [\d.]+ s \(os.pread/os.pwrite in a loop", output)
-    said = verdict(output)
-    assert re.fullmatch(
-        r"=> nursery_io: [\d.]+ s on \d+ threads?( \(\+\d+ kernel io-wq\))?; "
-        r"thread pool: [\d.]+ s on \d+ threads \(nursery_io [\d.]+x (as fast|slower)\); "
-        r"synchronous floor \(the file reads and writes alone, one thread, no event loop\): "
-        r"[\d.]+ s\.",
-        said,
-    ), said
     # The process's own threads and the kernel's io-wq workers are counted apart.
     own = int(re.search(r"peak threads of the process: (\d+)", output).group(1))  # type: ignore[union-attr]
-    assert f"nursery_io: {said.split(' s on ')[0].split(': ')[1]} s on {own} thread" in said
+    assert (
+        f"nursery_io: {said.split(' s on ', maxsplit=1)[0].split(': ')[1]} s on {own} thread"
+        in said
+    )
     workers = re.search(r"peak io_uring kernel workers .*?: (\d+)", output, re.S)
     if workers:
         assert f"(+{workers.group(1)} kernel io-wq)" in said
@@ -75,8 +78,35 @@ def test_reports_the_engines_and_statistics() -> None:
         assert "why not io_uring" in output
 
 
+def test_reports_the_engines_and_statistics() -> None:
+    output = run_showcase()
+    said = verdict(output)
+    assert re.fullmatch(
+        r"=> nursery_io: [\d.]+ s on \d+ threads?( \(\+\d+ kernel io-wq\))?\.", said
+    )
+    check_statistics(output, said)
+    # The comparison with other designs is a benchmark, not part of the runtime.
+    assert "thread-pool design" not in output
+    assert "floor" not in output
+
+
+def test_head_to_head_compares_with_a_thread_pool_and_the_floor() -> None:
+    output = run_showcase(module="benchmarks.showcase")
+    assert "asyncio + thread pool (the thread-pool design)" in output
+    assert re.search(r"the floor: .*\n  time: [\d.]+ s \(os.pread/os.pwrite in a loop", output)
+    said = verdict(output)
+    assert re.fullmatch(
+        r"=> nursery_io: [\d.]+ s on \d+ threads?( \(\+\d+ kernel io-wq\))?; "
+        r"thread pool: [\d.]+ s on \d+ threads \(nursery_io [\d.]+x (as fast|slower)\); "
+        r"synchronous floor \(the file reads and writes alone, one thread, no event loop\): "
+        r"[\d.]+ s\.",
+        said,
+    ), said
+    check_statistics(output, said)
+
+
 def test_forced_fallback_says_why() -> None:
-    output = run_showcase("--no-compare", env={"NURSERY_IO_URING": "0"})
+    output = run_showcase(env={"NURSERY_IO_URING": "0"})
     assert "why not io_uring: disabled by NURSERY_IO_URING=0" in output
     assert "io_uring: 0, threads: 2,176, inline: 0" in output
     assert "thread-pool design" not in output
@@ -93,24 +123,24 @@ def test_the_report_comes_before_the_cleanup(
             super().cleanup()
 
     monkeypatch.setattr(_showcase.tempfile, "TemporaryDirectory", RecordingDirectory)
-    assert _showcase.main(["--quick", "--no-compare"]) == 0
+    assert _showcase.main(["--quick"]) == 0
     [printed] = seen_at_cleanup
     assert "nursery_io run statistics" in printed
-    assert verdict(printed).endswith(" s.")
+    assert verdict(printed).startswith("=> nursery_io: ")
     assert capsys.readouterr().out == ""  # nothing left to say after the cleanup
 
 
 def test_verdict_wording() -> None:
     ours = _showcase.Outcome("nursery_io", 0.5, 1, 1, 1, {"kernel_workers": 3})
     theirs = _showcase.Outcome("asyncio + thread pool", 2.0, 1, 1, 9)
-    assert _showcase._verdict(ours, theirs, 0.25) == (
+    assert head_to_head.verdict(ours, theirs, 0.25) == (
         "=> nursery_io: 0.50 s on 1 thread (+3 kernel io-wq); thread pool: 2.00 s on 9 "
         "threads (nursery_io 4.0x as fast); synchronous floor (the file reads and writes "
         "alone, one thread, no event loop): 0.25 s."
     )
     slower = _showcase.Outcome("asyncio + thread pool", 0.25, 1, 1, 2)
     ours.details = {}
-    assert _showcase._verdict(ours, slower, None) == (
+    assert head_to_head.verdict(ours, slower, None) == (
         "=> nursery_io: 0.50 s on 1 thread; thread pool: 0.25 s on 2 threads "
         "(nursery_io 2.0x slower)."
     )

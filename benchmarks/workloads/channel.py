@@ -10,6 +10,7 @@ from benchmarks.workloads import Context, Target
 
 TITLE = "messages through an unbuffered memory channel, 1 sender + 1 receiver"
 UNIT = "msgs"
+ICOUNT_PARAM = "messages"  # benchmarks.icount scales this
 SIZES = {"full": {"messages": 100_000}, "quick": {"messages": 5_000}}
 REFERENCE = "trio"
 TARGETS = (Target("nursery_io >= 1.5x faster than trio", peer="trio", min_speedup=1.5),)

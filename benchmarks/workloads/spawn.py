@@ -10,6 +10,7 @@ from benchmarks.workloads import Context, Target
 
 TITLE = "spawn N tasks that each do K sleep(0), then join"
 UNIT = "tasks"
+ICOUNT_PARAM = "tasks"  # benchmarks.icount scales this
 SIZES = {"full": {"tasks": 20_000, "yields": 10}, "quick": {"tasks": 2_000, "yields": 10}}
 REFERENCE = "trio"
 TARGETS = (

@@ -1,4 +1,4 @@
-"""The core runtime: runner, tasks, nurseries, cancel scopes, traps. See DESIGN.md."""
+"""The core runtime: runner, tasks, nurseries, cancel scopes, traps. See docs/design.rst."""
 
 # Imported so that ``trio._core._run`` resolves in trio mode (see the module).
 from . import _run as _run
@@ -9,6 +9,7 @@ from ._detach import (
     reattach_detached_coroutine_object,
     temporarily_detach_coroutine_object,
 )
+from ._entry import run
 from ._exceptions import (
     BrokenResourceError,
     BusyResourceError,
@@ -42,7 +43,6 @@ from ._runner import (
     in_run,
     in_task,
     reschedule,
-    run,
     spawn_system_task,
     wait_all_tasks_blocked,
 )

@@ -43,17 +43,9 @@ from . import _context
 from ._cancel import CancelScope, Deadlines
 from ._context import GLOBAL_RUN_CONTEXT
 from ._deprecate import warn_loose_exception_groups
+from ._entry import _close_leftover_coroutines, _finish, _ki_handler, _new_runner, _start
 from ._exceptions import InternalError
-from ._runner import (
-    _BUSY_POLL_INTERVAL_NS,
-    _MAX_SLEEP,
-    Runner,
-    _close_leftover_coroutines,
-    _finish,
-    _ki_handler,
-    _new_runner,
-    _start,
-)
+from ._runner import _BUSY_POLL_INTERVAL_NS, _MAX_SLEEP, Runner
 
 if TYPE_CHECKING:
     import contextvars

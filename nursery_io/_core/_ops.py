@@ -1,9 +1,9 @@
 """Running a kernel :class:`~nursery_io._kernel.ops.Op` from a task (files and disk ops).
 
 The task submits the Op to the run's file engine (io_uring, or the worker pool) and parks.
-Cancellation follows the completion-port pattern from DESIGN.md: the abort function asks the
-engine to cancel and returns ``Abort.FAILED``, so the task keeps waiting for the Op's own
-completion, which says what really happened:
+Cancellation follows the completion-port pattern (docs/design.rst, "One Op, two engines"):
+the abort function asks the engine to cancel and returns ``Abort.FAILED``, so the task keeps
+waiting for the Op's own completion, which says what really happened:
 
 * cancelled before it ran → the task gets ``Cancelled``;
 * it ran anyway → the task gets the real result (bytes read, bytes written: the operation
@@ -30,7 +30,7 @@ from ._traps import (
 )
 
 if TYPE_CHECKING:
-    from .._kernel.engine import FileEngine
+    from .._kernel.contract import FileEngineAPI
     from .._kernel.ops import Op
     from ._runner import Runner
     from ._task import Task
@@ -38,6 +38,16 @@ if TYPE_CHECKING:
 __all__ = ["read_at", "run_linked", "run_op"]
 
 _Value = outcome.Value
+
+
+def _calling_task() -> Task:
+    """The shared prologue of the op runners: the task calling, outside a run a RuntimeError.
+    (Each then checks ``effectively_cancelled or ki_pending`` itself, before submitting:
+    awaiting a helper for it would cost a coroutine on every cached read.)"""
+    try:
+        return GLOBAL_RUN_CONTEXT.task
+    except AttributeError:
+        raise RuntimeError(NOT_IN_RUN_MESSAGE) from None
 
 
 class _OpWaiter:
@@ -51,7 +61,7 @@ class _OpWaiter:
         self,
         task: Task,
         runner: Runner,
-        engine: FileEngine,
+        engine: FileEngineAPI,
         op: Op,
         on_abort: Callable[[], object] | None = None,
     ) -> None:
@@ -106,10 +116,7 @@ async def run_op(op: Op, *, on_abort: Callable[[], object] | None = None) -> Any
     so this is the place to make an op that can't be stopped finish sooner, e.g. to
     unblock a worker thread stuck in a blocking call.
     """
-    try:
-        task = GLOBAL_RUN_CONTEXT.task
-    except AttributeError:
-        raise RuntimeError(NOT_IN_RUN_MESSAGE) from None
+    task = _calling_task()
     runner = task._runner
     if task._cancel_status.effectively_cancelled or runner.ki_pending:
         # Already cancelled: raise before submitting. A cached read completes inside the
@@ -137,10 +144,7 @@ async def read_at(fd: int, length: int, offset: int) -> bytes:
     case: data already in the page cache is copied inline (see ``FileEngine.try_inline``)
     without building an Op at all.
     """
-    try:
-        task = GLOBAL_RUN_CONTEXT.task
-    except AttributeError:
-        raise RuntimeError(NOT_IN_RUN_MESSAGE) from None
+    task = _calling_task()
     runner = task._runner
     if task._cancel_status.effectively_cancelled or runner.ki_pending:
         await checkpoint_if_cancelled()
@@ -160,7 +164,9 @@ class _ChainWaiter:
 
     __slots__ = ("engine", "ops", "pending", "raise_cancel", "runner", "task")
 
-    def __init__(self, task: Task, runner: Runner, engine: FileEngine, ops: Sequence[Op]) -> None:
+    def __init__(
+        self, task: Task, runner: Runner, engine: FileEngineAPI, ops: Sequence[Op]
+    ) -> None:
         self.task = task
         self.runner = runner
         self.engine = engine
@@ -197,10 +203,7 @@ async def run_linked(ops: Sequence[Op]) -> None:
     task still waits for all of them; ``Cancelled`` is raised if any op was cancelled
     (the ops keep their outcomes, so the caller can see what happened before that).
     """
-    try:
-        task = GLOBAL_RUN_CONTEXT.task
-    except AttributeError:
-        raise RuntimeError(NOT_IN_RUN_MESSAGE) from None
+    task = _calling_task()
     runner = task._runner
     if task._cancel_status.effectively_cancelled or runner.ki_pending:
         await checkpoint_if_cancelled()

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, TypeVarTuple
 import outcome
 
 from ._deprecate import warn_loose_exception_groups
+from ._entry import _entered, _finish, _new_runner, _start
 from ._exceptions import CancelReason
-from ._runner import _entered, _finish, _new_runner, _start
 from ._util import final
 
 if TYPE_CHECKING:

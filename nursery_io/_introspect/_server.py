@@ -30,7 +30,7 @@ from .._core._exceptions import RunFinishedError
 
 if TYPE_CHECKING:
     from .._core._runner import Runner
-    from .._highlevel_socket import SocketStream
+    from .._net._highlevel_socket import SocketStream
 
 __all__ = [
     "find_socket",
@@ -177,8 +177,8 @@ async def _serve_client(stream: SocketStream, runner: Runner) -> None:
 
 async def _serve(sock: stdlib_socket.socket, path: str, runner: Runner) -> None:
     from .._core._nursery import open_nursery
-    from .._highlevel_socket import SocketStream
-    from .._socket import from_stdlib_socket
+    from .._net._highlevel_socket import SocketStream
+    from .._net._socket import from_stdlib_socket
 
     listener = from_stdlib_socket(sock)
     try:

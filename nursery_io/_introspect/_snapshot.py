@@ -145,24 +145,20 @@ def _lot_owner(lot: ParkingLot, frames: list[tuple[types.FrameType, int]]) -> ob
     return None
 
 
-def _describe_op(op: Any) -> Json:
+def _describe_op(op: Any, engine_of: Any = None) -> Json:
     name = op.name.upper() if isinstance(op.name, str) else str(op.name)
     parts = [name]
     if op.fd >= 0:
         parts.append(f"fd {op.fd}")
     if name in ("READ", "WRITE", "READV", "WRITEV"):
-        # An offset of all ones means "at the file position" (a pipe, a socket).
-        parts.append(
-            str(op.length) if op.off in (-1, 0xFFFFFFFFFFFFFFFF) else f"{op.length}@{op.off}"
-        )
+        # No offset means "at the file position" (a pipe, a socket).
+        parts.append(str(op.length) if op.offset is None else f"{op.length}@{op.offset}")
     if op.filename is not None:
         filename = op.filename
         if isinstance(filename, bytes):
             filename = filename.decode(errors="replace")
         parts.append(repr(filename))
-    state = {1: "in the ring", 2: "queued for a thread", 3: "on a thread", 4: "on a thread"}
-    where = state.get(op._state, "completing")
-    engine = "io_uring" if op._state == 1 else "threads"
+    engine, where = ("threads", "completing") if engine_of is None else engine_of(op)
     return {
         "text": " ".join(parts),
         "engine": engine,
@@ -181,7 +177,7 @@ def _describe_wait(task: Task, frames: list[tuple[types.FrameType, int]], now: f
     abort = task._abort_func
     waiter = getattr(abort, "__self__", None)
     if waiter is not None and type(waiter).__name__ == "_OpWaiter":
-        op_info = _describe_op(waiter.op)
+        op_info = _describe_op(waiter.op, waiter.engine.describe)
         return {
             "kind": "op",
             "what": f"{op_info['text']} ({op_info['where']})",
@@ -356,18 +352,16 @@ def _kernel_record(runner: Runner) -> Json:
         io = engine.statistics()
         inline = io.ops_by_engine.get("inline", 0)
         attempts = inline + io.inline_misses
-        ring = engine._ring
-        pool_in_flight = len(engine._pool_queue) + len(engine._pool_ops) - engine._pool_skipping
         record["engine"] = {
             "name": io.engine,
             "fallback_reason": io.fallback_reason,
             "ops_by_engine": dict(io.ops_by_engine),
-            "in_flight": {"io_uring": len(engine._inflight), "threads": pool_in_flight},
+            "in_flight": engine.in_flight_by_engine(),
             "inline_hit_rate": inline / attempts if attempts else None,
             "submit_syscalls": io.submit_syscalls,
             "ops_submitted": io.ops_submitted,
             "ring_entries": io.ring_entries,
-            "ring_depth": ring.in_flight if ring is not None else 0,
+            "ring_depth": engine.ring_depth,
             "peak_worker_threads": io.peak_worker_threads,
         }
     return record

@@ -134,7 +134,7 @@ class TraceRecorder(Instrument):
         args = {
             "fd": op.fd,
             "length": op.length,
-            "offset": op.off,
+            "offset": op.offset,
             "engine": engine,
             "latency_us": (now - started) / 1000,
             "outcome": outcome_text,

@@ -25,9 +25,10 @@ import ctypes
 import errno
 import os
 import stat
-from typing import Final
+from typing import Any, Final
 
-from . import ops as _ops
+from . import kinds
+from .kinds import dirfd
 from .ops import Op
 from .uring import abi
 
@@ -54,6 +55,8 @@ class _OpenHow(ctypes.Structure):
     )
 
 
+_OPEN_HOW_SIZE: Final = ctypes.sizeof(_OpenHow)
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _openat2 = _libc["syscall"]
 _openat2.restype = ctypes.c_long
@@ -79,7 +82,7 @@ def _probe_openat2() -> bool:
     global _openat2_works
     if _openat2_works is None:
         how = _OpenHow(os.O_RDONLY | os.O_CLOEXEC | os.O_DIRECTORY, 0, _RESOLVE_CACHED)
-        fd = _openat2(_SYS_OPENAT2, abi.AT_FDCWD, b"/", ctypes.addressof(how), ctypes.sizeof(how))
+        fd = _openat2(_SYS_OPENAT2, abi.AT_FDCWD, b"/", ctypes.addressof(how), _OPEN_HOW_SIZE)
         if fd >= 0:
             os.close(fd)
             _openat2_works = True
@@ -107,49 +110,76 @@ class InlineOps:
     def try_op(self, op: Op) -> bool:
         """Complete ``op`` here if it can be done without blocking. True: ``op.result`` is
         set. False: nothing happened (submit the op to an engine)."""
-        opcode = op.opcode
-        if opcode == abi.OP_READ:
+        kind = op.kind
+        if kind is kinds.READ or kind is kinds.READ_INTO:
             return self._try_read(op)
-        if opcode == abi.OP_OPENAT:
+        if kind is kinds.OPENAT:
             return self._try_open(op)
-        if opcode == abi.OP_STATX:
+        if kind is kinds.STAT:
             return self._try_stat(op)
+        if kind is kinds.FSTAT:
+            return self._try_fstat(op)
         return False
 
-    def _try_read(self, op: Op) -> bool:
-        if not self.enabled:
-            return False
-        buffer = _ops.inline_read_buffer(op)
-        if buffer is None:
-            return False
+    def _pread_nowait(self, fd: int, buffer: Any, offset: int, length: int) -> int | None:
+        """The one inline read: ``preadv2(RWF_NOWAIT)`` of ``length`` bytes into ``buffer``.
+        The count read (all of it, or up to the end of the file), or None: not all cached,
+        or an error an engine should report the usual way (nothing was read)."""
         try:
-            count = os.preadv(op.fd, (buffer,), op.off, _RWF_NOWAIT)
+            count = os.preadv(fd, (buffer,), offset, _RWF_NOWAIT)
         except BlockingIOError:
             self.misses += 1
-            return False
+            return None
         except OSError:
-            # EOPNOTSUPP (no nowait support on this file system), EBADF, EISDIR...: let an
-            # engine run the op and report errors the usual way.
-            return False
-        if count != op.length and not _at_end_of_file(op.fd, op.off + count):
+            # EOPNOTSUPP (no nowait support on this file system), EBADF, EISDIR...
+            return None
+        if count != length and not _at_end_of_file(fd, offset + count):
             self.misses += 1
+            return None
+        self.served += 1
+        return count
+
+    def _try_read(self, op: Op) -> bool:
+        # Only reads at an explicit offset qualify: an inline read at the current file
+        # position would move it, unlike the ring's read.
+        offset = op.offset
+        if not self.enabled or offset is None:
+            return False
+        count = self._pread_nowait(op.fd, op.buffer, offset, kinds.rw_count(op.length))
+        if count is None:
             return False
         op.result = op.convert(count)
-        self.served += 1
         return True
 
+    def read(self, fd: int, length: int, offset: int) -> bytes | None:
+        """A cached ``pread`` without an Op: the bytes, or None (run ``ops.read`` instead)."""
+        if not self.enabled or offset < 0 or length <= 0:
+            return None
+        buffer = bytearray(length)
+        count = self._pread_nowait(fd, buffer, offset, length)
+        if count is None:
+            return None
+        if count != length:
+            del buffer[count:]
+        return bytes(buffer)
+
+    def _openat2_cached(self, op: Op, flags: int) -> int:
+        """``openat2(RESOLVE_CACHED)`` of the op's path: an fd, or -1 (see ``ctypes.get_errno``)."""
+        self._how.flags = flags
+        return int(
+            _openat2(_SYS_OPENAT2, dirfd(op.dir_fd), op.c_path, self._how_addr, _OPEN_HOW_SIZE)
+        )
+
     def _try_open(self, op: Op) -> bool:
-        flags = op.op_flags
+        flags = op.flags
         if not self.open_enabled or flags & _NOT_CACHEABLE:
             return False
         # RESOLVE_CACHED makes the *lookup* non-blocking, not the open: opening a FIFO (or
         # some devices) would still wait, right here on the loop thread. So open with
-        # O_NONBLOCK, as io_uring's OPENAT does first too, and keep the fd for a regular
-        # file or a FIFO (open_file handles a FIFO opened this way: it waits for the peer
-        # in a thread). Anything else goes to the engine. (openat2 also insists on mode 0
-        # unless the open creates a file, which inline opens never do.)
-        self._how.flags = flags | os.O_NONBLOCK
-        fd = _openat2(_SYS_OPENAT2, op.fd, op.addr, self._how_addr, 24)
+        # O_NONBLOCK (kinds.py, "FIFOs"), and keep the fd for a regular file or a FIFO.
+        # Anything else goes to the engine. (openat2 also insists on mode 0 unless the open
+        # creates a file, which inline opens never do.)
+        fd = self._openat2_cached(op, flags | os.O_NONBLOCK | os.O_CLOEXEC)
         if fd < 0:
             # EAGAIN: not all in the dentry cache. Anything else (ENOENT, EACCES, ...): the
             # engine reruns it and reports the error with the usual filename details.
@@ -171,27 +201,29 @@ class InlineOps:
         self.served += 1
         return True
 
-    def _try_stat(self, op: Op) -> bool:
-        # io_uring always hands STATX to a kernel worker thread (~90 us here). But an open
-        # fd pins its inode, whose attributes are in memory, so fstat() can't wait for the
-        # disk (the same reasoning open_file relies on); and a path whose every component
-        # is in the dentry cache can be opened with O_PATH and RESOLVE_CACHED, which neither
-        # blocks nor opens the file itself (no FIFO or device side effects), then fstat'd.
+    def _try_fstat(self, op: Op) -> bool:
+        # An open fd pins its inode, whose attributes are in memory: fstat() can't wait for
+        # the disk (the same reasoning open_file relies on).
         if not self.open_enabled:
             return False
-        at_flags = op.op_flags
-        if at_flags & abi.AT_EMPTY_PATH:
-            try:
-                op.result = os.fstat(op.fd)
-            except OSError:
-                return False  # the engine reports it the usual way
-            self.served += 1
-            return True
+        try:
+            op.result = os.fstat(op.fd)
+        except OSError:
+            return False  # the engine reports it the usual way
+        self.served += 1
+        return True
+
+    def _try_stat(self, op: Op) -> bool:
+        # io_uring always hands STATX to a kernel worker thread (~90 us here). But a path
+        # whose every component is in the dentry cache can be opened with O_PATH and
+        # RESOLVE_CACHED, which neither blocks nor opens the file itself (no FIFO or device
+        # side effects), then fstat'd (see _try_fstat).
+        if not self.open_enabled:
+            return False
         open_flags = os.O_PATH | os.O_CLOEXEC
-        if at_flags & abi.AT_SYMLINK_NOFOLLOW:
+        if op.flags & abi.AT_SYMLINK_NOFOLLOW:
             open_flags |= os.O_NOFOLLOW  # O_PATH | O_NOFOLLOW: the symlink itself
-        self._how.flags = open_flags
-        fd = _openat2(_SYS_OPENAT2, op.fd, op.addr, self._how_addr, 24)
+        fd = self._openat2_cached(op, open_flags)
         if fd < 0:
             err = ctypes.get_errno()
             if err in _STAT_CACHED_ERRORS:
@@ -210,23 +242,3 @@ class InlineOps:
             os.close(fd)
         self.served += 1
         return True
-
-    def read(self, fd: int, length: int, offset: int) -> bytes | None:
-        """A cached ``pread`` without an Op: the bytes, or None (run ``ops.read`` instead)."""
-        if not self.enabled or offset < 0 or length <= 0:
-            return None
-        buffer = bytearray(length)
-        try:
-            count = os.preadv(fd, (buffer,), offset, _RWF_NOWAIT)
-        except BlockingIOError:
-            self.misses += 1
-            return None
-        except OSError:
-            return None
-        if count != length:
-            if not _at_end_of_file(fd, offset + count):
-                self.misses += 1
-                return None
-            del buffer[count:]
-        self.served += 1
-        return bytes(buffer)

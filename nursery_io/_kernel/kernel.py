@@ -25,6 +25,7 @@ from .epoll import EpollRegistry
 from .wakeup import SignalWakeup, WakeupFd
 
 if TYPE_CHECKING:
+    from .contract import FileEngineAPI
     from .engine import FileEngine
 
 __all__ = ["Kernel", "KernelStatistics"]
@@ -106,7 +107,7 @@ class Kernel:
     # ----- file engine -----
 
     @property
-    def engine(self) -> FileEngine:
+    def engine(self) -> FileEngineAPI:
         """The file engine, created on first use so runs that never touch files pay nothing."""
         engine = self._engine
         if engine is None:

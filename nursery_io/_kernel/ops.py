@@ -1,15 +1,16 @@
-"""``Op``: one disk operation, runnable by either engine (DESIGN.md, "One Op, two engines").
+"""``Op``: one disk operation, runnable by either engine (docs/design.rst, "One Op, two
+engines").
 
-An Op carries everything both engines need:
+An Op is the operation, not its SQE: a :class:`~.kinds.Kind` plus named fields (``fd``,
+``path``, ``offset``, ``length``, ``flags``, ...). The kind says how the ring encodes those
+fields, which blocking ``os`` call the worker pool makes instead, and how a ring result
+becomes what that call returns, so callers get the same value (bytes, fd,
+``os.stat_result``, None) from both engines (see ``kinds.py``).
 
-- the SQE fields for the ring (``opcode``, ``fd``, ``off``, ``addr``, ``length``, ``op_flags``),
-- ``keep``: the Python objects the kernel reads or writes through ``addr`` (encoded paths, the
-  read buffer and its ctypes export, the statx buffer). The Op holds them until its CQE has
-  been reaped: the kernel may write into a buffer right up to that CQE, even after a cancel
-  request, so dropping it earlier would be a use-after-free,
-- ``blocking()``: the same operation done with ``os.*`` calls, for the worker pool,
-- a converter from the ring's raw result (``res >= 0``) to what ``blocking()`` returns, so
-  callers get the same value (bytes, fd, ``os.stat_result``, None) from both engines.
+The memory the kernel reads or writes by address (``buffer``, and the encoded paths
+``c_path`` / ``c_path2``) is held by the Op until its CQE has been reaped: the kernel may
+write into a buffer right up to that CQE, even after a cancel request, so dropping it
+earlier would be a use-after-free.
 
 Constructors are module functions named after the ``os`` call they mirror (``stat``,
 ``rename``, ...), with the same argument conventions; ``pool_only()`` wraps any blocking
@@ -20,10 +21,11 @@ from __future__ import annotations
 
 import ctypes
 import os
-import sys
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Protocol
 
+from . import kinds
+from .kinds import NO_OPCODE, Kind
 from .uring import abi
 
 __all__ = [
@@ -36,7 +38,6 @@ __all__ = [
     "fstat",
     "fsync",
     "ftruncate",
-    "inline_read_buffer",
     "link",
     "lstat",
     "mkdir",
@@ -55,131 +56,189 @@ __all__ = [
     "write",
 ]
 
-#: ``Op.opcode`` of an op that only the worker pool can run.
-NO_OPCODE: Final = -1
-
-_U64: Final = 0xFFFFFFFFFFFFFFFF
-_U32: Final = 0xFFFFFFFF
-# Linux caps one read/write at MAX_RW_COUNT and returns a short count beyond it; the SQE's
-# len field is 32 bits, so clamp rather than fail to pack.
-_MAX_RW: Final = 0x7FFFF000
-_AT_FDCWD_U32: Final = abi.AT_FDCWD & _U32  # dirfds travel in the u32 len field for *at2 ops
-
-_addressof = ctypes.addressof
 _c_char = ctypes.c_char
 _string_buffer = ctypes.create_string_buffer
 
-# Address of a bytes object's data. ctypes.cast() costs ~0.5 us per call; on CPython the data
-# lives at a fixed offset inside the object (PyBytesObject.ob_sval, NUL-terminated), so
-# id() + offset gives the same address in ~0.05 us. The offset is measured here with
-# ctypes, not hard-coded, and other implementations use ctypes.cast().
-if sys.implementation.name == "cpython":
-    _probe_bytes = b"nursery_io"
-    _BYTES_DATA_OFFSET: int | None = (
-        ctypes.cast(ctypes.c_char_p(_probe_bytes), ctypes.c_void_p).value or 0
-    ) - id(_probe_bytes)
-    del _probe_bytes
-else:  # pragma: no cover
-    _BYTES_DATA_OFFSET = None
+if TYPE_CHECKING:
+    PathArg = str | bytes | os.PathLike[Any]
 
 
-def _bytes_address(data: bytes) -> int:
-    if _BYTES_DATA_OFFSET is not None:
-        return id(data) + _BYTES_DATA_OFFSET
-    return ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value or 0  # pragma: no cover
+class OpHolder(Protocol):
+    """What holds a submitted op until it completes (an engine): it can be asked to cancel."""
+
+    def cancel(self, op: Op) -> None: ...
+
+
+def _fspath_and_encoded(path: Any) -> tuple[Any, bytes]:
+    """``os.fspath(path)`` and its NUL-terminated encoding for the kernel."""
+    path = os.fspath(path)
+    encoded = os.fsencode(path)
+    if b"\0" in encoded:  # the kernel would silently stop at it; os.* raises
+        raise ValueError("embedded null byte")
+    return path, encoded
 
 
 class Op:
-    """One operation. Engine-owned fields (``user_data``, ``_state``, ``_on_complete``) are
+    """One operation. Engine-owned fields (``user_data``, ``_owner``, ``_on_complete``) are
     written only by the engine; callers read ``result`` / ``error`` / ``cancelled`` in their
     ``on_complete`` callback."""
 
     __slots__ = (
-        "_args",
-        "_convert",
-        "_fn",
         "_on_complete",
+        "_owner",
         "_ring_errno",
-        "_state",
-        "addr",
+        "args",
+        "buffer",
+        "c_path",
+        "c_path2",
+        "call",
         "cancel_requested",
         "cancelled",
+        "data",
+        "dir_fd",
+        "dir_fd2",
         "engine",
         "error",
         "fd",
-        "filename",
-        "filename2",
-        "keep",
+        "fd_in",
+        "flags",
+        "kind",
         "length",
+        "mode",
         "name",
-        "off",
+        "offset",
+        "offset_in",
         "on_abandoned",
-        "op_flags",
-        "opcode",
+        "path",
+        "path2",
         "result",
         "user_data",
     )
 
+    kind: Kind
+    name: str
+    fd: int
+    path: Any  # str | bytes (what os.* calls get and errors name) or None
+    path2: Any
+    c_path: bytes | None
+    c_path2: bytes | None
+    dir_fd: int | None
+    dir_fd2: int | None
+    offset: int | None
+    length: int
+    flags: int
+    mode: int
+    buffer: Any
+    data: Any
+    fd_in: int
+    offset_in: int | None
+    call: Callable[..., Any] | None
+    args: tuple[Any, ...]
+    result: Any
+    error: BaseException | None
+    cancelled: bool
+    cancel_requested: bool
+    engine: str | None
+    on_abandoned: Callable[[Op], None] | None
+    user_data: int
+    _owner: OpHolder | None
+    _on_complete: Callable[[Op], None] | None
+    _ring_errno: int
+
     def __init__(
         self,
-        opcode: int,
-        name: str,
-        fd: int,
-        off: int,
-        addr: int,
-        length: int,
-        op_flags: int,
-        keep: object,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        convert: Callable[[Op, int], Any] | None = None,
-        filename: object = None,
-        filename2: object = None,
+        kind: Kind,
+        *,
+        fd: int = -1,
+        path: PathArg | None = None,
+        dir_fd: int | None = None,
+        path2: PathArg | None = None,
+        dir_fd2: int | None = None,
+        offset: int | None = None,
+        length: int = 0,
+        flags: int = 0,
+        mode: int = 0,
+        buffer: Any = None,
+        data: Any = None,
+        name: str | None = None,
     ) -> None:
-        self.opcode = opcode
-        self.name = name
+        self.kind = kind
+        self.name = kind.name if name is None else name
+        #: The file the op works on (-1: none).
         self.fd = fd
-        self.off = off
-        self.addr = addr
+        #: The path(s), as given to ``os`` (``os.fspath()`` of the argument: errors name it),
+        #: and the directories they are relative to (None: the working directory).
+        self.path = self.c_path = self.path2 = self.c_path2 = None
+        if path is not None:
+            self.path, self.c_path = _fspath_and_encoded(path)
+            if path2 is not None:
+                self.path2, self.c_path2 = _fspath_and_encoded(path2)
+        self.dir_fd = dir_fd
+        self.dir_fd2 = dir_fd2
+        #: Where in the file (None: at the current position), and how many bytes.
+        self.offset = offset
         self.length = length
-        self.op_flags = op_flags
-        self.keep = keep
-        self._fn = fn
-        self._args = args
-        self._convert = convert
-        self.filename = filename
-        self.filename2 = filename2
+        #: The operation's own flags (open flags, AT_* flags, RENAME_*, SPLICE_F_*) and mode.
+        self.flags = flags
+        self.mode = mode
+        #: The memory the kernel reads or writes by address; None once it is done with it.
+        self.buffer = buffer
+        #: The caller's buffer (what a write writes, what ``readinto`` fills).
+        self.data = data
+        self.fd_in = -1
+        self.offset_in = None
+        self.call = None
+        self.args = ()
         #: The outcome, set before on_complete runs: exactly one of these is meaningful.
-        self.result: Any = None
-        self.error: BaseException | None = None
+        self.result = None
+        self.error = None
         self.cancelled = False
         #: True once cancel() was called (the result may still be a real one).
         self.cancel_requested = False
-        #: Which engine produced the outcome: "io_uring" or "threads" (None: not yet).
-        self.engine: str | None = None
+        #: Which engine produced the outcome: "io_uring", "threads" or "inline" (None: not yet).
+        self.engine = None
         #: Called with the op when its result can't reach a waiter (see ``discard()``).
-        self.on_abandoned: Callable[[Op], None] | None = None
-        self.user_data = 0
-        self._state = 0
-        self._on_complete: Callable[[Op], None] | None = None
+        self.on_abandoned = None
+        self.user_data = 0  # 0: never submitted
+        self._owner = None  # the engine holding it, until it completes
+        self._on_complete = None
         # Set by the engine when the ring answered EOPNOTSUPP/EINVAL and the op was rerun.
         self._ring_errno = 0
 
+    @property
+    def opcode(self) -> int:
+        """The io_uring opcode (``NO_OPCODE``: the worker pool only)."""
+        return self.kind.opcode
+
+    @property
+    def filename(self) -> Any:
+        """The path an error names (as ``OSError.filename``)."""
+        return self.path
+
+    @property
+    def filename2(self) -> Any:
+        return self.path2
+
     def blocking(self) -> Any:
         """Do the operation with plain blocking ``os`` calls (the worker pool's way)."""
-        return self._fn(*self._args)
+        return self.kind.blocking(self)
 
     def convert(self, res: int) -> Any:
         """The result ``blocking()`` would have returned, from a ring result ``res >= 0``."""
-        convert = self._convert
+        convert = self.kind.convert
         return res if convert is None else convert(self, res)
+
+    def release(self) -> None:
+        """Drop the memory the kernel reads or writes: it is done with it (its CQE was
+        reaped) or never saw it. A caller's buffer is resizable again afterwards."""
+        self.buffer = self.c_path = self.c_path2 = None
 
     def make_error(self, err: int) -> OSError:
         """The exception ``blocking()`` would have raised for ``errno`` ``err``."""
-        if self.filename2 is not None:
-            return OSError(err, os.strerror(err), self.filename, None, self.filename2)
-        if self.filename is not None:
-            return OSError(err, os.strerror(err), self.filename)
+        if self.path2 is not None:
+            return OSError(err, os.strerror(err), self.path, None, self.path2)
+        if self.path is not None:
+            return OSError(err, os.strerror(err), self.path)
         return OSError(err, os.strerror(err))
 
     def discard(self) -> None:
@@ -203,38 +262,6 @@ class Op:
         return f"<Op {self.name} {state}>"
 
 
-# --- helpers ----------------------------------------------------------------------------------
-
-
-def _path(path: str | bytes | os.PathLike[Any]) -> bytes:
-    encoded = os.fsencode(path)
-    if b"\0" in encoded:  # the kernel would silently stop at it; os.* raises
-        raise ValueError("embedded null byte")
-    return encoded
-
-
-def _dirfd(dir_fd: int | None) -> int:
-    return abi.AT_FDCWD if dir_fd is None else dir_fd
-
-
-def _off(offset: int | None) -> int:
-    # -1 (all ones) means "the current file position" (FEAT_RW_CUR_POS).
-    return _U64 if offset is None else offset & _U64
-
-
-def _conv_none(op: Op, res: int) -> None:
-    return None
-
-
-def _conv_read(op: Op, res: int) -> bytes:
-    raw: bytes = op.keep.raw  # type: ignore[attr-defined]
-    return raw if res == len(raw) else raw[:res]
-
-
-def _conv_statx(op: Op, res: int) -> os.stat_result:
-    return abi.statx_to_stat_result(op.keep[1])  # type: ignore[index]
-
-
 def close_result_fd(op: Op) -> None:
     """``on_abandoned`` for an op whose result is a new fd: nobody will use it, close it."""
     fd = op.result
@@ -246,30 +273,20 @@ def close_result_fd(op: Op) -> None:
             pass
 
 
+def _writable_export(buffer: Any) -> tuple[memoryview, Any]:
+    """A byte view of a writable buffer and a ctypes export of it. While the export lives a
+    ``bytearray`` can't be resized (``BufferError``), so its memory can't move under the
+    kernel."""
+    view = memoryview(buffer).cast("B")  # also rejects non-contiguous buffers, as os.* does
+    return view, (_c_char * view.nbytes).from_buffer(view)
+
+
 # --- constructors -----------------------------------------------------------------------------
 
 
 def nop() -> Op:
     """A no-op (measures the ring's own overhead)."""
-    return Op(abi.OP_NOP, "NOP", -1, 0, 0, 0, 0, None, int, ())
-
-
-def _os_open(path: Any, flags: int, mode: int, dir_fd: int | None) -> int:
-    if flags & (os.O_NONBLOCK | os.O_PATH):  # O_PATH: nothing is opened, nothing waits
-        return os.open(path, flags, mode, dir_fd=dir_fd)
-    # Non-blocking first, as io_uring's OPENAT does, so that the engines agree on what
-    # opening a FIFO does (see openat). Like io_uring, an EAGAIN (a lease held by another
-    # process, which a blocking open waits to break) gets a normal blocking open.
-    try:
-        fd = os.open(path, flags | os.O_NONBLOCK, mode, dir_fd=dir_fd)
-    except BlockingIOError:
-        return os.open(path, flags, mode, dir_fd=dir_fd)
-    try:
-        os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return Op(kinds.NOP)
 
 
 def openat(
@@ -290,61 +307,21 @@ def openat(
     instead when it retries the open in a kernel worker, e.g. with ``O_CREAT``; the worker
     pool never waits.) :func:`nursery_io.open_file` waits for the peer, as ``open()`` does.
     """
-    path = os.fspath(path)  # os.* errors name the fspath() of the argument
-    encoded = _path(path)
-    op = Op(
-        abi.OP_OPENAT,
-        "OPENAT",
-        _dirfd(dir_fd),
-        0,
-        _bytes_address(encoded),
-        mode,
-        flags | os.O_CLOEXEC,
-        encoded,
-        _os_open,
-        (path, flags, mode, dir_fd),
-        None,
-        path,
-    )
+    op = Op(kinds.OPENAT, path=path, dir_fd=dir_fd, flags=flags, mode=mode)
     op.on_abandoned = close_result_fd
     return op
 
 
 def close(fd: int) -> Op:
     """``os.close(fd)`` -> None."""
-    return Op(abi.OP_CLOSE, "CLOSE", fd, 0, 0, 0, 0, None, os.close, (fd,), _conv_none)
+    return Op(kinds.CLOSE, fd=fd)
 
 
 def read(fd: int, length: int, offset: int | None = None) -> Op:
     """``os.pread(fd, length, offset)`` (or ``os.read`` when offset is None) -> bytes."""
     if length < 0:
         raise ValueError("negative length")
-    buf = _string_buffer(length)
-    if offset is None:
-        fn: Callable[..., Any] = os.read
-        args: tuple[Any, ...] = (fd, length)
-    else:
-        fn = os.pread
-        args = (fd, length, offset)
-    return Op(
-        abi.OP_READ,
-        "READ",
-        fd,
-        _off(offset),
-        _addressof(buf),
-        min(length, _MAX_RW),
-        0,
-        buf,
-        fn,
-        args,
-        _conv_read,
-    )
-
-
-def _readv_into(fd: int, buffer: Any, offset: int | None) -> int:
-    if offset is None:
-        return os.readv(fd, [buffer])
-    return os.preadv(fd, [buffer], offset)
+    return Op(kinds.READ, fd=fd, offset=offset, length=length, buffer=_string_buffer(length))
 
 
 def readinto(fd: int, buffer: Any, offset: int | None = None) -> Op:
@@ -353,103 +330,32 @@ def readinto(fd: int, buffer: Any, offset: int | None = None) -> Op:
     The Op holds the buffer and a ctypes export of it until the CQE: while the export lives a
     ``bytearray`` can't be resized (``BufferError``), so its memory can't move under the kernel.
     """
-    view = memoryview(buffer)
-    if view.readonly:
+    if memoryview(buffer).readonly:
         raise TypeError("readinto() needs a writable buffer")
-    view = view.cast("B")  # also rejects non-contiguous buffers, as os.readv does
-    nbytes = view.nbytes
-    cbuf = (_c_char * nbytes).from_buffer(view)
-    return Op(
-        abi.OP_READ,
-        "READ",
-        fd,
-        _off(offset),
-        _addressof(cbuf),
-        min(nbytes, _MAX_RW),
-        0,
-        (buffer, view, cbuf),
-        _readv_into,
-        (fd, buffer, offset),
-    )
-
-
-def inline_read_buffer(op: Op) -> Any:
-    """The buffer a positional READ op fills, or None when the op can't be tried inline.
-
-    Only reads at an explicit offset qualify: an inline ``preadv2(RWF_NOWAIT)`` at the
-    current file position would move it, unlike the ring's read.
-    """
-    if op.opcode != abi.OP_READ or op.off == _U64:
-        return None
-    if op._fn is os.pread:
-        return op.keep
-    if op._fn is _readv_into:
-        return op.keep[1]  # type: ignore[index]
-    return None
-
-
-def _os_write(fd: int, data: Any, offset: int | None) -> int:
-    if offset is None:
-        return os.write(fd, data)
-    return os.pwrite(fd, data, offset)
+    view, export = _writable_export(buffer)
+    return Op(kinds.READ_INTO, fd=fd, offset=offset, length=view.nbytes, buffer=export, data=buffer)
 
 
 def write(fd: int, data: Any, offset: int | None = None) -> Op:
     """``os.pwrite(fd, data, offset)`` (or ``os.write`` when offset is None) -> count."""
-    keep: object
     if type(data) is bytes:
-        addr = _bytes_address(data)
-        nbytes = len(data)
-        keep = data
-    else:
-        view = memoryview(data).cast("B")
-        nbytes = view.nbytes
-        if view.readonly:  # no way to take the address of a read-only export: copy it
-            data = view.tobytes()
-            addr = _bytes_address(data)
-            keep = data
-        else:
-            cbuf = (_c_char * nbytes).from_buffer(view)
-            addr = _addressof(cbuf)
-            keep = (data, view, cbuf)
-    return Op(
-        abi.OP_WRITE,
-        "WRITE",
-        fd,
-        _off(offset),
-        addr,
-        min(nbytes, _MAX_RW),
-        0,
-        keep,
-        _os_write,
-        (fd, data, offset),
-    )
+        return Op(kinds.WRITE, fd=fd, offset=offset, length=len(data), buffer=data, data=data)
+    view = memoryview(data).cast("B")
+    if view.readonly:  # no way to take the address of a read-only export: copy it
+        data = view.tobytes()
+        return Op(kinds.WRITE, fd=fd, offset=offset, length=len(data), buffer=data, data=data)
+    view, export = _writable_export(data)
+    return Op(kinds.WRITE, fd=fd, offset=offset, length=view.nbytes, buffer=export, data=data)
 
 
 def fsync(fd: int) -> Op:
     """``os.fsync(fd)`` -> None."""
-    return Op(abi.OP_FSYNC, "FSYNC", fd, 0, 0, 0, 0, None, os.fsync, (fd,), _conv_none)
+    return Op(kinds.FSYNC, fd=fd)
 
 
 def fdatasync(fd: int) -> Op:
     """``os.fdatasync(fd)`` -> None."""
-    return Op(
-        abi.OP_FSYNC,
-        "FSYNC",
-        fd,
-        0,
-        0,
-        0,
-        abi.FSYNC_DATASYNC,
-        None,
-        os.fdatasync,
-        (fd,),
-        _conv_none,
-    )
-
-
-def _os_stat(path: Any, dir_fd: int | None, follow_symlinks: bool) -> os.stat_result:
-    return os.stat(path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
+    return Op(kinds.FDATASYNC, fd=fd)
 
 
 def stat(
@@ -461,23 +367,12 @@ def stat(
     """``os.stat(path, dir_fd=..., follow_symlinks=...)`` -> ``os.stat_result`` (STATX)."""
     if isinstance(path, int):
         return fstat(path)
-    path = os.fspath(path)  # os.* errors name the fspath() of the argument
-    encoded = _path(path)
-    buf = _string_buffer(abi.STATX_BUFFER_SIZE)
-    flags = 0 if follow_symlinks else abi.AT_SYMLINK_NOFOLLOW
     return Op(
-        abi.OP_STATX,
-        "STATX",
-        _dirfd(dir_fd),
-        _addressof(buf),  # the statx output pointer travels in the off/addr2 field
-        _bytes_address(encoded),
-        abi.STATX_MASK,
-        flags,
-        (encoded, buf),
-        _os_stat,
-        (path, dir_fd, follow_symlinks),
-        _conv_statx,
-        path,
+        kinds.STAT,
+        path=path,
+        dir_fd=dir_fd,
+        flags=0 if follow_symlinks else abi.AT_SYMLINK_NOFOLLOW,
+        buffer=_string_buffer(abi.STATX_BUFFER_SIZE),
     )
 
 
@@ -486,42 +381,9 @@ def lstat(path: str | bytes | os.PathLike[Any], *, dir_fd: int | None = None) ->
     return stat(path, dir_fd=dir_fd, follow_symlinks=False)
 
 
-_EMPTY_PATH: Final = b""
-
-
 def fstat(fd: int) -> Op:
     """``os.fstat(fd)`` -> ``os.stat_result`` (STATX on ``(fd, "", AT_EMPTY_PATH)``)."""
-    buf = _string_buffer(abi.STATX_BUFFER_SIZE)
-    return Op(
-        abi.OP_STATX,
-        "STATX",
-        fd,
-        _addressof(buf),
-        _bytes_address(_EMPTY_PATH),
-        abi.STATX_MASK,
-        abi.AT_EMPTY_PATH,
-        (_EMPTY_PATH, buf),
-        os.fstat,
-        (fd,),
-        _conv_statx,
-    )
-
-
-# renameat2(2) flags (RENAME_NOREPLACE, ...) have no os.* equivalent: call libc directly.
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _renameat2(
-    src: Any, dst: Any, src_dir_fd: int | None, dst_dir_fd: int | None, flags: int
-) -> None:
-    if not flags:
-        os.rename(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
-        return
-    if _libc.renameat2(
-        _dirfd(src_dir_fd), _path(src), _dirfd(dst_dir_fd), _path(dst), ctypes.c_uint(flags)
-    ):
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), src, None, dst)
+    return Op(kinds.FSTAT, fd=fd, buffer=_string_buffer(abi.STATX_BUFFER_SIZE))
 
 
 def rename(
@@ -533,103 +395,24 @@ def rename(
     flags: int = 0,
 ) -> Op:
     """``os.rename(src, dst)`` / ``os.replace`` -> None. ``flags``: ``abi.RENAME_*``."""
-    src = os.fspath(src)
-    dst = os.fspath(dst)
-    old = _path(src)
-    new = _path(dst)
-    return Op(
-        abi.OP_RENAMEAT,
-        "RENAMEAT",
-        _dirfd(src_dir_fd),
-        _bytes_address(new),
-        _bytes_address(old),
-        _dirfd(dst_dir_fd) & _U32,
-        flags,
-        (old, new),
-        _renameat2,
-        (src, dst, src_dir_fd, dst_dir_fd, flags),
-        _conv_none,
-        src,
-        dst,
-    )
-
-
-def _os_unlink(path: Any, dir_fd: int | None) -> None:
-    os.unlink(path, dir_fd=dir_fd)
-
-
-def _os_rmdir(path: Any, dir_fd: int | None) -> None:
-    os.rmdir(path, dir_fd=dir_fd)
+    return Op(kinds.RENAME, path=src, dir_fd=src_dir_fd, path2=dst, dir_fd2=dst_dir_fd, flags=flags)
 
 
 def unlink(path: str | bytes | os.PathLike[Any], *, dir_fd: int | None = None) -> Op:
     """``os.unlink(path)`` -> None."""
-    path = os.fspath(path)  # os.* errors name the fspath() of the argument
-    encoded = _path(path)
-    return Op(
-        abi.OP_UNLINKAT,
-        "UNLINKAT",
-        _dirfd(dir_fd),
-        0,
-        _bytes_address(encoded),
-        0,
-        0,
-        encoded,
-        _os_unlink,
-        (path, dir_fd),
-        _conv_none,
-        path,
-    )
+    return Op(kinds.UNLINK, path=path, dir_fd=dir_fd)
 
 
 def rmdir(path: str | bytes | os.PathLike[Any], *, dir_fd: int | None = None) -> Op:
     """``os.rmdir(path)`` -> None (UNLINKAT with ``AT_REMOVEDIR``)."""
-    path = os.fspath(path)  # os.* errors name the fspath() of the argument
-    encoded = _path(path)
-    return Op(
-        abi.OP_UNLINKAT,
-        "UNLINKAT",
-        _dirfd(dir_fd),
-        0,
-        _bytes_address(encoded),
-        0,
-        abi.AT_REMOVEDIR,
-        encoded,
-        _os_rmdir,
-        (path, dir_fd),
-        _conv_none,
-        path,
-    )
-
-
-def _os_mkdir(path: Any, mode: int, dir_fd: int | None) -> None:
-    os.mkdir(path, mode, dir_fd=dir_fd)
+    return Op(kinds.RMDIR, path=path, dir_fd=dir_fd)
 
 
 def mkdir(
     path: str | bytes | os.PathLike[Any], mode: int = 0o777, *, dir_fd: int | None = None
 ) -> Op:
     """``os.mkdir(path, mode)`` -> None (the umask applies, as with ``os.mkdir``)."""
-    path = os.fspath(path)  # os.* errors name the fspath() of the argument
-    encoded = _path(path)
-    return Op(
-        abi.OP_MKDIRAT,
-        "MKDIRAT",
-        _dirfd(dir_fd),
-        0,
-        _bytes_address(encoded),
-        mode,
-        0,
-        encoded,
-        _os_mkdir,
-        (path, mode, dir_fd),
-        _conv_none,
-        path,
-    )
-
-
-def _os_symlink(src: Any, dst: Any, dir_fd: int | None) -> None:
-    os.symlink(src, dst, dir_fd=dir_fd)
+    return Op(kinds.MKDIR, path=path, dir_fd=dir_fd, mode=mode)
 
 
 def symlink(
@@ -639,31 +422,7 @@ def symlink(
     dir_fd: int | None = None,
 ) -> Op:
     """``os.symlink(src, dst)``: create ``dst`` pointing at ``src`` -> None."""
-    src = os.fspath(src)
-    dst = os.fspath(dst)
-    target = _path(src)
-    linkpath = _path(dst)
-    return Op(
-        abi.OP_SYMLINKAT,
-        "SYMLINKAT",
-        _dirfd(dir_fd),
-        _bytes_address(linkpath),
-        _bytes_address(target),
-        0,
-        0,
-        (target, linkpath),
-        _os_symlink,
-        (src, dst, dir_fd),
-        _conv_none,
-        src,
-        dst,
-    )
-
-
-def _os_link(
-    src: Any, dst: Any, src_dir_fd: int | None, dst_dir_fd: int | None, follow: bool
-) -> None:
-    os.link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd, follow_symlinks=follow)
+    return Op(kinds.SYMLINK, path=src, path2=dst, dir_fd2=dir_fd)
 
 
 def link(
@@ -682,77 +441,33 @@ def link(
     ``AT_SYMLINK_FOLLOW``. The ring op uses the same flags so both engines agree.
     """
     follows = follow_symlinks and (src_dir_fd is not None or dst_dir_fd is not None)
-    src = os.fspath(src)
-    dst = os.fspath(dst)
-    old = _path(src)
-    new = _path(dst)
     return Op(
-        abi.OP_LINKAT,
-        "LINKAT",
-        _dirfd(src_dir_fd),
-        _bytes_address(new),
-        _bytes_address(old),
-        _dirfd(dst_dir_fd) & _U32,
-        abi.AT_SYMLINK_FOLLOW if follows else 0,
-        (old, new),
-        _os_link,
-        (src, dst, src_dir_fd, dst_dir_fd, follow_symlinks),
-        _conv_none,
-        src,
-        dst,
+        kinds.LINK,
+        path=src,
+        dir_fd=src_dir_fd,
+        path2=dst,
+        dir_fd2=dst_dir_fd,
+        flags=abi.AT_SYMLINK_FOLLOW if follows else 0,
     )
-
-
-def _fallocate(fd: int, offset: int, length: int, mode: int) -> None:
-    if not mode:
-        # glibc emulates by writing zeros where the filesystem lacks fallocate: that is
-        # why a ring -EOPNOTSUPP is rerun here.
-        os.posix_fallocate(fd, offset, length)
-        return
-    if _libc.fallocate(fd, mode, ctypes.c_long(offset), ctypes.c_long(length)):
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
 
 
 def fallocate(fd: int, offset: int, length: int, mode: int = 0) -> Op:
     """``fallocate(fd, mode, offset, length)``; mode 0 is ``os.posix_fallocate`` -> None."""
-    return Op(
-        abi.OP_FALLOCATE,
-        "FALLOCATE",
-        fd,
-        offset & _U64,
-        length & _U64,  # the length travels in addr and the mode in len
-        mode,
-        0,
-        None,
-        _fallocate,
-        (fd, offset, length, mode),
-        _conv_none,
-    )
+    return Op(kinds.FALLOCATE, fd=fd, offset=offset, length=length, mode=mode)
 
 
 def ftruncate(fd: int, length: int) -> Op:
     """``os.ftruncate(fd, length)`` -> None (FTRUNCATE needs Linux 6.9; the engine gates it)."""
-    return Op(
-        abi.OP_FTRUNCATE,
-        "FTRUNCATE",
-        fd,
-        length & _U64,
-        0,
-        0,
-        0,
-        None,
-        os.ftruncate,
-        (fd, length),
-        _conv_none,
-    )
+    return Op(kinds.FTRUNCATE, fd=fd, length=length)
 
 
 def pool_only(fn: Callable[..., Any], *args: Any, name: str | None = None) -> Op:
     """Run ``fn(*args)`` on the worker pool (listdir, chmod, realpath, ...); its return value
     becomes the result and whatever it raises becomes ``op.error``."""
-    label = name or getattr(fn, "__name__", None) or "pool op"
-    return Op(NO_OPCODE, label, -1, 0, 0, 0, 0, None, fn, args)
+    op = Op(kinds.CALL, name=name or getattr(fn, "__name__", None) or "pool op")
+    op.call = fn
+    op.args = args
+    return op
 
 
 # --- splice / sendfile ------------------------------------------------------------------------
@@ -763,14 +478,7 @@ class SpliceOp(Op):
     engine runs it on the ring only in a chain (``FileEngine.submit_linked``); submitted
     alone it runs ``os.splice`` on the worker pool."""
 
-    __slots__ = ("fd_in",)
-
-    fd_in: int
-
-
-def _os_splice(fd_in: int, off_in: int | None, fd_out: int, off_out: int | None, n: int,
-               flags: int) -> int:  # fmt: skip
-    return os.splice(fd_in, fd_out, n, off_in, off_out, flags)
+    __slots__ = ()
 
 
 def splice(
@@ -789,24 +497,13 @@ def splice(
     """
     if nbytes < 0:
         raise ValueError("negative length")
-    op = SpliceOp(
-        abi.OP_SPLICE,
-        "SPLICE",
-        fd_out,
-        _off(off_out),
-        _off(off_in),  # splice_off_in travels in the addr field
-        min(nbytes, _MAX_RW),
-        flags,
-        None,
-        _os_splice,
-        (fd_in, off_in, fd_out, off_out, nbytes, flags),
-    )
+    op = SpliceOp(kinds.SPLICE, fd=fd_out, offset=off_out, length=nbytes, flags=flags)
     op.fd_in = fd_in
+    op.offset_in = off_in
     return op
 
 
 def sendfile(out_fd: int, in_fd: int, offset: int, count: int) -> Op:
     """``os.sendfile(out_fd, in_fd, offset, count)`` -> bytes sent, on the worker pool (no
     ring opcode: the ring's way is a SPLICE chain through a pipe)."""
-    return Op(NO_OPCODE, "sendfile", -1, 0, 0, 0, 0, None, os.sendfile,
-              (out_fd, in_fd, offset, count))  # fmt: skip
+    return pool_only(os.sendfile, out_fd, in_fd, offset, count, name="sendfile")

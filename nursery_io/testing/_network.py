@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket as _stdlib_socket
 
 from .. import socket as nsocket
-from .._highlevel_socket import SocketListener, SocketStream
+from .._net._highlevel_socket import SocketListener, SocketStream
 
 __all__ = ["open_stream_to_socket_listener"]
 

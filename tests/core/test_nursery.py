@@ -513,7 +513,7 @@ async def test_nursery_exit_is_not_a_cancel_point_when_empty() -> None:
 
 def test_misnested_nursery_exit_is_reported() -> None:
     # As in Trio: the out-of-order exit fails, and the task's exit then reports the
-    # nursery it left open. (tests/core/test_cancel_parity.py compares the details.)
+    # nursery it left open. (tests/parity/test_cancel.py compares the details.)
     async def main() -> None:
         first = nursery_io.open_nursery()
         second = nursery_io.open_nursery()

@@ -17,7 +17,7 @@ import pytest
 
 import nursery_io
 from nursery_io import lowlevel
-from nursery_io._fifo import open_fifo_end
+from nursery_io._files._fifo import open_fifo_end
 
 PAYLOAD = b"through the fifo\n" * 1000
 # Generous bounds: these tests fail by hanging, and a hang should fail fast, not at the

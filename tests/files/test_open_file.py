@@ -138,7 +138,7 @@ async def test_attributes_match_open(tmp_path: Path, mode: str, buffering: int) 
         assert isinstance(ours.fileno(), int)
         assert await ours.tell() == std.tell()
         if "b" not in mode:
-            assert isinstance(ours, nursery_io._file_io.AsyncTextFile)
+            assert isinstance(ours, nursery_io._files._file_io.AsyncTextFile)
             assert (ours.encoding, ours.errors, ours.newlines, ours.line_buffering) == (
                 std.encoding,
                 std.errors,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 import pickle
+import socket
 import stat
 import sys
 from pathlib import Path as SyncPath
@@ -100,6 +101,30 @@ async def test_predicates_and_stat_match_pathlib(tree: SyncPath, name: str) -> N
             )
     if sys.version_info >= (3, 12):  # pathlib's (and so Trio's) exists() has no flag before
         assert await ours.exists(follow_symlinks=False) == os.path.lexists(sync)
+
+
+def _a_block_device() -> SyncPath | None:
+    for entry in sorted(SyncPath("/dev").iterdir()):
+        try:
+            if stat.S_ISBLK(entry.lstat().st_mode):
+                return entry
+        except OSError:
+            pass
+    return None
+
+
+async def test_socket_and_device_predicates_match_pathlib(tmp_path: SyncPath) -> None:
+    # The kinds the shared tree lacks: a unix socket, a character and a block device.
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(os.fspath(tmp_path / "sock"))
+        block = _a_block_device()
+        for sync in [tmp_path / "sock", SyncPath("/dev/null"), *([block] if block else [])]:
+            ours = Path(sync)
+            for predicate in PREDICATES:
+                assert await getattr(ours, predicate)() == getattr(sync, predicate)(), (
+                    sync,
+                    predicate,
+                )
 
 
 async def test_contents(tmp_path: SyncPath) -> None:

@@ -22,6 +22,7 @@ import pytest
 
 from nursery_io._kernel import engine as engine_mod
 from nursery_io._kernel import ops, workers
+from nursery_io._kernel import ring_engine as ring_engine_mod
 from nursery_io._kernel.errors import ClosedResourceError
 from nursery_io._kernel.ops import Op
 from nursery_io._kernel.uring import abi
@@ -38,6 +39,48 @@ def _uring_unavailable() -> str | None:
 
 _NO_URING = _uring_unavailable()
 needs_uring = pytest.mark.skipif(_NO_URING is not None, reason=_NO_URING or "")
+
+
+class HookedRing(ring_mod.Ring):
+    """A real ring whose probe answer and completions a test rewrites (through the engine's
+    ``ring_factory``): ``hide`` opcodes from the probe; ``cqe_hook(opcode, res)`` may replace
+    each result (e.g. with ``-errno.EOPNOTSUPP``) before the engine sees it."""
+
+    def __init__(
+        self,
+        entries: int,
+        hide: frozenset[int] = frozenset(),
+        cqe_hook: Callable[[int, int], int] | None = None,
+    ) -> None:
+        super().__init__(entries)
+        self.supported_ops = self.supported_ops - hide
+        self.cqe_hook = cqe_hook
+        self.opcodes: dict[int, int] = {}
+
+    def prep(self, opcode, fd, off, addr, length, op_flags, user_data, sqe_flags=0):
+        self.opcodes[user_data] = opcode
+        super().prep(opcode, fd, off, addr, length, op_flags, user_data, sqe_flags)
+
+    def reap(self):
+        cqes = super().reap()
+        hook = self.cqe_hook
+        if hook is None:
+            return cqes
+        return [(ud, hook(self.opcodes[ud], res) if ud else res, f) for ud, res, f in cqes]
+
+
+def hooked(**kwargs: object) -> Callable[[int], HookedRing]:
+    """A ``ring_factory`` making :class:`HookedRing` rings."""
+    return lambda entries: HookedRing(entries, **kwargs)  # type: ignore[arg-type]
+
+
+def failing(err: int) -> Callable[[int], ring_mod.Ring]:
+    """A ``ring_factory`` whose setup fails with ``err`` (EPERM in a container, ...)."""
+
+    def factory(entries: int) -> ring_mod.Ring:
+        raise OSError(err, os.strerror(err))
+
+    return factory
 
 
 class Driver:
@@ -225,10 +268,7 @@ def test_use_uring_false():
 @needs_uring
 @pytest.mark.parametrize("err", [errno.EPERM, errno.ENOSYS, errno.ENOMEM])
 def test_setup_failure_falls_back_to_threads(err):
-    def fail():
-        raise OSError(err, os.strerror(err))
-
-    d = Driver(_setup_hook=fail)
+    d = Driver(ring_factory=failing(err))
     try:
         st = d.engine.statistics()
         name = errno.errorcode[err]
@@ -246,7 +286,7 @@ def test_setup_failure_falls_back_to_threads(err):
         d.close()
     # use_uring=True means "io_uring or an error".
     with pytest.raises(OSError):
-        engine_mod.FileEngine(lambda cb: None, use_uring=True, _setup_hook=fail)
+        engine_mod.FileEngine(lambda cb: None, use_uring=True, ring_factory=failing(err))
 
 
 @needs_uring
@@ -708,6 +748,73 @@ def test_op_runs_once(drv):
         drv.submit(op)
 
 
+def test_op_fields_name_the_operation(tmp_path):
+    # An Op carries what the operation is, whatever SQE field each part travels in.
+    src, dst = tmp_path / "a", tmp_path / "b"
+    op = ops.rename(src, dst, dst_dir_fd=7, flags=abi.RENAME_NOREPLACE)
+    assert (op.name, op.path, op.path2, op.dir_fd, op.dir_fd2, op.flags) == (
+        "RENAMEAT",
+        str(src),
+        str(dst),
+        None,
+        7,
+        abi.RENAME_NOREPLACE,
+    )
+    assert op.opcode == abi.OP_RENAMEAT and op.c_path == os.fsencode(src)
+    op = ops.fallocate(3, 4096, 8192, 1)
+    assert (op.fd, op.offset, op.length, op.mode) == (3, 4096, 8192, 1)
+    op = ops.read(3, 100)
+    assert (op.fd, op.offset, op.length) == (3, None, 100)
+    op = ops.stat(src, follow_symlinks=False)
+    assert (op.path, op.flags) == (str(src), abi.AT_SYMLINK_NOFOLLOW)
+    op = ops.splice(3, 10, 4, None, 50, abi.SPLICE_F_NONBLOCK)
+    assert (op.fd_in, op.offset_in, op.fd, op.offset, op.length) == (3, 10, 4, None, 50)
+    with pytest.raises(ValueError, match="embedded null byte"):
+        ops.symlink("x", "y\0z")
+
+
+def test_describe_and_in_flight_by_engine(drv):
+    r, w = os.pipe()
+    try:
+        op = drv.submit(ops.read(r, 1))
+        drv.turn(0)
+        deadline = time.monotonic() + 10
+        while op.user_data in drv.engine._pool._unclaimed:  # let a worker claim it
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        if drv.engine.engine == "io_uring":
+            expected = ("io_uring", "in the ring")
+            counts = {"io_uring": 1, "threads": 0}
+        else:
+            expected = ("threads", "on a thread")
+            counts = {"io_uring": 0, "threads": 1}
+        assert drv.engine.describe(op) == expected
+        assert drv.engine.in_flight_by_engine() == counts
+        assert drv.engine.ring_depth == counts["io_uring"]
+        os.write(w, b"x")
+        drv.wait([op])
+        assert drv.engine.describe(op) == ("threads", "completing")
+        assert drv.engine.in_flight_by_engine() == {"io_uring": 0, "threads": 0}
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+def test_describe_a_queued_pool_op():
+    d = Driver(use_uring=False, max_threads=1)
+    gate = threading.Event()
+    try:
+        first = d.submit(ops.pool_only(gate.wait, 10))
+        second = d.submit(ops.pool_only(int))
+        assert d.engine.describe(second) == ("threads", "queued for a thread")
+        assert d.engine.in_flight_by_engine() == {"io_uring": 0, "threads": 2}
+        gate.set()
+        d.wait([first, second])
+    finally:
+        gate.set()
+        d.close()
+
+
 # --- cancellation -----------------------------------------------------------------------------
 
 
@@ -723,7 +830,7 @@ def test_cancel_pending_ring_read(uring_drv):
         d.engine.cancel(op)  # idempotent
         d.wait([op])
         assert op.cancelled and op.cancel_requested and op.result is None and op.error is None
-        assert op.keep is None  # buffers released only now, after the target's own CQE
+        assert op.buffer is None  # buffers released only now, after the target's own CQE
         assert d.engine.statistics().ops_in_flight == 0
     finally:
         os.close(r)
@@ -748,12 +855,20 @@ def test_cancel_an_open_blocked_in_io_wq(uring_drv, tmp_path):
 
 def test_interrupted_without_cancel_request_is_eintr(uring_drv):
     # The same codes without a cancel request of ours are an interruption: EINTR.
-    d = uring_drv
-    for code in (512, 513, 514, 516):
-        d.engine._cqe_hook = lambda op, res, code=code: -code
-        op = d.run(ops.nop())
-        assert isinstance(op.error, InterruptedError) and not op.cancelled
-    d.engine._cqe_hook = None
+    made: list[HookedRing] = []
+
+    def factory(entries: int) -> HookedRing:
+        made.append(HookedRing(entries))
+        return made[-1]
+
+    d = Driver(use_uring=True, ring_factory=factory)
+    try:
+        for code in (512, 513, 514, 516):
+            made[0].cqe_hook = lambda opcode, res, code=code: -code
+            op = d.run(ops.nop())
+            assert isinstance(op.error, InterruptedError) and not op.cancelled
+    finally:
+        d.close()
 
 
 @needs_uring
@@ -873,7 +988,7 @@ def test_discard_of_a_delivered_fd(drv, tmp_path):
 
 @needs_uring
 def test_probe_says_unsupported(tmp_path):
-    d = Driver(use_uring=True, _probe_hook=lambda s: s - {abi.OP_STATX})
+    d = Driver(use_uring=True, ring_factory=hooked(hide={abi.OP_STATX}))
     try:
         st = d.engine.statistics()
         assert "STATX" not in st.supported_opcodes
@@ -891,10 +1006,10 @@ def test_probe_says_unsupported(tmp_path):
 
 @needs_uring
 def test_cqe_eopnotsupp_reruns_on_pool_and_marks_opcode(tmp_path):
-    def hook(op, res):
-        return -errno.EOPNOTSUPP if op.opcode == abi.OP_FALLOCATE else res
+    def hook(opcode, res):
+        return -errno.EOPNOTSUPP if opcode == abi.OP_FALLOCATE else res
 
-    d = Driver(use_uring=True, _cqe_hook=hook)
+    d = Driver(use_uring=True, ring_factory=hooked(cqe_hook=hook))
     fd = os.open(tmp_path / "f", os.O_CREAT | os.O_RDWR)
     try:
         op = d.run(ops.fallocate(fd, 0, 8192))
@@ -1009,18 +1124,18 @@ def test_close_gives_up_on_ops_that_never_finish(uring_drv, monkeypatch):
     # Simulate a request the kernel never completes: the engine stops waiting after the
     # timeout and keeps the op (and its buffer) alive for good.
     d = uring_drv
-    monkeypatch.setattr(engine_mod, "_undrained_ops", [])
+    monkeypatch.setattr(ring_engine_mod, "_undrained_ops", [])
     r, w = os.pipe()
     try:
         op = d.submit(ops.read(r, 1))
         d.engine.flush()
-        ring = d.engine._ring
+        ring = d.engine._ring.ring
         ring.supported_ops = ring.supported_ops - {abi.OP_ASYNC_CANCEL}  # cancel impossible
         start = time.monotonic()
         d.engine.close(timeout=0.2)
         assert 0.15 < time.monotonic() - start < 2
-        assert engine_mod._undrained_ops == [op]
-        assert op.keep is not None
+        assert ring_engine_mod._undrained_ops == [op]
+        assert op.buffer is not None
     finally:
         os.close(w)
         os.close(r)
@@ -1038,7 +1153,7 @@ def test_fork(uring_drv, tmp_path):
     try:
         parent_pending = d.submit(ops.read(r, 5))
         d.engine.flush()
-        old_ring = d.engine._ring
+        old_ring = d.engine._ring.ring
         pid = os.fork()
         if pid == 0:  # child
             code = 0
@@ -1051,7 +1166,7 @@ def test_fork(uring_drv, tmp_path):
                 # The inherited engine starts over with its own ring.
                 if d.value(ops.stat(path)).st_size != 9:  # type: ignore[attr-defined]
                     code = 2
-                if d.engine._ring is old_ring or d.engine.statistics().ops_by_engine != {
+                if d.engine._ring.ring is old_ring or d.engine.statistics().ops_by_engine != {
                     "io_uring": 1,
                     "threads": 0,
                     "inline": 0,
@@ -1066,7 +1181,7 @@ def test_fork(uring_drv, tmp_path):
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         # The parent's ring is untouched: its pending read completes, new ops work.
-        assert d.engine._ring is old_ring
+        assert d.engine._ring.ring is old_ring
         os.write(w, b"hello")
         d.wait([parent_pending])
         assert parent_pending.result == b"hello"
@@ -1160,7 +1275,7 @@ def test_fork_child_delivers_a_cancel_requested_before_the_fork(drv):
         blocked = drv.submit(ops.read(r, 5))
         drv.turn(0)
         deadline = time.monotonic() + 10
-        while blocked._state == engine_mod._POOL_HANDED:  # let the worker claim it
+        while blocked.user_data in drv.engine._pool._unclaimed:  # let the worker claim it
             assert time.monotonic() < deadline
             time.sleep(0.001)
         drv.engine.cancel(blocked)
@@ -1202,7 +1317,11 @@ def test_fork_child_forgets_the_parents_ring_ops(uring_drv, tmp_path):
             engine = d.engine
             engine._on_ring = ring_fds.append
             d.turn(0.01)  # the engine starts over with a ring of its own
-            if not ring_fds or ring_fds != [engine.ring_fd] or pending._state != 6:
+            if (
+                not ring_fds
+                or ring_fds != [engine.ring_fd]
+                or pending._owner is not engine._forgotten
+            ):
                 return 1
             if engine.statistics().ops_in_flight != 0:
                 return 2
@@ -1309,7 +1428,7 @@ def test_setup_refusal_is_named_and_cached(monkeypatch, err):
 @needs_uring
 def test_unsupported_opcode_reason_names_the_opcode(monkeypatch):
     monkeypatch.delenv("NURSERY_IO_URING", raising=False)
-    d = Driver(_probe_hook=lambda s: s - {abi.OP_WRITE})
+    d = Driver(ring_factory=hooked(hide={abi.OP_WRITE}))
     try:
         r, w = os.pipe()
         d.value(ops.write(w, b"x"))
@@ -1375,7 +1494,7 @@ def test_submit_linked_chain_and_its_statistics(uring_drv, data_file):
             uring_drv.engine.submit_linked(chain, uring_drv.on_complete)
         lone = ops.pool_only(int)
         assert not uring_drv.engine.submit_linked([lone], uring_drv.on_complete)
-        assert lone._state == 0
+        assert lone.user_data == 0
     finally:
         for x in (fd, r1, w1, r2, w2):
             os.close(x)

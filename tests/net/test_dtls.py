@@ -29,7 +29,7 @@ from OpenSSL import SSL
 
 import nursery_io
 import nursery_io.testing
-from nursery_io import _dtls
+from nursery_io._net import _dtls, _dtls_records
 
 Trace = list[Any]
 Scenario = Callable[[ModuleType], Awaitable[Trace]]
@@ -464,11 +464,11 @@ async def serve_many_clients(lib: ModuleType) -> Trace:
 
 @scenario()
 async def garbage_does_not_hurt_the_server(lib: ModuleType) -> Trace:
-    hello = _dtls._encode_record(
-        _dtls._HANDSHAKE,
-        _dtls._DTLS_1_0,
+    hello = _dtls_records._encode_record(
+        _dtls_records._HANDSHAKE,
+        _dtls_records._DTLS_1_0,
         0,
-        _dtls._encode_fragment(_dtls._CLIENT_HELLO, 10, 0, 0, bytes(10)),
+        _dtls_records._encode_fragment(_dtls_records._CLIENT_HELLO, 10, 0, 0, bytes(10)),
     )
     corrupt_length = bytearray(hello)
     corrupt_length[11] = 0xFF
@@ -480,14 +480,16 @@ async def garbage_does_not_hurt_the_server(lib: ModuleType) -> Trace:
         hello[:-1],
         hello[:14],
         bytes(corrupt_length),
-        _dtls._encode_record(
-            _dtls._HANDSHAKE,
-            _dtls._DTLS_1_0,
+        _dtls_records._encode_record(
+            _dtls_records._HANDSHAKE,
+            _dtls_records._DTLS_1_0,
             0,
-            _dtls._encode_fragment(_dtls._CLIENT_HELLO, 20, 0, 0, bytes(10)),
+            _dtls_records._encode_fragment(_dtls_records._CLIENT_HELLO, 20, 0, 0, bytes(10)),
         ),
-        _dtls._encode_record(_dtls._HANDSHAKE, _dtls._DTLS_1_0, 0, b""),
-        _dtls._encode_record(_dtls._HANDSHAKE, _dtls._DTLS_1_0, 0, bytes(35) + b"\xff"),
+        _dtls_records._encode_record(_dtls_records._HANDSHAKE, _dtls_records._DTLS_1_0, 0, b""),
+        _dtls_records._encode_record(
+            _dtls_records._HANDSHAKE, _dtls_records._DTLS_1_0, 0, bytes(35) + b"\xff"
+        ),
         bytes(range(256)) * 4,
     ]
     trace: Trace = []
@@ -550,9 +552,9 @@ async def cookie_exchange_and_a_client_that_never_finishes(lib: ModuleType) -> T
                 start = lib.current_time()
                 await raw.sendto(hello, address)
                 challenge, _ = await raw.recvfrom(65536)
-                record = next(_dtls._iter_records(challenge))
-                fragment = _dtls._parse_fragment(record.payload)
-                first_record = next(_dtls._iter_records(hello))
+                record = next(_dtls_records._iter_records(challenge))
+                fragment = _dtls_records._parse_fragment(record.payload)
+                first_record = next(_dtls_records._iter_records(hello))
                 trace.append(
                     (
                         "HelloVerifyRequest",
@@ -812,8 +814,8 @@ def _valid_client_hello() -> bytes:
 
 def test_client_hello_parser_raises_only_malformed_packet() -> None:
     hello = _valid_client_hello()
-    assert _dtls._looks_like_client_hello(hello)
-    sequence, cookie, rest = _dtls._parse_client_hello(hello)
+    assert _dtls_records.looks_like_client_hello(hello)
+    sequence, cookie, rest = _dtls_records.parse_client_hello(hello)
     assert cookie == b""
     assert sequence == 0
     assert rest
@@ -829,8 +831,8 @@ def test_client_hello_parser_raises_only_malformed_packet() -> None:
     parsed = 0
     for candidate in candidates:
         try:
-            _dtls._parse_client_hello(candidate)
-        except _dtls._MalformedPacket:
+            _dtls_records.parse_client_hello(candidate)
+        except _dtls_records.MalformedPacket:
             continue
         parsed += 1
     assert 0 < parsed < len(candidates)
@@ -839,41 +841,41 @@ def test_client_hello_parser_raises_only_malformed_packet() -> None:
 def test_cookie_binds_address_hello_and_time() -> None:
     async def main() -> None:
         key = bytes(32)
-        cookie = _dtls._new_cookie(key, ("127.0.0.1", 1000), b"hello")
+        cookie = _dtls_records.new_cookie(key, ("127.0.0.1", 1000), b"hello")
         assert len(cookie) == 32
-        assert _dtls._cookie_is_valid(key, cookie, ("127.0.0.1", 1000), b"hello")
-        assert not _dtls._cookie_is_valid(key, cookie, ("127.0.0.1", 1001), b"hello")
-        assert not _dtls._cookie_is_valid(key, cookie, ("127.0.0.2", 1000), b"hello")
-        assert not _dtls._cookie_is_valid(key, cookie, ("127.0.0.1", 1000), b"hellO")
-        assert not _dtls._cookie_is_valid(
+        assert _dtls_records.cookie_is_valid(key, cookie, ("127.0.0.1", 1000), b"hello")
+        assert not _dtls_records.cookie_is_valid(key, cookie, ("127.0.0.1", 1001), b"hello")
+        assert not _dtls_records.cookie_is_valid(key, cookie, ("127.0.0.2", 1000), b"hello")
+        assert not _dtls_records.cookie_is_valid(key, cookie, ("127.0.0.1", 1000), b"hellO")
+        assert not _dtls_records.cookie_is_valid(
             bytes(31) + b"\x01", cookie, ("127.0.0.1", 1000), b"hello"
         )
-        assert not _dtls._cookie_is_valid(key, cookie[:8], ("127.0.0.1", 1000), b"hello")
+        assert not _dtls_records.cookie_is_valid(key, cookie[:8], ("127.0.0.1", 1000), b"hello")
         # Valid for at least one 30 s period, at most two.
         await nursery_io.sleep(30)
-        assert _dtls._cookie_is_valid(key, cookie, ("127.0.0.1", 1000), b"hello")
+        assert _dtls_records.cookie_is_valid(key, cookie, ("127.0.0.1", 1000), b"hello")
         await nursery_io.sleep(30)
-        assert not _dtls._cookie_is_valid(key, cookie, ("127.0.0.1", 1000), b"hello")
+        assert not _dtls_records.cookie_is_valid(key, cookie, ("127.0.0.1", 1000), b"hello")
 
     nursery_io.run(main, clock=nursery_io.testing.MockClock(autojump_threshold=0))
 
 
 def test_flight_packing_round_trips_and_fits_the_mtu() -> None:
     body = bytes(range(256)) * 8
-    flight: list[_dtls._FlightPart] = [
-        _dtls._HandshakeMessage(b"\xfe\xfd", 2, 1, bytearray(body[:80])),
-        _dtls._HandshakeMessage(b"\xfe\xfd", 11, 2, bytearray(body)),
-        _dtls._HandshakeMessage(b"\xfe\xfd", 14, 3, bytearray()),
-        _dtls._PlainRecord(b"\xfe\xfd", _dtls._CHANGE_CIPHER_SPEC, b"\x01"),
+    flight: list[_dtls_records.FlightPart] = [
+        _dtls_records.HandshakeMessage(b"\xfe\xfd", 2, 1, bytearray(body[:80])),
+        _dtls_records.HandshakeMessage(b"\xfe\xfd", 11, 2, bytearray(body)),
+        _dtls_records.HandshakeMessage(b"\xfe\xfd", 14, 3, bytearray()),
+        _dtls_records.PlainRecord(b"\xfe\xfd", _dtls_records._CHANGE_CIPHER_SPEC, b"\x01"),
     ]
     for mtu in (100, 300, 1472):
-        packer = _dtls._FlightPacker()
+        packer = _dtls_records.FlightPacker()
         packer.next_record_number = 7
         datagrams = packer.pack(flight, mtu)
         assert all(len(datagram) <= mtu for datagram in datagrams)
-        numbers = [r.epoch_and_sequence for d in datagrams for r in _dtls._iter_records(d)]
+        numbers = [r.epoch_and_sequence for d in datagrams for r in _dtls_records._iter_records(d)]
         assert numbers == list(range(7, 7 + len(numbers)))
-        assert _dtls._decode_flight(b"".join(datagrams)) == flight
+        assert _dtls_records.decode_flight(b"".join(datagrams)) == flight
 
 
 def test_route_key_matches_what_recvfrom_reports() -> None:

@@ -106,8 +106,10 @@ def test_reexports_every_uppercase_stdlib_constant() -> None:
 
 def test_static_constant_list_matches_this_python() -> None:
     # The TYPE_CHECKING import exists for type checkers; it must name exactly the constants
-    # the module exports at run time.
-    source = Path(nsocket.__file__).read_text()
+    # the module exports at run time. (nursery_io.socket star-imports them from there.)
+    from nursery_io._net import _socket_reexports
+
+    source = Path(_socket_reexports.__file__).read_text()
     static: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
@@ -479,7 +481,7 @@ async def test_bind_and_connect_resolve_names() -> None:
 
 @needs_ipv6
 async def test_ipv6_address_keeps_scope_and_flowinfo() -> None:
-    from nursery_io._socket import _resolve_address
+    from nursery_io._net._socket import _resolve_address
 
     resolver = RecordingResolver({b"six.test": [(stdlib_socket.AF_INET6, "::1")]})
     nsocket.set_custom_hostname_resolver(resolver)

@@ -13,7 +13,7 @@ import pytest
 import nursery_io
 import nursery_io.socket as nsocket
 from nursery_io import SocketListener, SocketStream
-from nursery_io._highlevel_open_tcp_stream import format_host_port, reorder_for_rfc_6555
+from nursery_io._net._highlevel_open_tcp_stream import format_host_port, reorder_for_rfc_6555
 from nursery_io.abc import HostnameResolver, SocketFactory
 from nursery_io.testing import open_stream_to_socket_listener
 

@@ -4,7 +4,7 @@ The ring is a mechanism, not a policy: it prepares SQEs, submits them with one
 ``io_uring_enter`` and hands back CQEs as ``(user_data, res, flags)`` tuples. What an op *is*,
 which engine runs it and what its result means is ``engine.py``'s business.
 
-How it is used (see DESIGN.md, "The loop"):
+How it is used (see docs/design.rst, "The loop"):
 
 1. ``prep()`` writes SQEs into the shared SQ array; nothing reaches the kernel yet.
 2. ``submit()`` publishes the SQ tail and makes one ``io_uring_enter(to_submit, 0, 0)`` for the
@@ -45,6 +45,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Final
 
+from .. import forks
 from . import abi
 
 __all__ = [
@@ -73,6 +74,9 @@ DEFAULT_SETUP_FLAGS: Final[tuple[int, ...]] = (
 
 # sq_flags bits that mean "enter with GETEVENTS or completions stay invisible".
 _NEEDS_GETEVENTS: Final = abi.SQ_CQ_OVERFLOW | abi.SQ_TASKRUN
+
+# A request waiting in the backlog: (opcode, fd, off, addr, len, op_flags, user_data, sqe_flags).
+_Entry = tuple[int, int, int, int, int, int, int, int]
 
 _VALIDATED_MACHINES: Final = frozenset({"x86_64"})
 
@@ -185,19 +189,6 @@ def io_uring_register(fd: int, opcode: int, arg: int | None, nr_args: int) -> in
             raise _os_error(err, "io_uring_register")
 
 
-# The process id, kept current by an at-fork hook so the hot path compares two ints instead
-# of making a getpid() call.
-_pid = os.getpid()
-
-
-def _after_fork_in_child() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 class Ring:
     """One io_uring instance: SQ/CQ/SQE mappings, probe, prep, submit, reap.
 
@@ -269,7 +260,7 @@ class Ring:
             break
         p = abi.PARAMS.unpack(params)
         self.fd = fd
-        self.pid = _pid
+        self.pid = forks.pid
         self.sq_entries: int = p[abi.P_SQ_ENTRIES]
         self.cq_entries: int = p[abi.P_CQ_ENTRIES]
         self.features: int = p[abi.P_FEATURES]
@@ -330,7 +321,7 @@ class Ring:
         self._sq_head: int = self._sq_u32[self._sq_head_i]
         self._sq_tail: int = self._sq_head  # local; published to the kernel by submit()
         self._cq_head: int = self._cq_u32[self._cq_head_i]
-        self._backlog: deque[tuple[int, int, int, int, int, int, int, int]] = deque()
+        self._backlog: deque[_Entry] = deque()
         self.in_flight = 0
         # The CQ size: with at most this many requests outstanding the CQ can't overflow.
         self.max_in_flight = self.cq_entries
@@ -403,9 +394,9 @@ class Ring:
             self._backlog
             or self.in_flight >= self.max_in_flight
             or (tail - self._sq_head) & _U32 >= self.sq_entries
-            or self.pid != _pid
+            or self.pid != forks.pid
         ):
-            self._prep_slow(opcode, fd, off, addr, length, op_flags, user_data, sqe_flags)
+            self._prep_slow((opcode, fd, off, addr, length, op_flags, user_data, sqe_flags))
             return
         # buf_index, personality, file_index, addr3 and pad are zero for every op we use.
         # fmt: off
@@ -417,39 +408,20 @@ class Ring:
         self._sq_tail = tail + 1
         self.in_flight += 1
 
-    def _prep_slow(
-        self,
-        opcode: int,
-        fd: int,
-        off: int,
-        addr: int,
-        length: int,
-        op_flags: int,
-        user_data: int,
-        sqe_flags: int,
-    ) -> None:
-        if self.pid != _pid:
+    def _prep_slow(self, entry: _Entry) -> None:
+        if self.pid != forks.pid:
             # The SQE array is shared with the parent: writing a slot here could corrupt
             # an SQE the parent is preparing.
             raise RuntimeError("this io_uring ring belongs to the parent process (fork)")
-        entry = (opcode, fd, off, addr, length, op_flags, user_data, sqe_flags)
-        if self._backlog or self.in_flight >= self.max_in_flight or not self._put(*entry):
+        if self._backlog or self.in_flight >= self.max_in_flight or not self._put(entry):
             # Check the fields now: a struct.error later, inside reap(), would lose CQEs.
+            opcode, fd, off, addr, length, op_flags, user_data, sqe_flags = entry
             abi.SQE.pack(opcode, sqe_flags, 0, fd, off, addr, length, op_flags, user_data,
                          0, 0, 0, 0, 0)  # fmt: skip
             self._backlog.append(entry)
 
-    def _put(
-        self,
-        opcode: int,
-        fd: int,
-        off: int,
-        addr: int,
-        length: int,
-        op_flags: int,
-        user_data: int,
-        sqe_flags: int,
-    ) -> bool:
+    def _put(self, entry: _Entry) -> bool:
+        opcode, fd, off, addr, length, op_flags, user_data, sqe_flags = entry
         tail = self._sq_tail
         if (tail - self._sq_head) & _U32 >= self.sq_entries:
             # The SQ is full of prepared SQEs: submit them now. An error is left for the
@@ -487,7 +459,12 @@ class Ring:
         caller runs the ops one at a time instead.
         """
         n = len(entries)
-        if not n or self._backlog or self.in_flight + n > self.max_in_flight or self.pid != _pid:
+        if (
+            not n
+            or self._backlog
+            or self.in_flight + n > self.max_in_flight
+            or self.pid != forks.pid
+        ):
             return False
         if ((self._sq_tail - self._sq_head) & _U32) + n > self.sq_entries:
             try:
@@ -519,16 +496,16 @@ class Ring:
         can at worst overflow the CQ, which NODROP kernels keep and ``reap()`` flushes.
         Don't use it for a target still in the backlog (``remove_backlog()`` that instead).
         """
-        if self.pid != _pid:
+        if self.pid != forks.pid:
             raise RuntimeError("this io_uring ring belongs to the parent process (fork)")
         entry = (abi.OP_ASYNC_CANCEL, -1, 0, target, 0, cancel_flags, user_data, 0)
-        if not self._put(*entry):
+        if not self._put(entry):
             self._backlog.appendleft(entry)
 
     def _drain_backlog(self) -> None:
         backlog = self._backlog
         while backlog and self.in_flight < self.max_in_flight:
-            if not self._put(*backlog[0]):
+            if not self._put(backlog[0]):
                 return
             backlog.popleft()
 
@@ -549,7 +526,7 @@ class Ring:
         retry; see :meth:`take_unsubmitted` to hand them elsewhere. ``EEXIST`` means a thread
         other than the creator used a ``SINGLE_ISSUER`` ring.
         """
-        if self.pid != _pid:
+        if self.pid != forks.pid:
             raise RuntimeError("this io_uring ring belongs to the parent process (fork)")
         pending = (self._sq_tail - self._sq_head) & _U32
         if not pending:
@@ -603,7 +580,7 @@ class Ring:
         NODROP overflowed CQEs wait on a kernel list; either way ``sq_flags`` says so and an
         ``io_uring_enter(GETEVENTS)`` (with ``min_complete`` 0: never blocks) posts them.
         """
-        if self.pid != _pid:
+        if self.pid != forks.pid:
             raise RuntimeError("this io_uring ring belongs to the parent process (fork)")
         cq_u32 = self._cq_u32
         sq_u32 = self._sq_u32
