@@ -466,12 +466,17 @@ def targets(table: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
             f"the floor itself (a trivial responder) went from {_fmt(floor_idle)} ms idle to"
             f" {_fmt(floor_p99)} ms under the same load: {_fmt(floor_p99 / floor_idle)}x"
         )
+    # The same target with the machine's share taken out: p99 over the floor's p99 at the
+    # same moment, under load and idle. Even idle, a Python server answering HTTP takes a
+    # few times the canned answer's p99; the load may at most double that factor.
     over = ours_hol.get("over_floor")
+    over_idle = idle.get("nursery_io-zero-copy", {}).get("over_floor")
+    growth = over / over_idle if over and over_idle else None
     check(
-        "proposed: nursery_io p99 under cold downloads within 3x of the floor measured"
-        " at the same time",
-        None if over is None else over <= 3,
-        f"{_fmt(over)}x (median of the runs' p99 / floor p99)",
+        "proposed: nursery_io p99 over the floor's (same moment) under cold downloads"
+        " within 2x of the same ratio idle",
+        None if growth is None else growth <= 2,
+        f"{_fmt(growth)}x ({_fmt(over)}x the floor under load, {_fmt(over_idle)}x idle)",
     )
     threads = max(
         (row.get("threads", 0) for scenario in table.values() for v, row in scenario.items()
@@ -614,7 +619,14 @@ def main(argv: list[str] | None = None) -> None:
         " thread engine, VARIANT@NAME=VALUE with that environment variable",
     )
     parser.add_argument("--duration", type=float, default=None, help="seconds per run")
+    parser.add_argument(
+        "--from-json", default=None, help="re-render the report of a saved serving.json"
+    )
     args = parser.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        write_report(saved["runs"], saved["meta"], Path(args.out))
+        return
     rounds = args.rounds or (1 if args.quick else 3)
     duration = args.duration or (1.0 if args.quick else 3.0)
     scenarios = args.only.split(",")
@@ -647,7 +659,6 @@ def main(argv: list[str] | None = None) -> None:
                     results.append(report)
                     shown = {k: v for k, v in report.items() if k not in ("scenario", "variant")}
                     print(f"[{scenario} {rnd + 1}/{rounds}] {variant}: {shown}", flush=True)
-    table = summarize(results)
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "python": platform.python_version(),
@@ -658,7 +669,11 @@ def main(argv: list[str] | None = None) -> None:
         "device": device,
         "minutes": (time.monotonic() - started) / 60,
     }
-    out = Path(args.out)
+    write_report(results, meta, Path(args.out))
+
+
+def write_report(results: list[dict[str, Any]], meta: dict[str, Any], out: Path) -> None:
+    table = summarize(results)
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(table, meta)
     (out / "serving.md").write_text(text)
