@@ -584,7 +584,7 @@ def chart(table: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
     for ax, scenario, key, label in (
         (axes[0], "cached", "gbps", "cached: GB/s (higher is better)"),
         (axes[1], "cold", "gbps", "cold: GB/s (higher is better)"),
-        (axes[2], "hol", "p99_ms", "tiny request p99 ms during cold downloads (lower is better)"),
+        (axes[2], "hol", "p99_ms", "tiny-request p99 ms (lower is better)"),
     ):
         rows = table.get(scenario, {})
         names = list(rows)
