@@ -3,12 +3,15 @@
     python -m benchmarks.serving_client download PORT JSON   # {"lists": [[name, ...], ...],
                                                               #  "duration": s, "loop": bool}
     python -m benchmarks.serving_client probe PORT JSON      # {"name": ..., "duration": s}
+    python -m benchmarks.serving_client sleep 0 JSON         # {"duration": s}
 
 ``download``: one keep-alive connection per list, each fetching its names in order (again
 and again with ``loop``) until the list is done or ``duration`` seconds passed; every body
 length is checked. ``probe``: one connection sending a tiny request, waiting for the whole
-answer, then the next, for ``duration`` seconds; reports latency percentiles. Prints one
-JSON line. Loopback only, bounded in time.
+answer, then the next, for ``duration`` seconds; reports latency percentiles. ``sleep``: no
+socket at all, sleeps 1 ms again and again and reports how late it woke up (what the
+scheduler alone adds under the load of the moment). Prints one JSON line. Loopback only,
+bounded in time.
 """
 
 from __future__ import annotations
@@ -125,6 +128,11 @@ def probe(port: int, params: dict[str, Any]) -> dict[str, Any]:
     conn = Conn(port, [params["name"]], True)
     conn.sock.setblocking(True)
     latencies = []
+    for _ in range(5):  # warm-up: the server's first requests load code, open its ring...
+        conn.send_next()
+        conn.sock.setblocking(False)
+        while not conn.on_readable():
+            select.select([conn.sock], [], [], 1.0)
     t0 = time.perf_counter()
     deadline = t0 + params["duration"]
     while time.perf_counter() < deadline:
@@ -136,23 +144,36 @@ def probe(port: int, params: dict[str, Any]) -> dict[str, Any]:
         latencies.append(time.perf_counter() - start)
         time.sleep(0.002)  # a request every few ms, not a flood
     conn.sock.close()
-    latencies.sort()
+    return _percentiles(latencies)
+
+
+def _percentiles(values: list[float]) -> dict[str, Any]:
+    values = sorted(values)
 
     def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))]
+        return values[min(len(values) - 1, int(p * len(values)))]
 
-    return {
-        "samples": len(latencies),
-        "p50": pct(0.50),
-        "p99": pct(0.99),
-        "max": latencies[-1],
-    }
+    return {"samples": len(values), "p50": pct(0.50), "p99": pct(0.99), "max": values[-1]}
+
+
+def sleep(params: dict[str, Any]) -> dict[str, Any]:
+    lateness = []
+    deadline = time.perf_counter() + params["duration"]
+    while (start := time.perf_counter()) < deadline:
+        time.sleep(0.001)
+        lateness.append(time.perf_counter() - start - 0.001)
+    return _percentiles(lateness)
 
 
 def main() -> None:
     mode, port, params = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
     try:
-        report = download(port, params) if mode == "download" else probe(port, params)
+        if mode == "download":
+            report = download(port, params)
+        elif mode == "probe":
+            report = probe(port, params)
+        else:
+            report = sleep(params)
     except Exception as exc:  # reported, not raised: the driver prints it
         report = {"error": f"{type(exc).__name__}: {exc}"}
     print(json.dumps(report), flush=True)

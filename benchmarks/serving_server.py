@@ -11,15 +11,24 @@ the file reaches the socket differs:
 - ``trio``: ``trio.open_file`` + ``read`` + ``send_all`` (Trio's file I/O is in threads);
 - ``asyncio-sendfile``: ``open()`` + ``loop.sock_sendfile`` (``os.sendfile`` on the loop);
 - ``uvloop-read-write``: uvloop streams, aiofiles ``read`` + ``writer.write``/``drain``;
-- ``example-zero-copy`` / ``example-read-send``: ``examples/static_server.py`` itself (h11).
+- ``example-zero-copy`` / ``example-read-send``: ``examples/static_server.py`` itself (h11);
+- ``responder``: the latency floor. A blocking socket and a thread per connection that
+  answers every request with the same canned response (no file, no event loop): what the
+  machine itself allows a tiny request under the same load.
+
+On ``SIGTERM`` a server prints one ``stats {...}`` JSON line before exiting: the file
+engine's statistics for nursery_io, and for asyncio how long each ``os.sendfile`` call held
+the loop thread (the stall every other connection waits out).
 
 Imports stay inside the variants: each process loads only what it runs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +68,24 @@ def run_trio_like(lib: Any, root: Path, zero_copy: bool) -> None:
         except lib.BrokenResourceError:
             pass
 
+    async def report_on_sigterm(cancel_scope: Any) -> None:
+        import signal
+
+        with lib.open_signal_receiver(signal.SIGTERM) as signals:
+            async for _ in signals:
+                break
+        stats: dict[str, Any] = {}
+        engine = lib.lowlevel.current_statistics().io_statistics
+        files = getattr(engine, "file_engine", None)
+        if files is not None:
+            stats = {
+                "ops_by_engine": dict(files.ops_by_engine),
+                "inline_sendfiles": getattr(files, "inline_sendfiles", None),
+                "inline_sendfile_misses": getattr(files, "inline_sendfile_misses", None),
+            }
+        print("stats", json.dumps(stats), flush=True)
+        cancel_scope.cancel()
+
     async def main() -> None:
         # A socket of our own, not open_tcp_listeners: no getaddrinfo, so no worker thread
         # left over from start-up in the thread counts.
@@ -67,14 +94,48 @@ def run_trio_like(lib: Any, root: Path, zero_copy: bool) -> None:
         await sock.bind(("127.0.0.1", 0))
         sock.listen(1024)
         print("port", sock.getsockname()[1], flush=True)
-        await lib.serve_listeners(handle, [lib.SocketListener(sock)])
+        async with lib.open_nursery() as nursery:
+            nursery.start_soon(report_on_sigterm, nursery.cancel_scope)
+            await lib.serve_listeners(handle, [lib.SocketListener(sock)])
 
     lib.run(main)
 
 
+def _timed_sendfile(stalls: list[float]) -> None:
+    """Wrap ``os.sendfile`` (which asyncio calls from the loop thread) to record how long
+    each call takes: the loop can do nothing else meanwhile."""
+    real = os.sendfile
+
+    def sendfile(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+        start = time.perf_counter()
+        try:
+            return real(out_fd, in_fd, offset, count)
+        finally:
+            stalls.append(time.perf_counter() - start)
+
+    os.sendfile = sendfile  # type: ignore[assignment]
+
+
+def _stall_stats(stalls: list[float]) -> dict[str, Any]:
+    if not stalls:
+        return {"sendfile_calls": 0}
+    ordered = sorted(stalls)
+    return {
+        "sendfile_calls": len(ordered),
+        "sendfile_p50_ms": ordered[len(ordered) // 2] * 1e3,
+        "sendfile_p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1e3,
+        "sendfile_max_ms": ordered[-1] * 1e3,
+        "sendfile_total_s": sum(ordered),
+    }
+
+
 def run_asyncio_sendfile(root: Path) -> None:
     import asyncio
+    import signal
     import socket
+
+    stalls: list[float] = []
+    _timed_sendfile(stalls)
 
     async def handle(loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
         buf = b""
@@ -90,12 +151,19 @@ def run_asyncio_sendfile(root: Path) -> None:
                     with open(root / _parse(head), "rb") as f:
                         size = os.fstat(f.fileno()).st_size
                         await loop.sock_sendall(conn, _response_head(size))
-                        await loop.sock_sendfile(conn, f, 0, size)
-            except (ConnectionError, BrokenPipeError):
+                        # fallback=False: a peer going away must not start the thread
+                        # pool of asyncio's read + send fallback (it would count as threads).
+                        await loop.sock_sendfile(conn, f, 0, size, fallback=False)
+            except (ConnectionError, BrokenPipeError, asyncio.SendfileNotAvailableError):
                 pass
+
+    def report() -> None:
+        print("stats", json.dumps(_stall_stats(stalls)), flush=True)
+        os._exit(0)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, report)
         server = socket.socket()
         server.bind(("127.0.0.1", 0))
         server.listen(1024)
@@ -162,6 +230,35 @@ def run_example(root: Path, zero_copy: bool) -> None:
     nursery_io.run(main)
 
 
+def run_responder(root: Path, name: str = "tiny.txt") -> None:
+    import socket
+    import threading
+
+    body = (root / name).read_bytes()
+    response = _response_head(len(body)) + body
+
+    def serve(conn: socket.socket) -> None:
+        buf = b""
+        with conn:
+            while True:
+                while HEADER_END not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                _, _, buf = buf.partition(HEADER_END)
+                conn.sendall(response)
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    print("port", server.getsockname()[1], flush=True)
+    while True:
+        conn, _ = server.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+
 VARIANTS = (
     "nursery_io-zero-copy",
     "nursery_io-read-send",
@@ -170,6 +267,7 @@ VARIANTS = (
     "uvloop-read-write",
     "example-zero-copy",
     "example-read-send",
+    "responder",
 )
 
 
@@ -195,6 +293,8 @@ def main() -> None:
         run_example(root, True)
     elif variant == "example-read-send":
         run_example(root, False)
+    elif variant == "responder":
+        run_responder(root)
     else:
         raise SystemExit(f"unknown variant {variant!r}; one of {', '.join(VARIANTS)}")
 

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from . import forks
+from .cachestat import PageCacheCheck
 from .completion import ENGINE_INLINE, ENGINE_THREADS, ENGINE_URING, LATER, Completions
 from .errors import ClosedResourceError
 from .inline import INLINE_ENV_VAR, InlineOps
@@ -155,6 +156,10 @@ class IOStatistics:
     """Inline read attempts that found the data not cached and went to an engine instead."""
     features: int = 0
     """``io_uring_params.features`` of the ring."""
+    inline_sendfiles: int = 0
+    """``sendfile`` calls made on the loop thread for ranges ``cachestat`` found cached."""
+    inline_sendfile_misses: int = 0
+    """Ranges of a file transfer found not cached: they went to the ring or a thread."""
 
     @property
     def syscalls_saved(self) -> int:
@@ -232,6 +237,8 @@ class FileEngine:
         self._inline = InlineOps(bool(inline_reads))
         #: Whether cached positional reads are tried inline first (``try_inline``).
         self.inline_reads = self._inline.enabled
+        #: Whether a file range can be sent inline (``sendfile`` on the loop thread).
+        self.page_cache = PageCacheCheck(self._inline.enabled)
         self._entries = entries
         self._on_ring = on_ring
         self._ring_factory = ring_factory
@@ -561,6 +568,8 @@ class FileEngine:
                 ENGINE_INLINE: self._inline.served,
             },
             inline_misses=self._inline.misses,
+            inline_sendfiles=self.page_cache.served,
+            inline_sendfile_misses=self.page_cache.misses,
             fallbacks_by_reason=dict(pool.fallbacks),
             submit_syscalls=enter_calls,
             ops_submitted=sqes,

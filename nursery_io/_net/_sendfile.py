@@ -22,6 +22,15 @@ empty at the end of a transfer is closed (that discards them) instead of being r
 
 Without the ring (``NURSERY_IO_URING=0``, no io_uring, or no SPLICE in the probe) each chunk
 is an ``os.sendfile`` in a worker thread, with the same results.
+
+Cached data skips both: when ``cachestat(2)`` says the next chunk is in the page cache and
+up to date (:mod:`nursery_io._kernel.cachestat`), an ``os.sendfile`` right on the loop
+thread can't wait for the disk, so it runs there, like the inline ``RWF_NOWAIT`` reads: no
+io-wq hand-off, no thread (``inline_sendfiles`` in the statistics). The check is made right
+before each call; after the first chunk found missing, the rest of the transfer goes to the
+ring or the threads, because their reads start readahead of what follows, which the cache
+counts before it is read in. Inline sends follow the inline reads' switch (off with
+``NURSERY_IO_INLINE_READS=0`` or ``NURSERY_IO_URING=0``) and need Linux 6.5.
 """
 
 from __future__ import annotations
@@ -59,6 +68,8 @@ __all__ = ["send_file", "sock_sendfile"]
 _PAGE: Final = os.sysconf("SC_PAGE_SIZE")
 # What one os.sendfile (thread engine) or read + send_all (other streams) moves at most.
 _THREAD_CHUNK: Final = 1 << 20
+# What one inline os.sendfile of cached data tries to send (it sends what fits).
+_INLINE_WINDOW: Final = 1 << 20
 _STREAM_CHUNK: Final = 1 << 18
 _MAX_COUNT: Final = 1 << 30  # CPython caps sendfile blocks at 1 GiB too (bpo-38319)
 _TAIL_FLAGS: Final = abi.SPLICE_F_NONBLOCK
@@ -93,27 +104,32 @@ class _Transfer:
 
     async def run(self) -> int:
         engine = current_runner().kernel.engine
-        if engine.splice_on_ring:
-            try:
-                await self._splice(engine.pipes)
-            except _NotSpliceable:
-                await self._threads()
-        else:
-            await self._threads()
+        try:
+            await self._send(engine, engine.splice_on_ring)
+        except _NotSpliceable:
+            if not engine.splice_on_ring:
+                raise
+            await self._send(engine, False)
         return self.sent
 
-    async def _splice(self, pipes: Any) -> None:
-        pipe = pipes.take()
-        r, w, capacity = pipe
-        in_pipe = 0  # read from the file, not yet sent
-        must_wait = False
+    async def _send(self, engine: Any, on_ring: bool) -> None:
+        """Chunk after chunk: inline from the page cache when ``cachestat`` says the next
+        one is there, else a ring SPLICE chain (``on_ring``) or ``os.sendfile`` in a worker
+        thread. A chunk's leftovers in the pipe go out before anything else is read."""
+        cache = engine.page_cache
+        inline = cache.enabled
+        pipes = engine.pipes if on_ring else None
+        pipe: tuple[int, int, int] | None = None
+        in_pipe = 0  # read from the file into the pipe, not yet sent
+        must_wait = False  # the socket was full: wait for room before sending more
         end_of_file = False
         try:
             while True:
                 if in_pipe:
+                    assert pipe is not None
                     if must_wait:
                         await wait_writable(self.sock)
-                    op = _ops.splice(r, None, self.sock_fd, None, in_pipe, _TAIL_FLAGS)
+                    op = _ops.splice(pipe[0], None, self.sock_fd, None, in_pipe, _TAIL_FLAGS)
                     try:
                         await run_linked((op,))
                     finally:
@@ -124,41 +140,81 @@ class _Transfer:
                 todo = self.count - self.sent
                 if end_of_file or not todo:
                     return
-                pos = self.offset + self.sent
-                # Start every chunk but the first on a page boundary: a chunk of `capacity`
-                # bytes then needs exactly capacity/PAGE pipe slots, so only the end of the
-                # file can make the file splice short.
-                want = min(todo, capacity - pos % _PAGE if capacity > _PAGE else capacity)
-                more = abi.SPLICE_F_MORE if want < todo else 0
-                head = _ops.splice(self.in_fd, pos, w, None, want, 0)
-                tail = _ops.splice(r, None, self.sock_fd, None, want, _TAIL_FLAGS | more)
+                waited = must_wait
                 if must_wait:
                     await wait_writable(self.sock)
-                try:
-                    await run_linked((head, tail))
-                finally:
-                    got = head.result if head.error is None and not head.cancelled else 0
-                    n = self._sent_by(tail) if got else 0
-                    in_pipe = got - n
-                error = head.error
-                if error is not None:
-                    if (
-                        not self.sent
-                        and isinstance(error, OSError)
-                        and error.errno in _NO_SPLICE_ERRNOS
-                    ):
-                        raise _NotSpliceable
-                    raise error
-                end_of_file = got < want
-                must_wait = bool(in_pipe) and not tail.cancelled
+                pos = self.offset + self.sent
+                if inline:
+                    if not waited:
+                        await checkpoint()  # every chunk is a checkpoint
+                    # Checked right before the call, with no await in between: pages can be
+                    # evicted at any time, so an answer from before a wait means nothing.
+                    window = min(todo, _INLINE_WINDOW)
+                    if cache.ready(self.in_fd, pos, window):
+                        must_wait, end_of_file = self._send_inline(pos, window)
+                        cache.count_sent()
+                        continue
+                    # A miss: this file is being read from the disk, and the ring's reads
+                    # start readahead of what follows, which the cache then counts before
+                    # it is read in. So the rest of this transfer stays off the loop.
+                    inline = False
+                if pipes is None:
+                    must_wait, end_of_file = await self._thread_chunk(pos, todo)
+                    continue
+                if pipe is None:
+                    pipe = pipes.take()
+                in_pipe, must_wait, end_of_file = await self._ring_chunk(pipe, pos, todo)
         finally:
-            # Reuse the pipe only if it is verifiably empty: a cancelled or failed transfer
-            # may have left file data in it, which must never go out with the next one.
-            try:
-                empty = _pipe_bytes(r) == 0
-            except OSError:
-                empty = False
-            pipes.give_back(pipe, empty=empty)
+            if pipe is not None:
+                assert pipes is not None
+                # Reuse the pipe only if it is verifiably empty: a cancelled or failed
+                # transfer may have left file data in it, which must never go out with the
+                # next one.
+                try:
+                    empty = _pipe_bytes(pipe[0]) == 0
+                except OSError:
+                    empty = False
+                pipes.give_back(pipe, empty=empty)
+
+    def _send_inline(self, pos: int, want: int) -> tuple[bool, bool]:
+        """One ``os.sendfile`` on the loop thread, of a cached range: the socket is
+        non-blocking, so it sends what fits and returns. -> (must_wait, end_of_file)."""
+        try:
+            n = os.sendfile(self.sock_fd, self.in_fd, pos, want)
+        except BlockingIOError:
+            return True, False
+        except OSError as exc:
+            if not self.sent and exc.errno in _NO_SPLICE_ERRNOS:
+                raise _NotSpliceable from None
+            raise
+        self.sent += n
+        return n < want, not n  # 0: the file ended early (it shrank)
+
+    async def _ring_chunk(
+        self, pipe: tuple[int, int, int], pos: int, todo: int
+    ) -> tuple[int, bool, bool]:
+        """file -> pipe -> socket as one linked pair of SPLICE ops.
+        -> (bytes left in the pipe, must_wait, end_of_file)."""
+        r, w, capacity = pipe
+        # Start every chunk but the first on a page boundary: a chunk of `capacity` bytes
+        # then needs exactly capacity/PAGE pipe slots, so only the end of the file can make
+        # the file splice short.
+        want = min(todo, capacity - pos % _PAGE if capacity > _PAGE else capacity)
+        more = abi.SPLICE_F_MORE if want < todo else 0
+        head = _ops.splice(self.in_fd, pos, w, None, want, 0)
+        tail = _ops.splice(r, None, self.sock_fd, None, want, _TAIL_FLAGS | more)
+        try:
+            await run_linked((head, tail))
+        finally:
+            got = head.result if head.error is None and not head.cancelled else 0
+            n = self._sent_by(tail) if got else 0
+        error = head.error
+        if error is not None:
+            if not self.sent and isinstance(error, OSError) and error.errno in _NO_SPLICE_ERRNOS:
+                raise _NotSpliceable
+            raise error
+        in_pipe = got - n
+        return in_pipe, bool(in_pipe) and not tail.cancelled, got < want
 
     def _sent_by(self, op: _ops.Op) -> int:
         """What a pipe -> socket splice sent (0 if it didn't run or the socket was full);
@@ -174,26 +230,20 @@ class _Transfer:
         self.sent += n
         return n
 
-    async def _threads(self) -> None:
-        must_wait = False
-        while self.sent < self.count:
-            if must_wait:
-                await wait_writable(self.sock)
-            want = min(self.count - self.sent, _THREAD_CHUNK)
-            op = _ops.sendfile(self.sock_fd, self.in_fd, self.offset + self.sent, want)
-            try:
-                n: int = await run_op(op)
-            except BlockingIOError:
-                must_wait = True
-                continue
-            except OSError as exc:
-                if not self.sent and exc.errno in _NO_SPLICE_ERRNOS:
-                    raise _NotSpliceable from None
-                raise
-            if not n:
-                return
-            self.sent += n
-            must_wait = n < want
+    async def _thread_chunk(self, pos: int, todo: int) -> tuple[bool, bool]:
+        """One ``os.sendfile`` in a worker thread. -> (must_wait, end_of_file)."""
+        want = min(todo, _THREAD_CHUNK)
+        op = _ops.sendfile(self.sock_fd, self.in_fd, pos, want)
+        try:
+            n: int = await run_op(op)
+        except BlockingIOError:
+            return True, False
+        except OSError as exc:
+            if not self.sent and exc.errno in _NO_SPLICE_ERRNOS:
+                raise _NotSpliceable from None
+            raise
+        self.sent += n
+        return n < want, not n
 
 
 # --- the file argument ------------------------------------------------------------------------

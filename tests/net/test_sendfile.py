@@ -1,8 +1,8 @@
 """Sending files: ``SocketType.sendfile`` and ``nursery_io.send_file``, on both engines.
 
-Every test that runs a transfer runs it under ``NURSERY_IO_URING=1`` (linked SPLICE chains
-on the ring) and ``=0`` (``os.sendfile`` in worker threads), and checks the statistics say
-which engine did the work.
+Every test that runs a transfer runs it under ``NURSERY_IO_URING=1`` (cached data: inline
+``os.sendfile`` on the loop thread; cold data: linked SPLICE chains on the ring) and ``=0``
+(``os.sendfile`` in worker threads), and checks the statistics say which path did the work.
 """
 
 from __future__ import annotations
@@ -51,6 +51,11 @@ def evict(path: Path) -> None:
         os.close(fd)
 
 
+def warm(path: Path) -> None:
+    """Read the file in full, so it is in the page cache (a cold test may have evicted it)."""
+    path.read_bytes()
+
+
 def fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -91,16 +96,23 @@ async def receive_stream(stream: nursery_io.abc.ReceiveStream, into: bytearray) 
         into += data
 
 
-def check_engine(stats: Any, before: Any, engine: str) -> None:
+def check_engine(stats: Any, before: Any, engine: str, cold: bool = False) -> None:
     used = {k: stats.ops_by_engine[k] - before.ops_by_engine[k] for k in stats.ops_by_engine}
+    inline = stats.inline_sendfiles - before.inline_sendfiles
     if engine == "io_uring":
         assert "SPLICE" in stats.supported_opcodes
-        assert used["io_uring"] >= 2  # at least one file -> pipe -> socket chain
+        if cold:
+            assert used["io_uring"] >= 2  # at least one file -> pipe -> socket chain
+            assert stats.inline_sendfile_misses > before.inline_sendfile_misses
+        else:
+            assert inline >= 1  # cached: os.sendfile on the loop thread
+            assert used["io_uring"] == 0
         assert used["threads"] == 0
     else:
         assert stats.engine == "threads"
         assert used["threads"] >= 1
         assert used["io_uring"] == 0
+        assert inline == 0
 
 
 # --- sock.sendfile ------------------------------------------------------------------------
@@ -124,6 +136,8 @@ def test_sock_sendfile_sends_the_right_bytes(
     async def main() -> None:
         if cold:
             evict(path)
+        else:
+            warm(path)
         server, client = await tcp_pair()
         got = bytearray()
         with open(path, "rb") as f:
@@ -136,7 +150,7 @@ def test_sock_sendfile_sends_the_right_bytes(
             assert f.tell() == offset + sent
         assert sent == len(expected)
         assert got == expected
-        check_engine(file_stats(), before, engine)
+        check_engine(file_stats(), before, engine, cold)
         server.close()
         client.close()
 
@@ -145,6 +159,8 @@ def test_sock_sendfile_sends_the_right_bytes(
 
 class _ZeroStats:
     ops_by_engine = {"io_uring": 0, "threads": 0, "inline": 0}
+    inline_sendfiles = 0
+    inline_sendfile_misses = 0
 
 
 def _zero_stats() -> Any:
@@ -333,6 +349,7 @@ def test_send_file_to_a_slow_reader(engine: str, big_file: tuple[Path, bytes]) -
     size = 2 * MIB
 
     async def main() -> None:
+        warm(path)
         server, client = await stream_pair()
         client.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_RCVBUF, 32768)
         got = bytearray()
@@ -341,7 +358,11 @@ def test_send_file_to_a_slow_reader(engine: str, big_file: tuple[Path, bytes]) -
             async with nursery_io.open_nursery() as nursery:
                 nursery.start_soon(slow_reader, client, got, size)
                 assert await nursery_io.send_file(server, f, 0, size) == size
-            check_engine(file_stats(), before, engine)
+            stats = file_stats()
+            check_engine(stats, before, engine)
+            if engine == "io_uring":
+                # The socket kept filling up: many short inline sends, each after a wait.
+                assert stats.inline_sendfiles - before.inline_sendfiles > size // MIB
             assert await f.tell() == size
         assert got == data[:size]
         # The stream is fine afterwards.
@@ -419,6 +440,8 @@ def test_cancelling_send_file_mid_transfer(
     async def main() -> None:
         if cold:
             evict(path)
+        else:
+            warm(path)
         server, client = await stream_pair()
         got = bytearray()
         async with await nursery_io.open_file(path, "rb") as f:
@@ -497,6 +520,7 @@ def test_no_fd_leak_and_pipes_are_reused(engine: str, big_file: tuple[Path, byte
 
     async def main() -> None:
         for _ in range(5):
+            evict(path)  # cold: the ring's splices, through a pipe of the pool
             server, client = await stream_pair()
             got = bytearray()
             fd = os.open(path, os.O_RDONLY)
@@ -528,6 +552,7 @@ def test_without_splice_in_the_probe_the_threads_do_it(
         engine = current_runner().kernel.engine
         if engine._ring is not None:
             engine._ring.splice = False  # what a kernel without IORING_OP_SPLICE gives
+        evict(path)  # not cached: no inline send either
         server, client = await tcp_pair()
         got = bytearray()
         before = file_stats()
