@@ -10,12 +10,14 @@ from .._core import (
     BrokenResourceError,
     BusyResourceError,
     ClosedResourceError,
+    cancel_shielded_checkpoint,
     checkpoint,
+    checkpoint_if_cancelled,
     wait_readable,
 )
 from .._core._util import final
 from ..abc import HalfCloseableStream, Listener
-from ._nonblocking import call_when_ready, stream_error, write_all_when_ready
+from ._nonblocking import stream_error, write_rest_when_ready
 from ._socket import SocketType, _SocketType
 
 if TYPE_CHECKING:
@@ -121,9 +123,25 @@ class SocketStream(HalfCloseableStream):
             if raw is None:
                 await self._send_all_generic(data)
                 return
-            # Our own socket: straight to the syscall (the hot path of every stream).
+            # Our own socket: straight to the syscall. This is write_all_when_ready's first
+            # step written out here: the hottest path of every stream, where one coroutine
+            # frame less per call is measurable (benchmarks: tcp_echo).
+            size = len(data) if type(data) is bytes or type(data) is bytearray else None
+            await checkpoint_if_cancelled()
             try:
-                await write_all_when_ready(raw, raw.send, data)
+                sent = raw.send(data)
+            except BlockingIOError:
+                sent = 0
+            except BaseException as exc:
+                await cancel_shielded_checkpoint()
+                if isinstance(exc, OSError):
+                    raise _stream_error(exc)  # noqa: B904  (the cause is set inside)
+                raise
+            if sent == (memoryview(data).nbytes if size is None else size):
+                await cancel_shielded_checkpoint()
+                return
+            try:
+                await write_rest_when_ready(raw, raw.send, data, sent)
             except OSError as exc:
                 raise _stream_error(exc)  # noqa: B904  (the cause is set inside)
         finally:
@@ -200,11 +218,32 @@ class SocketStream(HalfCloseableStream):
         self._receiving = True
         try:
             raw = self._raw
-            try:
-                if raw is None:
+            if raw is None:
+                try:
                     return await self.socket.recv(max_bytes)
-                # Our own socket: straight to the syscall (the hot path of every stream).
-                return await call_when_ready(wait_readable, raw, raw.recv, max_bytes)
+                except OSError as exc:
+                    raise _stream_error(exc)  # noqa: B904  (the cause is set inside)
+            # Our own socket: call_when_ready written out, as in send_all (the hot path).
+            await checkpoint_if_cancelled()
+            try:
+                data = raw.recv(max_bytes)
+            except BlockingIOError:
+                pass
+            except BaseException as exc:
+                await cancel_shielded_checkpoint()
+                if isinstance(exc, OSError):
+                    raise _stream_error(exc)  # noqa: B904  (the cause is set inside)
+                raise
+            else:
+                await cancel_shielded_checkpoint()
+                return data
+            try:
+                while True:
+                    await wait_readable(raw)
+                    try:
+                        return raw.recv(max_bytes)
+                    except BlockingIOError:
+                        pass
             except OSError as exc:
                 raise _stream_error(exc)  # noqa: B904  (the cause is set inside)
         finally:

@@ -30,7 +30,12 @@ from .._core import (
     wait_writable,
 )
 
-__all__ = ["call_when_ready", "stream_error", "write_all_when_ready"]
+__all__ = [
+    "call_when_ready",
+    "stream_error",
+    "write_all_when_ready",
+    "write_rest_when_ready",
+]
 
 T = TypeVar("T")
 
@@ -83,7 +88,16 @@ async def write_all_when_ready(
         # The common case: everything went out at once.
         await cancel_shielded_checkpoint()
         return
+    await write_rest_when_ready(handle, write, data, sent)
+
+
+async def write_rest_when_ready(
+    handle: Any, write: Callable[[Any], int], data: bytes | bytearray | memoryview, sent: int
+) -> None:
+    """The slow half of :func:`write_all_when_ready`: ``data[sent:]`` after a first write
+    that came out short (the caller has passed its checkpoint already)."""
     with memoryview(data) as items, items.cast("B") as view:
+        size = len(view)
         while sent < size:
             await wait_writable(handle)
             with view[sent:] as rest:
