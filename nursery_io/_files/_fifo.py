@@ -55,17 +55,22 @@ def _touch(target: str | bytes, reading: bool) -> None:
 class _Release:
     """Unblocks the thread's ``open()``: on demand, until :meth:`stop`."""
 
-    __slots__ = ("_reading", "_scopes", "_started", "_target")
+    __slots__ = ("_reading", "_scopes", "_started", "_stopped", "_target")
 
     def __init__(self, target: str | bytes, reading: bool) -> None:
         self._target = target
         self._reading = reading
         self._started = False
+        self._stopped = False
         self._scopes: list[CancelScope] = []
 
     def start(self) -> None:
-        """Begin releasing (idempotent). Runs in the run's thread."""
-        if self._started:
+        """Begin releasing (idempotent; nothing once stopped). Runs in the run's thread."""
+        # After stop() too: the watch task can wake from a readiness that came just before
+        # stop() and call this late. A release started then would never be stopped, and
+        # would keep opening the other end of the FIFO (and, once `held` is closed and its
+        # number reused, of whatever file gets that number), waking later opens falsely.
+        if self._started or self._stopped:
             return
         self._started = True
         scope = CancelScope()
@@ -79,6 +84,7 @@ class _Release:
         spawn_system_task(self._watch, held, scope, name="nursery_io FIFO watch")
 
     def stop(self) -> None:
+        self._stopped = True
         for scope in self._scopes:
             scope.cancel()
 
