@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 from outcome import Error
@@ -46,11 +45,11 @@ from ._core import (
     reschedule,
     wait_task_rescheduled,
 )
-from ._core._util import final
+from ._core._util import ClosesOnExit, final
 from .abc import ReceiveChannel, SendChannel
 
 if TYPE_CHECKING:
-    from typing import Self
+    pass
 
 __all__ = [
     "MemoryChannelStatistics",
@@ -126,7 +125,7 @@ def _no_public_constructor(cls: type) -> NoReturn:
 
 
 @final
-class MemorySendChannel(SendChannel[SendType]):
+class MemorySendChannel(SendChannel[SendType], ClosesOnExit):
     """The sending end of a memory channel, from :func:`open_memory_channel`.
 
     Besides the :class:`~nursery_io.abc.SendChannel` interface it has ``send_nowait``,
@@ -243,17 +242,6 @@ class MemorySendChannel(SendChannel[SendType]):
             raise ClosedResourceError()
         return MemorySendChannel._create(self._state)
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
     @enable_ki_protection
     def close(self) -> None:
         """Close this end (idempotent, synchronous).
@@ -286,7 +274,7 @@ class MemorySendChannel(SendChannel[SendType]):
 
 
 @final
-class MemoryReceiveChannel(ReceiveChannel[ReceiveType]):
+class MemoryReceiveChannel(ReceiveChannel[ReceiveType], ClosesOnExit):
     """The receiving end of a memory channel, from :func:`open_memory_channel`.
 
     Besides the :class:`~nursery_io.abc.ReceiveChannel` interface (including ``async
@@ -408,17 +396,6 @@ class MemoryReceiveChannel(ReceiveChannel[ReceiveType]):
         if self._closed:
             raise ClosedResourceError()
         return MemoryReceiveChannel._create(self._state)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @enable_ki_protection
     def close(self) -> None:

@@ -13,7 +13,14 @@ import sniffio
 
 from ._context import current_library_name
 
-__all__ = ["LazyTable", "coroutine_or_error", "final", "lazy_attributes", "name_for_task"]
+__all__ = [
+    "ClosesOnExit",
+    "LazyTable",
+    "coroutine_or_error",
+    "final",
+    "lazy_attributes",
+    "name_for_task",
+]
 
 _ClassT = TypeVar("_ClassT", bound=type)
 
@@ -183,3 +190,25 @@ def lazy_attributes(
         return sorted(set(namespace) | table.keys())
 
     return __getattr__, __dir__
+
+
+class ClosesOnExit:
+    """Mixin: the object is a context manager that calls its ``close()`` on the way out,
+    whatever happens inside the block (memory channels, sockets, DTLS endpoints)."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+
+        def close(self) -> None: ...
+
+    def __enter__(self) -> typing.Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: types.TracebackType | None,
+    ) -> None:
+        self.close()

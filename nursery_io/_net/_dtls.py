@@ -56,11 +56,10 @@ from .._core import (
     spawn_system_task,
 )
 from .._core._exceptions import no_public_constructor_error
-from .._core._util import final
+from .._core._util import ClosesOnExit, final
 from .._sync import Lock
 from .._timeouts import move_on_after
 from ..abc import Channel
-from ._closing import ClosesOnExit
 from ._dtls_records import (
     ALERT,
     COOKIE_KEY_SIZE,

@@ -26,8 +26,8 @@ from .._core import (
     wait_readable,
     wait_writable,
 )
+from .._core._util import ClosesOnExit
 from .._timeouts import sleep
-from ._closing import ClosesOnExit
 from ._hostname import encode_hostname
 from ._nonblocking import call_when_ready
 
