@@ -22,6 +22,7 @@ import nursery_io
 from nursery_io import lowlevel
 from nursery_io._core._context import current_runner
 from nursery_io.testing import memory_stream_pair
+from tests.page_cache import evict
 
 MIB = 1 << 20
 BIG = 8 * MIB  # far more than a pipe holds (64 KiB default, 1 MiB grown)
@@ -39,16 +40,6 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
     data = os.urandom(BIG)
     path.write_bytes(data)
     return path, data
-
-
-def evict(path: Path) -> None:
-    """Drop the file from the page cache, so the next read goes to the disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 def warm(path: Path) -> None:

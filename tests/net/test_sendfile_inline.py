@@ -18,6 +18,7 @@ import nursery_io
 from nursery_io import lowlevel
 from nursery_io._kernel import cachestat
 from nursery_io._kernel.cachestat import PageCacheCheck, cached_pages
+from tests.page_cache import evict
 
 MIB = 1 << 20
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -49,15 +50,6 @@ def data_file(tmp_path: Path) -> tuple[Path, bytes]:
     data = os.urandom(4 * MIB + 123)
     path.write_bytes(data)
     return path, data
-
-
-def evict(path: Path, offset: int = 0, length: int = 0) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 def file_stats() -> Any:
@@ -102,8 +94,7 @@ def test_cachestat_counts_what_the_kernel_has_cached(tmp_path: Path) -> None:
         assert cached_pages(fd, 0, 0) == pages  # just written: all of it
         assert cached_pages(fd, 0, 2 * MIB) == pages
         assert cached_pages(fd, PAGE // 2, PAGE) == 2  # straddles two pages
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        evict(fd)
         assert cached_pages(fd, 0, 0) == 0
         os.pread(fd, 64 * 1024, MIB)
         assert cached_pages(fd, 0, MIB) == 0  # readahead never goes backwards
@@ -132,8 +123,7 @@ def test_page_cache_check_ready_and_misses(tmp_path: Path) -> None:
         assert check.ready(fd, 0, MIB)
         assert check.ready(fd, 100, 5000)
         assert not check.ready(fd, 0, 0)
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        evict(fd)
         assert not check.ready(fd, 0, MIB)
         # Read back the first half only (no readahead: the second half stays out).
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
