@@ -151,11 +151,15 @@ async def read_at(fd: int, length: int, offset: int) -> bytes:
     # A cancel point even when not cancelled (what checkpoint_if_cancelled would count),
     # without paying for the call on this hot path.
     task._cancel_points += 1
-    data = runner.kernel.engine.read_nowait(fd, length, offset)
+    engine = runner.kernel.engine
+    data = engine.read_nowait(fd, length, offset)
     if data is not None:
         await cancel_shielded_checkpoint()
         return data
-    return await run_op(_kernel_ops.read(fd, length, offset))  # type: ignore[no-any-return]
+    # Not cached: straight to the engine (run_op would try the inline read a second time).
+    op = _kernel_ops.read(fd, length, offset)
+    engine.submit(op, (waiter := _OpWaiter(task, runner, engine, op)).on_complete)
+    return await wait_task_rescheduled(waiter.abort)  # type: ignore[no-any-return]
 
 
 class _ChainWaiter:

@@ -94,7 +94,7 @@ def test_cachestat_counts_what_the_kernel_has_cached(tmp_path: Path) -> None:
         assert cached_pages(fd, 0, 0) == pages  # just written: all of it
         assert cached_pages(fd, 0, 2 * MIB) == pages
         assert cached_pages(fd, PAGE // 2, PAGE) == 2  # straddles two pages
-        evict(fd)
+        assert evict(fd)
         assert cached_pages(fd, 0, 0) == 0
         os.pread(fd, 64 * 1024, MIB)
         assert cached_pages(fd, 0, MIB) == 0  # readahead never goes backwards
@@ -123,7 +123,7 @@ def test_page_cache_check_ready_and_misses(tmp_path: Path) -> None:
         assert check.ready(fd, 0, MIB)
         assert check.ready(fd, 100, 5000)
         assert not check.ready(fd, 0, 0)
-        evict(fd)
+        assert evict(fd)
         assert not check.ready(fd, 0, MIB)
         # Read back the first half only (no readahead: the second half stays out).
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
