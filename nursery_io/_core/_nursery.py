@@ -193,7 +193,11 @@ class Nursery:
     ) -> None:
         self._parent_task = parent_task
         self._strict_exception_groups = strict_exception_groups
-        parent_task._child_nurseries.append(self)
+        open_nurseries = parent_task._child_nurseries
+        if isinstance(open_nurseries, list):
+            open_nurseries.append(self)
+        else:
+            parent_task._child_nurseries = [self]
         self.cancel_scope = cancel_scope
         assert cancel_scope._cancel_status is not None
         self._cancel_status: CancelStatus = cancel_scope._cancel_status
@@ -226,7 +230,7 @@ class Nursery:
             scope._cancel(why() if why is not None and scope._cancel_reason is None else None)
 
     def _check_nursery_closed(self) -> None:
-        if not any([self._nested_child_running, self._children, self._pending_starts]):
+        if not (self._nested_child_running or self._children or self._pending_starts):
             self._closed = True
             if self._parent_waiting_in_aexit:
                 self._parent_waiting_in_aexit = False

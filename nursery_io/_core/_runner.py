@@ -28,6 +28,8 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from inspect import CO_COROUTINE
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, Final, TypeVar, TypeVarTuple
 
 import outcome
@@ -257,11 +259,22 @@ class Runner:
             raise RuntimeError("Nursery is closed to new arrivals")
         if context is None:
             context = self.system_context.copy() if system_task else contextvars.copy_context()
-        if task_status is None:
+        if (
+            type(async_fn) is FunctionType
+            and async_fn.__code__.co_flags & CO_COROUTINE
+            and task_status is None
+        ):
+            # An ``async def`` runs none of its code when called: no need to enter the
+            # task's context or to check what comes back. (Wrong arguments raise their
+            # TypeError here, as coroutine_or_error would let them.)
+            coro = async_fn(*args)
+        elif task_status is None:
             coro = context.run(coroutine_or_error, async_fn, *args)
         else:
             coro = context.run(coroutine_or_error, async_fn, *args, task_status=task_status)
-        task = Task(self, coro, name_for_task(async_fn, name), context, nursery, system_task)
+        if name is not None and type(name) is not str:
+            name = name_for_task(name, name)  # not later: the object may change
+        task = Task(self, coro, async_fn if name is None else name, context, nursery, system_task)
         self.tasks.add(task)
         if nursery is not None:
             nursery._children.add(task)

@@ -13,7 +13,7 @@ import outcome
 
 from ._exceptions import Cancelled, InternalError
 from ._traps import Abort, RaiseCancelT
-from ._util import final
+from ._util import final, name_for_task
 
 if TYPE_CHECKING:
     from ._cancel import CancelStatus
@@ -55,6 +55,7 @@ class Task:
         "_child_nurseries",
         "_counter",
         "_eventual_parent_nursery",
+        "_name",
         "_next_send",
         "_parent_nursery",
         "_runner",
@@ -63,25 +64,26 @@ class Task:
         "context",
         "coro",
         "custom_sleep_data",
-        "name",
     )
 
     def __init__(
         self,
         runner: Runner,
         coro: Coroutine[Any, Any, Any],
-        name: str,
+        name: object,
         context: contextvars.Context,
         parent_nursery: Nursery | None,
         system_task: bool,
     ) -> None:
         self._runner = runner
         self.coro = coro
-        self.name = name
+        # A str, or the function (or name object) to derive one from: see ``name``.
+        self._name = name
         self.context = context
         self._parent_nursery = parent_nursery
         self._eventual_parent_nursery: Nursery | None = None
-        self._child_nurseries: list[Nursery] = []
+        # A list once the task opens a nursery; most never do.
+        self._child_nurseries: list[Nursery] | tuple[()] = ()
         self._cancel_status: CancelStatus = None  # type: ignore[assignment]
         self._abort_func: Any = None
         self._next_send: Any = None
@@ -93,6 +95,20 @@ class Task:
 
     def __repr__(self) -> str:
         return f"<Task {self.name!r} at {id(self):#x}>"
+
+    @property
+    def name(self) -> str:
+        """The task's name: the one given to ``start_soon``/``start``, or else the
+        function's ``module.qualname``."""
+        name = self._name
+        if type(name) is not str:
+            # Worked out on first use: most tasks are never asked for their name.
+            name = self._name = name_for_task(name, None)
+        return name
+
+    @name.setter
+    def name(self, name: str) -> None:
+        self._name = name
 
     @property
     def parent_nursery(self) -> Nursery | None:

@@ -90,7 +90,9 @@ def coroutine_or_error(
     """
     # A sync function that returns a coroutine still sees the running library in sniffio.
     previous_library = sniffio.thread_local.name
-    sniffio.thread_local.name = current_library_name()
+    library = current_library_name()
+    if previous_library != library:
+        sniffio.thread_local.name = library
     try:
         coro = async_fn(*args, **kwargs)
     except TypeError:
@@ -114,7 +116,8 @@ def coroutine_or_error(
             ) from None
         raise
     finally:
-        sniffio.thread_local.name = previous_library
+        if previous_library != library:
+            sniffio.thread_local.name = previous_library
 
     if type(coro) is types.CoroutineType:
         return coro

@@ -7,6 +7,7 @@ returned or raised ends its trace.
 
 from __future__ import annotations
 
+import functools
 import math
 import signal
 from types import ModuleType
@@ -613,6 +614,61 @@ async def reattach_with_the_wrong_task(lib: ModuleType, trace: Trace) -> None:
         await lib_testing(lib).wait_all_tasks_blocked()
         (task,) = (t for t in nursery.child_tasks if t.coro.cr_code.co_name == "detached")
         trace.append(task.coro.send("hello"))
+
+
+# ----- spawning: task names and what start_soon accepts -----
+
+
+class _Label:
+    """A name object whose text changes: a task's name is taken when it is spawned."""
+
+    def __init__(self) -> None:
+        self.text = "first"
+
+    def __repr__(self) -> str:
+        return f"<label {self.text}>"
+
+
+async def _named_child(*args: object) -> None:
+    pass
+
+
+class _Service:
+    async def serve(self) -> None:
+        pass
+
+
+@scenario
+async def task_names(lib: ModuleType, trace: Trace) -> None:
+    def local_part(name: str) -> str:
+        # "tests.parity.test_core.x" under both libraries, whatever the import path.
+        return name.rsplit(".", 1)[-1] if "." in name else name
+
+    label = _Label()
+    sync_returning_coro: Any = lambda: _named_child()  # noqa: E731, PLW0108 (a sync function)
+    spawns: list[tuple[Any, dict[str, Any]]] = [
+        (_named_child, {}),
+        (functools.partial(_named_child, 1), {}),
+        (functools.partial(functools.partial(_named_child, 1), 2), {}),
+        (_Service().serve, {}),
+        (sync_returning_coro, {}),
+        (_named_child, {"name": "explicit"}),
+        (_named_child, {"name": label}),
+        (_named_child, {"name": _Service}),
+    ]
+    async with lib.open_nursery() as nursery:
+        for fn, kwargs in spawns:
+            nursery.start_soon(fn, **kwargs)
+        label.text = "second"
+        children = sorted(nursery.child_tasks, key=lambda t: str(t.name))
+        trace.append(sorted(local_part(t.name) for t in children))
+        renamed = children[0]
+        renamed.name = "renamed"
+        trace.append(("renamed", renamed.name, "renamed" in repr(renamed)))
+        try:
+            nursery.start_soon(_Service().serve, "unexpected")
+        except TypeError as exc:
+            trace.append(("TypeError", str(exc)))
 
 
 @scenario.parametrize()
