@@ -193,11 +193,7 @@ class Nursery:
     ) -> None:
         self._parent_task = parent_task
         self._strict_exception_groups = strict_exception_groups
-        open_nurseries = parent_task._child_nurseries
-        if isinstance(open_nurseries, list):
-            open_nurseries.append(self)
-        else:
-            parent_task._child_nurseries = [self]
+        parent_task._child_nurseries.append(self)
         self.cancel_scope = cancel_scope
         assert cancel_scope._cancel_status is not None
         self._cancel_status: CancelStatus = cancel_scope._cancel_status

@@ -82,8 +82,7 @@ class Task:
         self.context = context
         self._parent_nursery = parent_nursery
         self._eventual_parent_nursery: Nursery | None = None
-        # A list once the task opens a nursery; most never do.
-        self._child_nurseries: list[Nursery] | tuple[()] = ()
+        self._child_nurseries: list[Nursery] = []
         self._cancel_status: CancelStatus = None  # type: ignore[assignment]
         self._abort_func: Any = None
         self._next_send: Any = None

@@ -261,6 +261,18 @@ _PRIVATE_SUBMODULE_REFERENCE = re.compile(
 # suite's view of it, where underscore names are trio-internal stand-ins.
 _PUBLIC_FROM_IMPORT = re.compile(r"^(\s*)from trio\.(%s) import" % "|".join(PUBLIC_MODULES), re.M)  # noqa: UP031
 _FUTURE_IMPORT = re.compile(r"^from __future__ import [^\n]+\n", re.M)
+# ``from trio import _core, _file_io``: private modules named in a one-line import.
+_TOP_FROM_IMPORT = re.compile(r"^(\s*)from trio import ([\w, ]+)$", re.M)
+
+
+def _split_private_names(match: re.Match[str]) -> str:
+    indent, names = match.group(1), [n.strip() for n in match.group(2).split(",")]
+    private = [n for n in names if n.startswith("_")]
+    public = [n for n in names if not n.startswith("_")]
+    lines = [f"{indent}from trio import {', '.join(public)}"] if public else []
+    if private:
+        lines.append(f"{indent}from trio_suite import {', '.join(private)}")
+    return "\n".join(lines)
 
 
 def _rewrite(source: str) -> str:
@@ -269,6 +281,7 @@ def _rewrite(source: str) -> str:
     source = _PRIVATE_REFERENCE.sub(r"trio_suite.\1", source)
     source = _PRIVATE_SUBMODULE_REFERENCE.sub(r"trio_suite.\1", source)
     source = _PUBLIC_FROM_IMPORT.sub(r"\1from trio_suite.\2 import", source)
+    source = _TOP_FROM_IMPORT.sub(_split_private_names, source)
     if "trio_suite." in source:
         future = list(_FUTURE_IMPORT.finditer(source))
         at = future[-1].end() if future else 0

@@ -30,3 +30,18 @@ def test_small_files_of_trios_suite_pass_on_both(tmp_path: Path) -> None:
     assert comparison["trio_passed"] >= 10
     assert comparison["regressions"] == []
     assert comparison["nursery_io_passed"] == comparison["trio_passed"]
+
+
+def test_private_modules_imported_from_trio_go_to_the_stand_ins() -> None:
+    # Loaded by path: the runner is a script, not part of a package.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_trio_suite", RUNNER)
+    assert spec is not None and spec.loader is not None
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    source = "import trio\nfrom trio import _core, _file_io\n    from trio import sleep, _sync\n"
+    rewritten = runner._rewrite(source)
+    assert "from trio_suite import _core, _file_io\n" in rewritten
+    assert "    from trio import sleep\n    from trio_suite import _sync\n" in rewritten
+    assert "from trio import _" not in rewritten
