@@ -94,6 +94,6 @@ async def permanently_detach_coroutine_object(final_outcome: outcome.Outcome[Any
     raises) whatever that runner first sends (or throws) in. The task must not have open
     nurseries (release everything nursery_io-specific first)."""
     task = current_task()
-    if any(not nursery._closed for nursery in task._child_nurseries):
+    if any(not nursery._closed for nursery in task._open_nurseries or ()):
         raise RuntimeError("can't permanently detach a coroutine object with open nurseries")
     return await _yield(PermanentlyDetachCoroutineObject(final_outcome))

@@ -193,7 +193,10 @@ class Nursery:
     ) -> None:
         self._parent_task = parent_task
         self._strict_exception_groups = strict_exception_groups
-        parent_task._child_nurseries.append(self)
+        if parent_task._open_nurseries is None:
+            parent_task._open_nurseries = [self]
+        else:
+            parent_task._open_nurseries.append(self)
         self.cancel_scope = cancel_scope
         assert cancel_scope._cancel_status is not None
         self._cancel_status: CancelStatus = cancel_scope._cancel_status
@@ -285,7 +288,7 @@ class Nursery:
             except BaseException as exc:
                 self._add_exc(exc, None)
 
-        open_nurseries = self._parent_task._child_nurseries
+        open_nurseries = self._parent_task._open_nurseries
         if not open_nurseries or open_nurseries.pop() is not self:
             # Nurseries exited out of order. Like Trio, fail this exit; the task's exit
             # then reports the nurseries it left open as "Nursery stack corrupted".

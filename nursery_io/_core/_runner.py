@@ -300,7 +300,7 @@ class Runner:
             self.instruments.call("task_scheduled", task)
 
     def task_exited(self, task: Task, result: outcome.Outcome[Any]) -> None:
-        open_nurseries = task._child_nurseries
+        open_nurseries = task._open_nurseries
         if open_nurseries:
             # The task left nurseries open (misnested exits, or a nursery entered by hand
             # and never exited). Their children can't be waited for any more: cancel them

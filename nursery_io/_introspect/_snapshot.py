@@ -290,7 +290,7 @@ def _task_record(
         "state": state,
         "frames": [[f.f_code.co_filename, lineno, f.f_code.co_name] for f, lineno in frames],
         "scopes": _own_scopes(task, now, nursery_scopes),
-        "nurseries": [id(n) for n in task._child_nurseries],
+        "nurseries": [id(n) for n in task._open_nurseries or ()],
         "parent_nursery": id(task._parent_nursery) if task._parent_nursery else None,
         "schedule_points": task._schedule_points,
         "wait": _describe_wait(task, frames, now) if state == "blocked" else None,
@@ -376,7 +376,7 @@ def take_snapshot(runner: Runner, *, timing: Any = None) -> Json:
     running = getattr(GLOBAL_RUN_CONTEXT, "task", None)
     _site_memo.clear()
     tasks = list(runner.tasks)
-    nurseries: list[Nursery] = [n for t in tasks for n in t._child_nurseries]
+    nurseries: list[Nursery] = [n for t in tasks for n in t._open_nurseries or ()]
     nursery_scopes = {id(n.cancel_scope) for n in nurseries}
     root = runner.init_task
     stats = runner.statistics()

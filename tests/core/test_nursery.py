@@ -533,3 +533,16 @@ async def test_nursery_has_no_public_constructor() -> None:
         nursery_io.Nursery(lowlevel.current_task(), nursery_io.CancelScope(), True)  # type: ignore[call-arg]
     async with nursery_io.open_nursery() as nursery:
         assert type(nursery) is nursery_io.Nursery
+
+
+async def test_the_open_nursery_stack_reads_as_trios() -> None:
+    # Code written for trio sometimes reads the private ``_child_nurseries``; we allocate the
+    # stack lazily, so both spellings must still show a list, innermost nursery last.
+    task = nursery_io.lowlevel.current_task()
+    assert task.child_nurseries == [] and task._child_nurseries == []
+    async with nursery_io.open_nursery() as outer:
+        async with nursery_io.open_nursery() as inner:
+            assert task.child_nurseries == [outer, inner]
+            assert task._child_nurseries == [outer, inner]
+        assert task._child_nurseries == [outer]
+    assert task.child_nurseries == [] and task._child_nurseries == []
