@@ -10,10 +10,11 @@ as "trio").
 from __future__ import annotations
 
 import socket as stdlib_socket
+from collections.abc import Callable
 from types import ModuleType
 
 from . import harness
-from .harness import Raised, Scenario, Scenarios, Trace, assert_same_trace
+from .harness import Raised, Scenario, Scenarios, Trace, assert_same_trace, same_under_both
 
 scenario = Scenarios()
 
@@ -65,6 +66,31 @@ async def second_receiver_on_one_trio_socket(lib: ModuleType) -> Trace:
 @scenario.parametrize()
 def test_same_trace_as_trio(scenario: Scenario) -> None:
     assert_same_trace(scenario)
+
+
+def test_calls_into_a_finished_run() -> None:
+    """anyio's ``from_thread`` and portals turn RunFinishedError into their own; what a
+    token of a finished run raises, with Trio's text."""
+
+    def observe(lib: ModuleType) -> Trace:
+        tokens = []
+
+        async def main() -> None:
+            tokens.append(lib.lowlevel.current_trio_token())
+
+        async def never_run() -> None:
+            raise AssertionError("ran after its run finished")
+
+        lib.run(main)
+        token = tokens[0]
+        calls: list[Callable[[], object]] = [
+            lambda: token.run_sync_soon(print),
+            lambda: lib.from_thread.run_sync(print, trio_token=token),
+            lambda: lib.from_thread.run(never_run, trio_token=token),
+        ]
+        return [harness.sync_outcome(call, raised) for call in calls]
+
+    same_under_both(observe)
 
 
 def test_raised_needs_trios_text() -> None:
