@@ -93,6 +93,23 @@ def test_calls_into_a_finished_run() -> None:
     same_under_both(observe)
 
 
+@scenario
+async def a_run_inside_a_run(lib: ModuleType) -> Trace:
+    """anyio's ``start_blocking_portal`` from async code starts a second run in another
+    thread; one started in the run's own thread is refused, with Trio's text."""
+
+    async def nothing() -> None:
+        raise AssertionError("ran inside another run")
+
+    def guest_run() -> None:
+        lib.lowlevel.start_guest_run(nothing, run_sync_soon_threadsafe=print, done_callback=print)
+
+    return [
+        harness.sync_outcome(lambda: lib.run(nothing), raised),
+        harness.sync_outcome(guest_run, raised),
+    ]
+
+
 def test_raised_needs_trios_text() -> None:
     # The comparison these scenarios rest on: a different text is a difference.
     trio_says = Raised("BusyResourceError", "another task is already reading / writing this fd")
