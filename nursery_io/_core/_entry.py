@@ -100,8 +100,9 @@ def _new_runner(
 ) -> Runner:
     if hasattr(GLOBAL_RUN_CONTEXT, "runner"):
         raise RuntimeError(
-            "Attempted to call nursery_io.run() from inside a run. Await the function "
-            "directly, or start it in a nursery, instead of starting a second loop."
+            # Trio's text first (code matches on it), then what to do instead.
+            "Attempted to call run() from inside a run(): await the function directly, "
+            "or start it in a nursery, instead of starting a second loop."
         )
     return runner_type(
         clock if clock is not None else SystemClock(),

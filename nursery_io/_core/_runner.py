@@ -557,7 +557,7 @@ class Runner:
     ) -> None:
         with self._entry_lock:
             if self.done:
-                raise RunFinishedError("the run has already finished")
+                raise RunFinishedError("run() has exited")  # Trio's text
             if idempotent:
                 key = (sync_fn, args)
                 if key in self._idempotent:

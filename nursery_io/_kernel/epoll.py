@@ -33,6 +33,9 @@ __all__ = ["EpollRegistry", "WaitCallback"]
 #: exception to deliver (``ClosedResourceError`` after :meth:`EpollRegistry.notify_closing`).
 WaitCallback = Callable[[BaseException | None], None]
 
+# Trio's text, for both directions: callers (anyio's trio backend, tests) see it as is.
+_BUSY = "another task is already reading / writing this fd"
+
 _READ_EVENTS = select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP
 _WRITE_EVENTS = select.EPOLLOUT | select.EPOLLERR | select.EPOLLHUP
 
@@ -61,7 +64,7 @@ class EpollRegistry:
         if waiters is None:
             waiters = self._fds[fd] = _FdWaiters()
         elif waiters.reader is not None:
-            raise BusyResourceError("another task is already waiting to read from this fd")
+            raise BusyResourceError(_BUSY)
         waiters.reader = callback
         self._rearm(fd, waiters, undo_reader=True)
 
@@ -70,7 +73,7 @@ class EpollRegistry:
         if waiters is None:
             waiters = self._fds[fd] = _FdWaiters()
         elif waiters.writer is not None:
-            raise BusyResourceError("another task is already waiting to write to this fd")
+            raise BusyResourceError(_BUSY)
         waiters.writer = callback
         self._rearm(fd, waiters, undo_reader=False)
 
