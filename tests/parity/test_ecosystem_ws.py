@@ -109,6 +109,32 @@ async def objects_take_attributes_of_the_user(lib: ModuleType) -> Trace:
     return trace
 
 
+@scenario
+async def task_status_started_can_be_wrapped(lib: ModuleType) -> Trace:
+    # tricycle's service nursery replaces ``task_status.started`` on the instance with a
+    # wrapper, to act when the task reports it started.
+    trace: Trace = []
+
+    async def child(*, task_status: Any) -> None:
+        original = task_status.started
+
+        def started(value: object = None) -> None:
+            trace.append(("wrapper called with", value))
+            original(value)
+
+        try:
+            task_status.started = started
+        except AttributeError as exc:
+            trace.append(("AttributeError", str(exc)))
+            task_status.started("unwrapped")
+        else:
+            task_status.started("wrapped")
+
+    async with lib.open_nursery() as nursery:
+        trace.append(("start returned", await nursery.start(child)))
+    return trace
+
+
 @scenario.parametrize()
 def test_same_trace_as_trio(scenario: Scenario) -> None:
     assert_same_trace(scenario)
