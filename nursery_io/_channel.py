@@ -132,7 +132,8 @@ class MemorySendChannel(SendChannel[SendType], ClosesOnExit):
     ``clone``, a synchronous ``close`` (and ``with`` support) and ``statistics``.
     """
 
-    __slots__ = ("__weakref__", "_closed", "_state", "_tasks")
+    # As in Trio, users may set attributes (a test mocks a method on an instance).
+    __slots__ = ("__dict__", "__weakref__", "_closed", "_state", "_tasks")
 
     _state: _ChannelState[SendType]
     _closed: bool
@@ -282,7 +283,8 @@ class MemoryReceiveChannel(ReceiveChannel[ReceiveType], ClosesOnExit):
     support) and ``statistics``.
     """
 
-    __slots__ = ("__weakref__", "_closed", "_state", "_tasks")
+    # As in Trio, users may set attributes (a test mocks a method on an instance).
+    __slots__ = ("__dict__", "__weakref__", "_closed", "_state", "_tasks")
 
     _state: _ChannelState[ReceiveType]
     _closed: bool

@@ -40,7 +40,8 @@ class StapledStream(HalfCloseableStream, Generic[SendStreamT, ReceiveStreamT]):
     process as if it were one connection.
     """
 
-    __slots__ = ("__weakref__", "receive_stream", "send_stream")
+    # As in Trio, users may set attributes (a test mocks a method on an instance).
+    __slots__ = ("__dict__", "__weakref__", "receive_stream", "send_stream")
 
     def __init__(self, send_stream: SendStreamT, receive_stream: ReceiveStreamT) -> None:
         self.send_stream = send_stream

@@ -161,7 +161,15 @@ class CapacityLimiter(_AsyncContextManagerMixin):
     ``async with limiter:``.
     """
 
-    __slots__ = ("__weakref__", "_borrowers", "_lot", "_pending_borrowers", "_total_tokens")
+    # As in Trio, users may set attributes (a test mocks a method on an instance).
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_borrowers",
+        "_lot",
+        "_pending_borrowers",
+        "_total_tokens",
+    )
 
     def __init__(self, total_tokens: int | float) -> None:
         self._lot = ParkingLot()
@@ -304,7 +312,8 @@ class Semaphore(_AsyncContextManagerMixin):
     ``ValueError`` — a cheap guard against unbalanced releases.
     """
 
-    __slots__ = ("__weakref__", "_lot", "_max_value", "_value")
+    # As in Trio, users may set attributes (a test mocks a method on an instance).
+    __slots__ = ("__dict__", "__weakref__", "_lot", "_max_value", "_value")
 
     def __init__(self, initial_value: int, *, max_value: int | None = None) -> None:
         # The texts (typos included) are Trio's: users match on them.
@@ -385,7 +394,8 @@ class LockStatistics:
 
 
 class _LockImpl(_AsyncContextManagerMixin):
-    __slots__ = ("__weakref__", "_lot", "_owner")
+    # As in Trio, users may set attributes (a test mocks a method on an instance).
+    __slots__ = ("__dict__", "__weakref__", "_lot", "_owner")
 
     def __init__(self) -> None:
         self._lot = ParkingLot()
@@ -505,7 +515,8 @@ class Condition(_AsyncContextManagerMixin):
     returns.
     """
 
-    __slots__ = ("__weakref__", "_lock", "_lot")
+    # As in Trio, users may set attributes (a test mocks a method on an instance).
+    __slots__ = ("__dict__", "__weakref__", "_lock", "_lot")
 
     def __init__(self, lock: Lock | None = None) -> None:
         if lock is None:

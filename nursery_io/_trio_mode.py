@@ -145,3 +145,16 @@ def install_as_trio() -> None:
     set_library_name(TRIO_NAME)
     # The package itself eagerly, so ``sys.modules["trio"]`` is there for code that looks.
     importlib.import_module(TRIO_NAME)
+    _provide_private_attributes()
+
+
+def _provide_private_attributes() -> None:
+    """The few private trio submodules that libraries reach as attributes at import time.
+
+    trio's private modules are not provided (see the module docstring), but quart-trio
+    names ``trio._file_io.AsyncIOWrapper`` in annotations evaluated when it is imported.
+    ``trio._file_io`` is reachable as an attribute; importing it still fails.
+    """
+    own = importlib.import_module(_OWN_NAME)
+    if not hasattr(own, "_file_io"):
+        own._file_io = importlib.import_module(_OWN_NAME + "._files._file_io")  # type: ignore[attr-defined]

@@ -44,7 +44,8 @@ class UnboundedQueue(Generic[T]):
     so prefer ``open_memory_channel(math.inf)``, which this is deprecated in favour of.
     """
 
-    __slots__ = ("__weakref__", "_can_get", "_data", "_lot")
+    # As in Trio, users may set attributes (a test mocks a method on an instance).
+    __slots__ = ("__dict__", "__weakref__", "_can_get", "_data", "_lot")
 
     def __init__(self) -> None:
         warn_deprecated(

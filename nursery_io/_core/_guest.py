@@ -45,7 +45,7 @@ from ._context import GLOBAL_RUN_CONTEXT
 from ._deprecate import warn_loose_exception_groups
 from ._entry import _close_leftover_coroutines, _finish, _ki_handler, _new_runner, _start
 from ._exceptions import InternalError
-from ._runner import _BUSY_POLL_INTERVAL_NS, _MAX_SLEEP, Runner
+from ._runner import _MAX_SLEEP, Runner
 
 if TYPE_CHECKING:
     import contextvars
@@ -248,7 +248,7 @@ class _GuestRun:
         runner = self._runner
         kernel = runner.kernel
         if runner.runq:
-            if time.monotonic_ns() - runner._last_poll_ns < _BUSY_POLL_INTERVAL_NS:
+            if time.monotonic_ns() - runner._last_poll_ns < runner.busy_poll_interval_ns:
                 # Busy: skip the wait, as Runner.run_turn does.
                 self._run_sync_soon_not_threadsafe(partial(self._tick, None, 0.0, 0))
                 return

@@ -123,7 +123,8 @@ class _StartableAnyArity(Protocol[*PosArgT]):
 
 
 class _StartTaskStatus(Generic[StatusT]):
-    __slots__ = ("_new_nursery", "_old_nursery", "_value")
+    # As in Trio, users may set attributes: tricycle wraps ``started`` on the instance.
+    __slots__ = ("__dict__", "_new_nursery", "_old_nursery", "_value")
 
     def __init__(self, old_nursery: Nursery, new_nursery: Nursery) -> None:
         self._old_nursery = old_nursery

@@ -78,7 +78,16 @@ class SocketStream(HalfCloseableStream):
     :class:`~nursery_io.ClosedResourceError` (the socket was closed).
     """
 
-    __slots__ = ("__weakref__", "_raw", "_receiving", "_send_broken", "_sending", "socket")
+    # As in Trio, users may set attributes (a test mocks a method on an instance).
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_raw",
+        "_receiving",
+        "_send_broken",
+        "_sending",
+        "socket",
+    )
 
     def __init__(self, socket: SocketType) -> None:
         if not isinstance(socket, SocketType):
@@ -301,7 +310,9 @@ class SocketListener(Listener[SocketStream]):
     server loop can back off (:func:`nursery_io.serve_listeners` does).
     """
 
+    # As in Trio, users may set attributes (a test mocks a method on an instance).
     __slots__ = (
+        "__dict__",
         "__weakref__",
         "socket",
     )

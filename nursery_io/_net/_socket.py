@@ -474,7 +474,8 @@ class SocketType(ClosesOnExit):
 class _SocketType(SocketType):
     """The real socket: a non-blocking stdlib socket plus readiness waits."""
 
-    __slots__ = ("_did_shutdown_SHUT_WR", "_sock")
+    # As in Trio, users may set attributes (a test mocks a method on an instance).
+    __slots__ = ("__dict__", "_did_shutdown_SHUT_WR", "_sock")
 
     def __init__(self, sock: _stdlib_socket.socket) -> None:
         if type(sock) is not _stdlib_socket.socket:

@@ -159,7 +159,9 @@ class SSLStream(Stream, Generic[T_Stream]):
     raise :exc:`NeedHandshakeError` until the handshake has completed.
     """
 
+    # As in Trio, users may set attributes (a test mocks a method on an instance).
     __slots__ = (
+        "__dict__",
         "__weakref__",  # weak-referenceable, as in Trio
         "_answer_pending",
         "_draining",

@@ -39,7 +39,14 @@ class SSLListener(Listener[SSLStream[T_Stream]]):
     attribute is the wrapped listener; :meth:`aclose` closes it.
     """
 
-    __slots__ = ("__weakref__", "_https_compatible", "_ssl_context", "transport_listener")
+    # As in Trio, users may set attributes (a test mocks a method on an instance).
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_https_compatible",
+        "_ssl_context",
+        "transport_listener",
+    )
 
     def __init__(
         self,

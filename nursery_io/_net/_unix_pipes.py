@@ -96,7 +96,8 @@ class FdStream(Stream):
     is closed.
     """
 
-    __slots__ = ("__weakref__", "_holder", "_receiving", "_sending")
+    # As in Trio, users may set attributes (a test mocks a method on an instance).
+    __slots__ = ("__dict__", "__weakref__", "_holder", "_receiving", "_sending")
 
     def __init__(self, fd: int) -> None:
         self._holder = _FdHolder(fd)

@@ -148,7 +148,9 @@ class MemorySendStream(SendStream):
     by ``close``/``aclose``). Without hooks, sending never blocks.
     """
 
+    # As in Trio, users may set attributes (a test mocks a method on an instance).
     __slots__ = (
+        "__dict__",
         "__weakref__",  # weak-referenceable, as in Trio
         "_busy",
         "_outgoing",
@@ -224,7 +226,16 @@ class MemoryReceiveStream(ReceiveStream):
     ``close``/``aclose``).
     """
 
-    __slots__ = ("__weakref__", "_busy", "_closed", "_incoming", "close_hook", "receive_some_hook")
+    # As in Trio, users may set attributes (a test mocks a method on an instance).
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_busy",
+        "_closed",
+        "_incoming",
+        "close_hook",
+        "receive_some_hook",
+    )
 
     def __init__(
         self,

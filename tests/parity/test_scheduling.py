@@ -301,22 +301,51 @@ def test_move_on_after_ends_a_checkpoint_loop_promptly(lib: ModuleType) -> None:
     assert 0.01 <= elapsed < 0.5
 
 
+class _SteppedClock(nursery_io.abc.Clock):
+    """A clock that moves only when told to and is not a MockClock, so the run keeps its
+    busy turns (a MockClock run polls on every turn)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def start_clock(self) -> None:
+        pass
+
+    def current_time(self) -> float:
+        return self.now
+
+    def deadline_to_sleep_time(self, deadline: float) -> float:
+        return deadline - self.now
+
+
 def test_busy_turns_fire_an_expired_deadline_without_polling() -> None:
     # Checkpoints far closer together than the busy-poll interval: the jump is noticed
     # although no kernel poll happens between the two checkpoints.
+    clock = _SteppedClock()
+
     async def main() -> tuple[int, bool]:
-        clock = nursery_io.lowlevel.current_clock()
-        assert isinstance(clock, nursery_io.testing.MockClock)
         with nursery_io.CancelScope(deadline=nursery_io.current_time() + 1) as scope:
             await nursery_io.lowlevel.checkpoint()
             polls = nursery_io.lowlevel.current_statistics().kernel_polls
-            clock.jump(2)
+            clock.now += 2
             await nursery_io.lowlevel.checkpoint()
         return nursery_io.lowlevel.current_statistics().kernel_polls - polls, scope.cancelled_caught
 
-    new_polls, caught = nursery_io.run(main, clock=nursery_io.testing.MockClock())
+    new_polls, caught = nursery_io.run(main, clock=clock)
     assert caught
     assert new_polls <= 1
+
+
+def test_a_mock_clock_run_polls_on_every_turn() -> None:
+    # Virtual time: no real-time throttle between polls (the order of socket wake-ups must
+    # not depend on the machine's speed), so each checkpoint's turn polls the kernel.
+    async def main() -> int:
+        polls = nursery_io.lowlevel.current_statistics().kernel_polls
+        for _ in range(10):
+            await nursery_io.lowlevel.checkpoint()
+        return nursery_io.lowlevel.current_statistics().kernel_polls - polls
+
+    assert nursery_io.run(main, clock=nursery_io.testing.MockClock()) >= 10
 
 
 # ----- 4. instruments -----

@@ -163,6 +163,25 @@ def test_private_trio_module_is_a_clear_error(tmp_path: Path) -> None:
     assert "trio mode" in message
 
 
+def test_private_file_io_is_reachable_as_an_attribute(tmp_path: Path) -> None:
+    # quart-trio annotates with trio._file_io.AsyncIOWrapper, evaluated at import time.
+    script = write(
+        tmp_path / "program.py",
+        """
+        import trio
+
+        async def main():
+            with open(__file__) as file:
+                return type(trio.wrap_file(file)) is trio._file_io.AsyncIOWrapper
+
+        print(trio.run(main))
+        """,
+    )
+    result = run_python("-m", "nursery_io", "run", "--as-trio", str(script))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"
+
+
 def test_exit_status_and_exceptions_pass_through(tmp_path: Path) -> None:
     exiting = write(tmp_path / "exiting.py", "import sys; sys.exit(7)\n")
     assert run_python("-m", "nursery_io", "run", "--as-trio", str(exiting)).returncode == 7
