@@ -48,7 +48,12 @@ def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
 def data_file(tmp_path: Path) -> tuple[Path, bytes]:
     path = tmp_path / "data.bin"
     data = os.urandom(4 * MIB + 123)
-    path.write_bytes(data)
+    with open(path, "wb") as f:
+        f.write(data)
+        # Written back now, not by the flusher in the middle of a test: a page being
+        # written back can make a RWF_NOWAIT probe fail, and the transfer take the ring.
+        f.flush()
+        os.fsync(f.fileno())
     return path, data
 
 
