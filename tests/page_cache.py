@@ -6,6 +6,8 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from nursery_io._kernel.cachestat import cached_pages, cachestat_supported
 
 
@@ -30,3 +32,17 @@ def evict(file: Path | int, offset: int = 0, length: int = 0) -> bool:
     finally:
         if fd is not file:
             os.close(fd)
+
+
+def cold_copy(data: bytes, path: Path) -> Path:
+    """Write ``data`` to a new file at ``path`` and take it out of the page cache.
+
+    For tests that need cold data more than once: a file that was just sent to a socket
+    can stay partly cached for a while whatever we ask (TCP keeps references to the pages
+    it sent until they are acknowledged), but a new file's pages are ours alone.
+    """
+    with open(path, "wb") as f:
+        f.write(data)
+    if not evict(path):
+        pytest.skip("the kernel kept a freshly written file in the page cache")
+    return path

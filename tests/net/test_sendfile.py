@@ -22,7 +22,7 @@ import nursery_io
 from nursery_io import lowlevel
 from nursery_io._core._context import current_runner
 from nursery_io.testing import memory_stream_pair
-from tests.page_cache import evict
+from tests.page_cache import cold_copy
 
 MIB = 1 << 20
 BIG = 8 * MIB  # far more than a pipe holds (64 KiB default, 1 MiB grown)
@@ -117,33 +117,33 @@ def check_engine(stats: Any, before: Any, engine: str, cold: bool = False) -> No
 def test_sock_sendfile_sends_the_right_bytes(
     engine: str,
     big_file: tuple[Path, bytes],
+    tmp_path: Path,
     cold: bool,
     offset: int,
     count: int | None,
 ) -> None:
     path, data = big_file
     expected = data[offset : offset + count if count else None]
+    if cold:
+        path = cold_copy(data, tmp_path / "cold.bin")
 
     async def main() -> None:
-        if cold:
-            evict(path)
-        else:
+        if not cold:
             warm(path)
         server, client = await tcp_pair()
-        got = bytearray()
-        with open(path, "rb") as f:
-            await nursery_io.lowlevel.checkpoint()
-            before = file_stats() or _zero_stats()
-            async with nursery_io.open_nursery() as nursery:
-                nursery.start_soon(receive_all, client, got)
-                sent = await server.sendfile(f, offset, count)
-                server.shutdown(stdlib_socket.SHUT_WR)
-            assert f.tell() == offset + sent
-        assert sent == len(expected)
-        assert got == expected
-        check_engine(file_stats(), before, engine, cold)
-        server.close()
-        client.close()
+        with server, client:  # closed even when a check fails
+            got = bytearray()
+            with open(path, "rb") as f:
+                await nursery_io.lowlevel.checkpoint()
+                before = file_stats() or _zero_stats()
+                async with nursery_io.open_nursery() as nursery:
+                    nursery.start_soon(receive_all, client, got)
+                    sent = await server.sendfile(f, offset, count)
+                    server.shutdown(stdlib_socket.SHUT_WR)
+                assert f.tell() == offset + sent
+            assert sent == len(expected)
+            assert got == expected
+            check_engine(file_stats(), before, engine, cold)
 
     nursery_io.run(main)
 
@@ -423,15 +423,15 @@ def test_sock_sendfile_to_a_closed_peer_raises_the_os_error(
 
 @pytest.mark.parametrize("cold", [False, True], ids=["cached", "cold"])
 def test_cancelling_send_file_mid_transfer(
-    engine: str, big_file: tuple[Path, bytes], cold: bool
+    engine: str, big_file: tuple[Path, bytes], cold: bool, tmp_path: Path
 ) -> None:
     path, data = big_file
+    if cold:
+        path = cold_copy(data, tmp_path / "cold.bin")
     fds_before = fd_count()
 
     async def main() -> None:
-        if cold:
-            evict(path)
-        else:
+        if not cold:
             warm(path)
         server, client = await stream_pair()
         got = bytearray()
@@ -505,13 +505,16 @@ def test_cancelled_sock_sendfile_moves_the_position_to_what_was_sent(
     nursery_io.run(main)
 
 
-def test_no_fd_leak_and_pipes_are_reused(engine: str, big_file: tuple[Path, bytes]) -> None:
-    path, data = big_file
+def test_no_fd_leak_and_pipes_are_reused(
+    engine: str, big_file: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    _, data = big_file
+    # Cold, each time: the ring's splices, through a pipe of the pool.
+    paths = [cold_copy(data[: 3 * MIB], tmp_path / f"cold{i}.bin") for i in range(5)]
     fds_before = fd_count()
 
     async def main() -> None:
-        for _ in range(5):
-            evict(path)  # cold: the ring's splices, through a pipe of the pool
+        for path in paths:
             server, client = await stream_pair()
             got = bytearray()
             fd = os.open(path, os.O_RDONLY)
@@ -534,16 +537,16 @@ def test_no_fd_leak_and_pipes_are_reused(engine: str, big_file: tuple[Path, byte
 
 
 def test_without_splice_in_the_probe_the_threads_do_it(
-    monkeypatch: pytest.MonkeyPatch, big_file: tuple[Path, bytes]
+    monkeypatch: pytest.MonkeyPatch, big_file: tuple[Path, bytes], tmp_path: Path
 ) -> None:
     monkeypatch.setenv("NURSERY_IO_URING", "1")
-    path, data = big_file
+    _, data = big_file
+    path = cold_copy(data, tmp_path / "cold.bin")  # not cached: no inline send either
 
     async def main() -> None:
         engine = current_runner().kernel.engine
         if engine._ring is not None:
             engine._ring.splice = False  # what a kernel without IORING_OP_SPLICE gives
-        evict(path)  # not cached: no inline send either
         server, client = await tcp_pair()
         got = bytearray()
         before = file_stats()
