@@ -100,7 +100,7 @@ class Task:
     @property
     def name(self) -> str:
         """The task's name: the one given to ``start_soon``/``start``, or else the
-        function's ``module.qualname``."""
+        qualified name (``module.qualname``) of the function it runs. Assignable."""
         name = self._name
         if type(name) is not str:
             # Worked out on first use: most tasks are never asked for their name.
