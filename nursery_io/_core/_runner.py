@@ -68,6 +68,7 @@ __all__ = [
     "current_statistics",
     "current_time",
     "current_token",
+    "deadline_passed",
     "in_run",
     "in_task",
     "reschedule",
@@ -700,6 +701,19 @@ def current_effective_deadline() -> float:
     """The deadline that applies to the current task: the earliest one among its enclosing
     scopes up to the first shield. ``-inf`` if it is already cancelled, ``inf`` if none."""
     return current_task()._cancel_status.effective_deadline()
+
+
+def deadline_passed() -> bool:
+    """Whether a deadline of the current run has passed that the run hasn't fired yet.
+
+    Deadlines fire between batches, at schedule points. Library code that leaves out a
+    schedule point Trio has, for speed, asks this first and takes the schedule point when
+    it would change the outcome: a deadline that passed just before is then noticed where
+    Trio notices it.
+    """
+    runner = GLOBAL_RUN_CONTEXT.runner
+    deadlines = runner.deadlines
+    return bool(deadlines) and deadlines.next_deadline() <= runner.clock.current_time()
 
 
 def in_run() -> bool:

@@ -45,6 +45,7 @@ from .._core import (
     cancel_shielded_checkpoint,
     checkpoint,
     checkpoint_if_cancelled,
+    deadline_passed,
 )
 from .._core._util import final
 from .._highlevel_generic import aclose_forcefully
@@ -107,6 +108,11 @@ class _TransportLock:
     async def acquire(self) -> bool:
         """Take the lock; return whether we had to wait (and so went through a
         checkpoint)."""
+        if not self._held and deadline_passed():
+            # Trio's lock here is a schedule point, where the run fires a deadline that has
+            # just passed; the transport call then raises Cancelled (and the stream breaks).
+            # Yield only when that is what would happen, not on every call.
+            await cancel_shielded_checkpoint()
         if not self._held:
             self._held = True
             return False

@@ -306,3 +306,29 @@ async def over_tcp(lib: ModuleType) -> Trace:
         await client.aclose()
         nursery.cancel_scope.cancel()
     return trace
+
+
+@scenario(autojump=True)
+async def deadline_passing_just_before_a_send(lib: ModuleType) -> Trace:
+    # The deadline passes with no checkpoint in between (the clock jumps). Trio notices it
+    # at the schedule point inside send_all, before the record reaches the socket: the
+    # send is cancelled and the TLS stream is broken, since part of a record may be out.
+    trace: Trace = []
+    client_ctx, server_ctx = contexts()
+    a, b = lib.socket.socketpair()
+    client = lib.SSLStream(lib.SocketStream(a), client_ctx, server_hostname="localhost")
+    server = lib.SSLStream(lib.SocketStream(b), server_ctx, server_side=True)
+    await handshake(lib, client, server)
+    clock = lib.lowlevel.current_clock()
+    with lib.move_on_after(1) as scope:
+        clock.jump(2)
+        await client.send_all(b"late")
+    trace.append(("cancelled", scope.cancelled_caught))
+    trace.append(("then", await outcome_of(lambda: client.send_all(b"again"))))
+    with lib.move_on_after(1) as scope:
+        clock.jump(2)
+        await server.receive_some()
+    trace.append(("receive cancelled", scope.cancelled_caught))
+    await client.transport_stream.aclose()
+    await server.transport_stream.aclose()
+    return trace
