@@ -282,7 +282,7 @@ class Runner:
         else:
             coro = context.run(coroutine_or_error, async_fn, *args, task_status=task_status)
         if name is not None and type(name) is not str:
-            name = name_for_task(name, name)  # not later: the object may change
+            name = name_for_task(async_fn, name)  # now, not later: the object may change
         task = Task(self, coro, async_fn if name is None else name, context, nursery, system_task)
         self.tasks.add(task)
         if nursery is not None:
